@@ -1,0 +1,37 @@
+# Set-up and everyday commands. `make demo` and `make test` each install what they need.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
+
+.PHONY: install demo test lint ui clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Materialize every asset on the built-in synthetic dataset, then say where to look.
+demo: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster asset materialize -m orchestration.definitions --select '*'
+	$(BIN)/python -m orchestration.summary
+
+## Lint and run the test suite (real Spark, real Delta tables, real Dagster webserver).
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+## The Dagster UI on http://127.0.0.1:3000 with the runs that `make demo` made.
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf lake .dagster_home

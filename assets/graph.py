@@ -1,0 +1,242 @@
+"""Graph assets: co-engagement edges, semantic triples, the knowledge graph and its profile."""
+
+
+from typing import Literal
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from orchestration.measure import Measure
+from orchestration.plots import loglog_distribution, png_markdown
+from orchestration.resources import SparkResource, env
+from spark_jobs import constants as C
+from spark_jobs import graph_checks
+from spark_jobs.coengagement import CoengagementParams
+from spark_jobs.coengagement import coengagement_edges as build_coengagement
+from spark_jobs.graph import GraphParams
+from spark_jobs.graph import knowledge_graph as build_graph
+from spark_jobs.graph import semantic_triples as prune_triples
+from spark_jobs.graph_stats import component_sizes, connected_components, eel_degrees
+
+GROUP = "graph"
+
+
+class CoengagementConfig(dg.Config):
+    window_days: float | None = float(env("WINDOW_DAYS", str(C.DEFAULT_WINDOW_DAYS)))
+    max_items_per_user: int = C.DEFAULT_MAX_ITEMS_PER_USER
+    min_support: int = C.DEFAULT_MIN_SUPPORT
+    min_weight: float = 0.0
+    score: Literal["cosine", "ppmi", "jaccard"] = "cosine"
+
+
+class GraphConfig(dg.Config):
+    min_support: int = C.DEFAULT_MIN_SUPPORT
+    top_k: int = C.DEFAULT_TOP_K
+    min_concept_entities: int = C.DEFAULT_MIN_CONCEPT_ENTITIES
+    max_concept_fanout: int = C.DEFAULT_MAX_CONCEPT_FANOUT
+    seed: int = 0
+
+
+@dg.asset(group_name=GROUP)
+def coengagement_edges(
+    context: dg.AssetExecutionContext, config: CoengagementConfig, raw_interactions: DataFrame
+) -> dg.Output[DataFrame]:
+    """Item pairs co-engaged by the same users within a window, with support and score."""
+    with Measure() as m:
+        edges = build_coengagement(
+            raw_interactions, CoengagementParams(**config.model_dump())
+        ).persist()
+        stats = edges.agg(
+            F.count("*").alias("edges"),
+            F.countDistinct(C.SRC).alias("src_items"),
+            F.max(C.SUPPORT).alias("max_support"),
+            F.avg(C.SCORE).alias("mean_score"),
+        ).first()
+    context.log.info(f"{stats['edges']} co-engagement pairs")
+    return dg.Output(
+        edges,
+        metadata={
+            "edges": stats["edges"],
+            "max_support": stats["max_support"] or 0,
+            "mean_score": float(stats["mean_score"] or 0.0),
+            **m.metadata("compute"),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP)
+def semantic_triples(
+    context: dg.AssetExecutionContext, config: GraphConfig, item_concepts: DataFrame
+) -> dg.Output[DataFrame]:
+    """Entity-concept triples after dropping rare concepts and sampling hub concepts."""
+    with Measure() as m:
+        triples = prune_triples(item_concepts, GraphParams(**config.model_dump())).persist()
+        per_relation = {
+            r[C.RELATION]: (r["triples"], r["concepts"], r["sampled"])
+            for r in triples.groupBy(C.RELATION)
+            .agg(
+                F.count("*").alias("triples"),
+                F.countDistinct(C.CONCEPT).alias("concepts"),
+                F.countDistinct(F.when(F.col("sampled"), F.col(C.CONCEPT))).alias("sampled"),
+            )
+            .collect()
+        }
+        rows_in = item_concepts.count()
+    kept = sum(t for t, _, _ in per_relation.values())
+    table = ["| relation | triples | concepts | concepts sampled down |", "|---|---|---|---|"]
+    table += [f"| {rel} | {t} | {c} | {s} |" for rel, (t, c, s) in sorted(per_relation.items())]
+    context.log.info(f"{kept} of {rows_in} triples kept after concept pruning")
+    return dg.Output(
+        triples,
+        metadata={
+            "triples_in": rows_in,
+            "triples_kept": kept,
+            "by_relation": dg.MetadataValue.md("\n".join(table)),
+            **m.metadata("compute"),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP)
+def knowledge_graph(
+    context: dg.AssetExecutionContext,
+    config: GraphConfig,
+    item_catalog: DataFrame,
+    coengagement_edges: DataFrame,
+    semantic_triples: DataFrame,
+) -> dg.Output[dict[str, DataFrame]]:
+    """Entity and concept nodes with dense ids; symmetric top-k EELs and entity-concept edges."""
+    with Measure() as m:
+        graph = build_graph(
+            item_catalog, coengagement_edges, semantic_triples, GraphParams(**config.model_dump())
+        )
+        nodes, edges = graph["nodes"].persist(), graph["edges"].persist()
+        node_counts = dict(nodes.groupBy(C.NODE_TYPE).count().collect())
+        edge_counts = dict(edges.groupBy(C.RELATION).count().collect())
+        histogram = eel_degrees(nodes, edges).groupBy(C.DEGREE).count().orderBy(C.DEGREE).collect()
+    degrees = {r[C.DEGREE]: r["count"] for r in histogram}
+    entities = node_counts.get(C.ENTITY, 0)
+    cold_share = degrees.get(0, 0) / max(entities, 1)
+    eel_total = edge_counts.get(C.EEL, 0)
+    plot = loglog_distribution(
+        list(degrees), list(degrees.values()), title="EEL degree distribution", xlabel="EEL degree"
+    )
+    context.log.info(
+        f"Graph: {node_counts} nodes, {edge_counts} edges, cold-start {cold_share:.1%}"
+    )
+    return dg.Output(
+        {"nodes": nodes, "edges": edges},
+        metadata={
+            "nodes_by_type": dg.MetadataValue.json(node_counts),
+            "edges_by_relation": dg.MetadataValue.json(edge_counts),
+            "entities": entities,
+            "eel_edges_directed": eel_total,
+            "mean_eel_degree": eel_total / max(entities, 1),
+            "max_eel_degree": max(degrees, default=0),
+            "cold_start_share": cold_share,
+            "eel_degree_distribution": png_markdown(plot, "EEL degree distribution"),
+            **m.metadata("compute"),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP)
+def graph_profile(
+    context: dg.AssetExecutionContext, spark: SparkResource, knowledge_graph: dict[str, DataFrame]
+) -> dg.Output[dict[str, DataFrame]]:
+    """EEL degrees and connected components (GraphFrames when loaded, else DataFrames)."""
+    nodes, edges = knowledge_graph["nodes"], knowledge_graph["edges"]
+    use_graphframes = spark.capabilities.graphframes
+    with Measure() as m:
+        degrees = eel_degrees(nodes, edges)
+        components = connected_components(nodes, edges, use_graphframes).persist()
+        sizes = component_sizes(components).collect()
+    entities = sum(r["size"] for r in sizes)
+    size_hist: dict[int, int] = {}
+    for r in sizes:
+        size_hist[r["size"]] = size_hist.get(r["size"], 0) + 1
+    plot = loglog_distribution(
+        list(size_hist), list(size_hist.values()), title="EEL component sizes", xlabel="size"
+    )
+    largest = sizes[0]["size"] if sizes else 0
+    context.log.info(f"{len(sizes)} components, largest {largest} of {entities} entities")
+    return dg.Output(
+        {"degrees": degrees, "components": components},
+        metadata={
+            "algorithm": "graphframes" if use_graphframes else "dataframe min-label propagation",
+            "components": len(sizes),
+            "largest_component": largest,
+            "largest_component_share": largest / max(entities, 1),
+            "singletons": size_hist.get(1, 0),
+            "component_sizes": png_markdown(plot, "component sizes"),
+            **m.metadata("compute"),
+        },
+    )
+
+
+def _zero(name: str, count: int, what: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=count == 0,
+        metadata={name: count},
+        description=f"{count} {what}" if count else None,
+    )
+
+
+@dg.asset_check(asset=knowledge_graph, blocking=True)
+def kg_ids_resolve(knowledge_graph: dict[str, DataFrame]) -> dg.AssetCheckResult:
+    """Every edge endpoint is a node of the named type."""
+    n = graph_checks.dangling_endpoints(knowledge_graph["nodes"], knowledge_graph["edges"])
+    return _zero("dangling_endpoints", n, "edge endpoints name no node")
+
+
+@dg.asset_check(asset=knowledge_graph, blocking=True)
+def kg_eel_symmetric_loop_free(knowledge_graph: dict[str, DataFrame]) -> dg.AssetCheckResult:
+    """Every EEL has its reverse; no entity links to itself."""
+    edges = knowledge_graph["edges"]
+    asym, loops = graph_checks.eel_asymmetric(edges), graph_checks.eel_self_loops(edges)
+    return dg.AssetCheckResult(
+        passed=asym == 0 and loops == 0,
+        metadata={"asymmetric_eels": asym, "self_loops": loops},
+    )
+
+
+@dg.asset_check(asset=knowledge_graph, blocking=True)
+def kg_no_duplicate_edges(knowledge_graph: dict[str, DataFrame]) -> dg.AssetCheckResult:
+    n = graph_checks.duplicate_edges(knowledge_graph["edges"])
+    return _zero("duplicate_edges", n, "duplicate edges")
+
+
+@dg.asset_check(asset=knowledge_graph, blocking=True)
+def kg_weights_finite_positive(knowledge_graph: dict[str, DataFrame]) -> dg.AssetCheckResult:
+    n = graph_checks.bad_weights(knowledge_graph["edges"])
+    return _zero("bad_weights", n, "edges with a null, NaN, infinite or non-positive weight")
+
+
+@dg.asset_check(asset=knowledge_graph)
+def kg_cold_start_share(
+    knowledge_graph: dict[str, DataFrame],
+) -> dg.AssetCheckResult:
+    """Share of entities with no EEL: the items the graph must embed from concepts alone.
+
+    Reported, and a warning above the configured share: a graph that is mostly cold
+    start means the co-engagement thresholds or the interaction data need a look.
+    """
+    limit = float(env("MAX_COLD_START_SHARE", "0.5"))
+    degrees = eel_degrees(knowledge_graph["nodes"], knowledge_graph["edges"])
+    row = degrees.agg(
+        F.count("*").alias("n"), F.sum((F.col(C.DEGREE) == 0).cast("int")).alias("cold")
+    ).first()
+    share = (row["cold"] or 0) / max(row["n"], 1)
+    return dg.AssetCheckResult(
+        passed=share <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"cold_start_share": share, "cold_entities": row["cold"] or 0, "limit": limit},
+    )
+
+
+@dg.asset_check(asset=coengagement_edges, blocking=True)
+def coengagement_pairs_unique(coengagement_edges: DataFrame) -> dg.AssetCheckResult:
+    """Each pair stored once, as ``src < dst`` (so no self-loops either)."""
+    n = graph_checks.duplicate_pairs(coengagement_edges)
+    return _zero("bad_pairs", n, "pairs duplicated or not stored as src < dst")

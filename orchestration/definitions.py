@@ -1,0 +1,52 @@
+"""The code location: assets by group, checks, jobs and resources for this deployment."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import graph, raw
+from orchestration.io_manager import DeltaIOManager
+from orchestration.resources import LakeResource, SparkResource, env
+
+
+def local_resources() -> dict[str, object]:
+    """One machine: Spark ``local[*]`` and a lake folder on local disk."""
+    spark = SparkResource(
+        master=env("SPARK_MASTER", "local[*]"),
+        driver_memory=env("SPARK_DRIVER_MEMORY", "4g"),
+    )
+    lake = LakeResource(root=env("LAKE_ROOT", "lake"))
+    return {"spark": spark, "lake": lake, "io_manager": DeltaIOManager(lake=lake, spark=spark)}
+
+
+def cluster_resources() -> dict[str, object]:
+    """A Spark cluster and shared storage, both required from the environment."""
+    spark = SparkResource(
+        master=dg.EnvVar("COGRAPH_SPARK_MASTER"), driver_memory=env("SPARK_DRIVER_MEMORY", "8g")
+    )
+    lake = LakeResource(root=dg.EnvVar("COGRAPH_LAKE_ROOT"))
+    return {"spark": spark, "lake": lake, "io_manager": DeltaIOManager(lake=lake, spark=spark)}
+
+
+RESOURCES_BY_DEPLOYMENT = {"local": local_resources, "cluster": cluster_resources}
+# On one machine all steps share one process and so one SparkSession (a JVM per step
+# would cost seconds each and gigabytes); a cluster deployment runs steps apart.
+EXECUTOR_BY_DEPLOYMENT = {"local": dg.in_process_executor, "cluster": dg.multiprocess_executor}
+
+DEPLOYMENT = env("DEPLOYMENT", "local")
+if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
+    raise ValueError(
+        f"COGRAPH_DEPLOYMENT={DEPLOYMENT!r}; expected one of {sorted(RESOURCES_BY_DEPLOYMENT)}"
+    )
+
+ASSET_MODULES = [raw, graph]
+
+full_refresh = dg.define_asset_job("full_refresh", selection=dg.AssetSelection.all())
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    jobs=[full_refresh],
+    resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
+    executor=EXECUTOR_BY_DEPLOYMENT[DEPLOYMENT],
+)

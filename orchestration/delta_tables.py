@@ -1,0 +1,225 @@
+"""Spark DataFrames as Delta tables, with or without delta-spark on the classpath.
+
+With delta-spark loaded, Spark writes ``format("delta")`` itself. Without it, Spark
+writes Parquet part files into a fresh folder inside the table root and ``deltalake``
+commits exactly those files in one atomic transaction (``append`` or ``overwrite``).
+Either way a write is one Delta version, and a write that fails before its commit
+leaves the table at its previous version: the staged files are removed and no log
+entry points at them.
+
+Writing is split in two phases, :func:`stage` then :func:`commit`, so that an asset
+made of several tables commits none of them until all of them have been written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, Schema
+from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+WriteMode = Literal["append", "overwrite"]
+
+
+class SchemaMismatchError(ValueError):
+    """A write whose columns do not match the table it would change."""
+
+
+@dataclass(frozen=True)
+class TableCommit:
+    """What one committed write produced; recorded as asset metadata."""
+
+    path: str
+    version: int
+    rows_written: int
+    table_rows: int
+    schema: list[tuple[str, str]]
+    engine: str
+
+
+@dataclass
+class StagedWrite:
+    """Files written but not yet committed (the offline path), or a deferred delta-spark write."""
+
+    path: Path
+    mode: WriteMode
+    arrow_schema: pa.Schema
+    df: DataFrame | None = None  # delta-spark path: the write itself is the commit
+    folder: str | None = None
+    files: list[Path] = field(default_factory=list)
+    rows: int = 0
+    custom_metadata: dict[str, str] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.path / self.folder, ignore_errors=True)
+
+
+def is_table(path: str | Path) -> bool:
+    return DeltaTable.is_deltatable(str(path))
+
+
+def table_version(path: str | Path) -> int | None:
+    """Latest version of the table at ``path``, or None where there is no table."""
+    return DeltaTable(str(path)).version() if is_table(path) else None
+
+
+def _fields(schema: pa.Schema) -> list[tuple[str, str]]:
+    return [(f.name, str(f.type)) for f in schema]
+
+
+def check_schema(path: Path, new: pa.Schema, mode: WriteMode, overwrite_schema: bool) -> None:
+    """Refuse a write whose columns differ from the table's, naming the first difference."""
+    if not is_table(path) or (mode == "overwrite" and overwrite_schema):
+        return
+    current = pa.schema(DeltaTable(str(path)).schema().to_arrow())
+    old, new_fields = dict(_fields(current)), dict(_fields(new))
+    problems = [f"column '{c}' missing from the new data" for c in old if c not in new_fields]
+    problems += [f"column '{c}' is not in the table" for c in new_fields if c not in old]
+    problems += [
+        f"column '{c}' has type {new_fields[c]}, the table has {old[c]}"
+        for c in old
+        if c in new_fields and old[c] != new_fields[c]
+    ]
+    if problems:
+        hint = "" if mode == "append" else " (overwrite with overwrite_schema=True to replace it)"
+        raise SchemaMismatchError(
+            f"Schema mismatch writing Delta table {path}: {'; '.join(problems)}{hint}."
+        )
+
+
+def stage(
+    df: DataFrame,
+    path: str | Path,
+    *,
+    use_delta_spark: bool,
+    mode: WriteMode = "overwrite",
+    overwrite_schema: bool = False,
+    custom_metadata: Mapping[str, str] | None = None,
+) -> StagedWrite:
+    """Write ``df``'s files (offline path) without committing them."""
+    path = Path(path).resolve()
+    arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
+    check_schema(path, arrow_schema, mode, overwrite_schema)
+    staged = StagedWrite(path, mode, arrow_schema, custom_metadata=dict(custom_metadata or {}))
+    if use_delta_spark:
+        staged.df = df
+        return staged
+    staged.folder = f"part-{uuid.uuid4().hex}"
+    target = path / staged.folder
+    try:
+        df.write.parquet(str(target))
+    except BaseException:
+        staged.discard()
+        raise
+    for marker in target.iterdir():  # _SUCCESS and .crc files are Spark's, not the table's
+        if not marker.name.endswith(".parquet"):
+            marker.unlink()
+    staged.files = sorted(target.glob("*.parquet"))
+    staged.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in staged.files)
+    return staged
+
+
+def commit(staged: StagedWrite, overwrite_schema: bool = False) -> TableCommit:
+    """Make staged files one new Delta version."""
+    path = staged.path
+    if staged.df is not None:
+        (
+            staged.df.write.format("delta")
+            .mode(staged.mode)
+            .option("overwriteSchema", str(overwrite_schema).lower())
+            .save(str(path))
+        )
+        engine = "delta-spark"
+    else:
+        actions = [
+            AddAction(
+                path=f"{staged.folder}/{f.name}",
+                size=f.stat().st_size,
+                partition_values={},
+                modification_time=int(f.stat().st_mtime * 1000),
+                data_change=True,
+                stats=json.dumps({"numRecords": pq.ParquetFile(f).metadata.num_rows}),
+            )
+            for f in staged.files
+        ]
+        props = CommitProperties(custom_metadata={"engine": "cograph", **staged.custom_metadata})
+        schema = Schema.from_arrow(staged.arrow_schema)
+        try:
+            if is_table(path):
+                DeltaTable(str(path)).create_write_transaction(
+                    actions, staged.mode, schema, commit_properties=props
+                )
+            else:
+                create_table_with_add_actions(
+                    str(path), schema, actions, mode="error", commit_properties=props
+                )
+        except BaseException:
+            staged.discard()
+            raise
+        engine = "deltalake"
+    table = DeltaTable(str(path))
+    rows_written = staged.rows
+    if staged.df is not None:
+        metrics = table.history(1)[0].get("operationMetrics", {})
+        rows_written = int(metrics.get("numOutputRows", 0))
+    return TableCommit(
+        path=str(path),
+        version=table.version(),
+        rows_written=rows_written,
+        table_rows=table_rows(table),
+        schema=_fields(staged.arrow_schema),
+        engine=engine,
+    )
+
+
+def table_rows(table: DeltaTable) -> int:
+    counts = pa.chunked_array(table.get_add_actions(flatten=True).column("num_records"))
+    return int(pc.sum(counts).as_py() or 0)
+
+
+def write_table(
+    df: DataFrame,
+    path: str | Path,
+    *,
+    use_delta_spark: bool,
+    mode: WriteMode = "overwrite",
+    overwrite_schema: bool = False,
+    custom_metadata: Mapping[str, str] | None = None,
+) -> TableCommit:
+    """Write ``df`` as one new version of the Delta table at ``path``."""
+    staged = stage(
+        df,
+        path,
+        use_delta_spark=use_delta_spark,
+        mode=mode,
+        overwrite_schema=overwrite_schema,
+        custom_metadata=custom_metadata,
+    )
+    return commit(staged, overwrite_schema)
+
+
+def read_table(spark: SparkSession, path: str | Path, *, use_delta_spark: bool) -> DataFrame:
+    """The latest snapshot of the Delta table at ``path`` as a DataFrame."""
+    path = Path(path).resolve()
+    if not is_table(path):
+        raise FileNotFoundError(f"No Delta table at {path} (was its asset materialized?)")
+    if use_delta_spark:
+        return spark.read.format("delta").load(str(path))
+    table = DeltaTable(str(path))
+    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    files = table.file_uris()
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*files)

@@ -1,0 +1,37 @@
+"""Small plots for asset metadata, embedded as Markdown images."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import dagster as dg
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def loglog_distribution(
+    values: Sequence[float], counts: Sequence[int], *, title: str, xlabel: str
+) -> bytes:
+    """A count-per-value scatter on log-log axes (zero values are shown at x=0.5)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    xs = [v if v > 0 else 0.5 for v in values]
+    ax.scatter(xs, counts, s=10)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -1,0 +1,35 @@
+"""``python -m orchestration.summary``: what the lake holds, and where to look next."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from orchestration.delta_tables import table_rows
+from orchestration.resources import env
+
+
+def lake_tables(root: Path) -> list[tuple[str, int, int]]:
+    """(table path relative to the lake, latest version, rows) for every Delta table."""
+    found = []
+    for log_dir in sorted(root.rglob("_delta_log")):
+        table = DeltaTable(str(log_dir.parent))
+        found.append((str(log_dir.parent.relative_to(root)), table.version(), table_rows(table)))
+    return found
+
+
+def main() -> None:
+    root = Path(env("LAKE_ROOT", "lake")).resolve()
+    print(f"\nLake: {root}")
+    print(f"{'table':<40} {'version':>7} {'rows':>12}")
+    for name, version, rows in lake_tables(root):
+        print(f"{name:<40} {version:>7} {rows:>12,}")
+    home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
+    print(f"\nDagster runs and asset metadata: {home}")
+    print("Open the UI:  make ui   (then http://127.0.0.1:3000, Assets -> View lineage)")
+
+
+if __name__ == "__main__":
+    main()

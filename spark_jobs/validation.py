@@ -1,0 +1,178 @@
+"""Row-level checks that split raw input into clean rows and quarantined rows.
+
+Nothing is dropped silently: every rejected row leaves with its original content as
+JSON and the first reason it failed, for the ``quarantine`` table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs import constants as C
+
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField(C.SOURCE, T.StringType()),
+        T.StructField(C.ROW, T.StringType()),
+        T.StructField(C.REASON, T.StringType()),
+        T.StructField(C.BATCH_ID, T.StringType()),
+        T.StructField(C.QUARANTINED_AT, T.TimestampType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Clean rows and rejected rows of one input."""
+
+    good: DataFrame
+    bad: DataFrame
+
+
+def parse_timestamp(col: Column, dtype: T.DataType) -> Column:
+    """Timestamps as given: a timestamp, epoch seconds (number or digits), or an ISO string."""
+    if isinstance(dtype, T.TimestampType | T.TimestampNTZType):
+        return col.cast(T.TimestampType())
+    if isinstance(dtype, T.NumericType):
+        return F.timestamp_seconds(col)
+    text = F.trim(col.cast(T.StringType()))
+    return F.coalesce(
+        F.when(text.rlike(r"^\d+(\.\d+)?$"), F.timestamp_seconds(text.try_cast("double"))),
+        F.try_to_timestamp(text),
+    )
+
+
+def blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col.cast(T.StringType())) == "")
+
+
+def split_rows(
+    df: DataFrame,
+    rules: list[tuple[Column, Column | str]],
+    *,
+    source: str,
+    batch_id: str,
+    original_columns: list[str],
+) -> Checked:
+    """Apply ``rules`` (bad-row condition, reason) in order; the first match is the reason."""
+    reason = F.coalesce(
+        *[F.when(cond, r if isinstance(r, Column) else F.lit(r)) for cond, r in rules],
+        F.lit(None).cast(T.StringType()),
+    )
+    flagged = df.withColumn("_reason", reason)
+    bad = flagged.where(F.col("_reason").isNotNull()).select(
+        F.lit(source).alias(C.SOURCE),
+        F.to_json(F.struct(*[F.col(c) for c in original_columns])).alias(C.ROW),
+        F.col("_reason").alias(C.REASON),
+        F.lit(batch_id).alias(C.BATCH_ID),
+        F.current_timestamp().alias(C.QUARANTINED_AT),
+    )
+    good = flagged.where(F.col("_reason").isNull()).drop("_reason")
+    return Checked(good, bad)
+
+
+def check_catalog(items: DataFrame, *, source: str, batch_id: str) -> Checked:
+    """Items need an id; a repeated id keeps its first row and quarantines the others."""
+    original = items.columns
+    df = items.withColumn(C.ITEM_ID, F.trim(F.col(C.ITEM_ID).cast("string"))).withColumn(
+        "_dup", F.row_number().over(Window.partitionBy(C.ITEM_ID).orderBy(F.col(C.TITLE)))
+    )
+    checked = split_rows(
+        df,
+        [(blank(F.col(C.ITEM_ID)), "missing item_id"), (F.col("_dup") > 1, "duplicate item_id")],
+        source=source,
+        batch_id=batch_id,
+        original_columns=original,
+    )
+    good = checked.good.select(
+        C.ITEM_ID,
+        F.coalesce(F.col(C.DOMAIN).cast("string"), F.lit("default")).alias(C.DOMAIN),
+        F.coalesce(F.col(C.TITLE).cast("string"), F.col(C.ITEM_ID)).alias(C.TITLE),
+    )
+    return Checked(good, checked.bad)
+
+
+def check_interactions(
+    raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str
+) -> Checked:
+    """Ids present, timestamp parseable, weight a non-negative number, item in the catalog."""
+    original = raw.columns
+    known = catalog.select(F.col(C.ITEM_ID).alias("_item"), F.lit(True).alias("_known"))
+    df = raw.select(
+        *original,
+        F.trim(F.col(C.USER_ID).cast("string")).alias("_user"),
+        F.trim(F.col(C.ITEM_ID).cast("string")).alias("_item"),
+        parse_timestamp(F.col(C.TS), raw.schema[C.TS].dataType).alias("_ts"),
+        F.col(C.WEIGHT).cast("string").try_cast("double").alias("_w"),
+    ).join(known, "_item", "left")
+    checked = split_rows(
+        df,
+        [
+            (blank(F.col("_user")), "missing user_id"),
+            (blank(F.col("_item")), "missing item_id"),
+            (
+                F.col("_ts").isNull(),
+                F.concat(F.lit("unparseable ts: "), F.col(C.TS).cast("string")),
+            ),
+            (F.col("_w").isNull() | F.isnan("_w"), "weight is not a number"),
+            (F.col("_w") < 0, "negative weight"),
+            (F.col("_known").isNull(), F.concat(F.lit("unknown item_id: "), F.col("_item"))),
+        ],
+        source=source,
+        batch_id=batch_id,
+        original_columns=original,
+    )
+    good = checked.good.select(
+        F.col("_user").alias(C.USER_ID),
+        F.col("_item").alias(C.ITEM_ID),
+        F.coalesce(F.col(C.EVENT).cast("string"), F.lit("interaction")).alias(C.EVENT),
+        F.col("_w").alias(C.WEIGHT),
+        F.col("_ts").alias(C.TS),
+        F.lit(batch_id).alias(C.BATCH_ID),
+    )
+    return Checked(good, checked.bad)
+
+
+def check_concepts(raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str) -> Checked:
+    """Triples need all three fields, a relation usable as a node type and a known item."""
+    original = raw.columns
+    known = catalog.select(F.col(C.ITEM_ID).alias("_item"), F.lit(True).alias("_known"))
+    df = raw.select(
+        *original,
+        F.trim(F.col(C.ITEM_ID).cast("string")).alias("_item"),
+        F.lower(F.trim(F.col(C.RELATION).cast("string"))).alias("_rel"),
+        F.lower(F.trim(F.col(C.CONCEPT).cast("string"))).alias("_concept"),
+    ).join(known, "_item", "left")
+    checked = split_rows(
+        df,
+        [
+            (blank(F.col("_item")), "missing item_id"),
+            (blank(F.col("_rel")), "missing relation"),
+            (blank(F.col("_concept")), "missing concept"),
+            (
+                ~F.col("_rel").rlike(r"^[a-z][a-z0-9_]*$") | (F.col("_rel") == C.ENTITY),
+                F.concat(F.lit("relation is not a valid node type name: "), F.col("_rel")),
+            ),
+            (F.col("_known").isNull(), F.concat(F.lit("unknown item_id: "), F.col("_item"))),
+        ],
+        source=source,
+        batch_id=batch_id,
+        original_columns=original,
+    )
+    good = checked.good.select(
+        F.col("_item").alias(C.ITEM_ID),
+        F.col("_rel").alias(C.RELATION),
+        F.col("_concept").alias(C.CONCEPT),
+    ).distinct()
+    return Checked(good, checked.bad)
+
+
+def reason_counts(quarantine: DataFrame) -> list[tuple[str, str, int]]:
+    """Rejected rows per source and kind of reason (the text before any quoted value)."""
+    kind = F.split(F.col(C.REASON), ":").getItem(0)
+    rows = quarantine.groupBy(C.SOURCE, kind.alias("kind")).count().orderBy(C.SOURCE, "kind")
+    return [(r[C.SOURCE], r["kind"], r["count"]) for r in rows.collect()]

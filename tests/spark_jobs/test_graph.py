@@ -1,0 +1,122 @@
+"""Knowledge-graph construction and pruning on tiny frames and on MovieLens."""
+
+from __future__ import annotations
+
+import pytest
+
+from spark_jobs import constants as C
+from spark_jobs import graph_checks
+from spark_jobs.coengagement import CoengagementParams, coengagement_edges
+from spark_jobs.graph import GraphParams, knowledge_graph, prune_eel, semantic_triples
+from spark_jobs.ingest import ingest
+from spark_jobs.readers import read_movielens
+
+
+def test_prune_eel_is_symmetric_top_k(spark):
+    edges = spark.createDataFrame(
+        [("a", "b", 5, 0.9), ("a", "c", 5, 0.5), ("a", "d", 5, 0.1), ("c", "d", 1, 0.8)],
+        [C.SRC, C.DST, C.SUPPORT, C.SCORE],
+    )
+    got = {
+        (r[C.SRC], r[C.DST])
+        for r in prune_eel(edges, GraphParams(top_k=1, min_support=2)).collect()
+    }
+    # a keeps b (its best); b, c, d keep a (their only link after min support); c-d lacks support
+    assert got == {("a", "b"), ("b", "a"), ("a", "c"), ("c", "a"), ("a", "d"), ("d", "a")}
+
+
+def test_concept_pruning_and_fanout_sampling(spark):
+    rows = [(f"i{n}", "genre", "big") for n in range(10)] + [
+        ("i0", "genre", "rare"),
+        ("i1", "tag", "pair"),
+        ("i2", "tag", "pair"),
+    ]
+    concepts = spark.createDataFrame(rows, [C.ITEM_ID, C.RELATION, C.CONCEPT])
+    out = semantic_triples(
+        concepts, GraphParams(min_concept_entities=2, max_concept_fanout=4, seed=1)
+    ).collect()
+    by_concept: dict[str, list] = {}
+    for r in out:
+        by_concept.setdefault(r[C.CONCEPT], []).append(r)
+    assert "rare" not in by_concept  # used by one entity only
+    assert len(by_concept["big"]) == 4 and all(
+        r["sampled"] and r["concept_entities"] == 10 for r in by_concept["big"]
+    )
+    assert len(by_concept["pair"]) == 2 and not any(r["sampled"] for r in by_concept["pair"])
+    again = semantic_triples(
+        concepts, GraphParams(min_concept_entities=2, max_concept_fanout=4, seed=1)
+    )
+    assert sorted(map(tuple, again.collect())) == sorted(map(tuple, out))  # seeded
+
+
+def test_small_graph_ids_and_edges(spark):
+    catalog = spark.createDataFrame([("a",), ("b",), ("c",), ("cold",)], [C.ITEM_ID])
+    coeng = spark.createDataFrame(
+        [("a", "b", 3, 0.5), ("b", "c", 2, 0.25)], [C.SRC, C.DST, C.SUPPORT, C.SCORE]
+    )
+    triples = spark.createDataFrame(
+        [("a", "genre", "x"), ("cold", "genre", "x"), ("b", "tag", "t"), ("c", "tag", "t")],
+        [C.ITEM_ID, C.RELATION, C.CONCEPT],
+    )
+    g = knowledge_graph(catalog, coeng, triples, GraphParams())
+    nodes = {(r[C.NODE_TYPE], r[C.KEY]): r[C.NODE_ID] for r in g["nodes"].collect()}
+    assert nodes == {
+        ("entity", "a"): 0,
+        ("entity", "b"): 1,
+        ("entity", "c"): 2,
+        ("entity", "cold"): 3,
+        ("genre", "x"): 0,
+        ("tag", "t"): 0,
+    }
+    edges = {(r[C.RELATION], r[C.SRC], r[C.DST], r["weight"]) for r in g["edges"].collect()}
+    assert edges == {
+        (C.EEL, 0, 1, 0.5),
+        (C.EEL, 1, 0, 0.5),
+        (C.EEL, 1, 2, 0.25),
+        (C.EEL, 2, 1, 0.25),
+        ("genre", 0, 0, 1.0),
+        ("genre", 3, 0, 1.0),
+        ("tag", 1, 0, 1.0),
+        ("tag", 2, 0, 1.0),
+    }
+    assert graph_checks.dangling_endpoints(g["nodes"], g["edges"]) == 0
+    assert graph_checks.eel_asymmetric(g["edges"]) == 0
+
+
+def test_graph_checks_find_defects(spark):
+    nodes = spark.createDataFrame(
+        [(0, "entity", "a"), (1, "entity", "b")], [C.NODE_ID, C.NODE_TYPE, C.KEY]
+    )
+    edges = spark.createDataFrame(
+        [
+            ("entity", 0, C.EEL, "entity", 1, 1.0),
+            ("entity", 0, C.EEL, "entity", 1, 1.0),
+            ("entity", 1, C.EEL, "entity", 1, 0.0),
+            ("entity", 0, C.EEL, "entity", 7, float("nan")),
+        ],
+        [C.SRC_TYPE, C.SRC, C.RELATION, C.DST_TYPE, C.DST, "weight"],
+    )
+    assert graph_checks.dangling_endpoints(nodes, edges) == 1
+    assert graph_checks.eel_asymmetric(edges) == 3
+    assert graph_checks.eel_self_loops(edges) == 1
+    assert graph_checks.duplicate_edges(edges) == 1
+    assert graph_checks.bad_weights(edges) == 2
+
+
+@pytest.mark.parametrize("bad", [{"top_k": 0}, {"max_concept_fanout": 0}])
+def test_bad_graph_params(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        GraphParams(**bad)
+
+
+def test_movielens_graph_node_types(spark, movielens):
+    out = ingest(read_movielens(spark, movielens), "ml")
+    params = GraphParams()
+    edges = coengagement_edges(out.interactions, CoengagementParams(window_days=None))
+    g = knowledge_graph(out.catalog, edges, semantic_triples(out.concepts, params), params)
+    counts = dict(g["nodes"].groupBy(C.NODE_TYPE).count().collect())
+    assert set(counts) == {"entity", "genre", "tag"}
+    assert counts["entity"] == 9_742 and counts["genre"] == 19
+    relations = {r[0] for r in g["edges"].select(C.RELATION).distinct().collect()}
+    assert relations == {C.EEL, "genre", "tag"}
+    assert graph_checks.eel_asymmetric(g["edges"]) == 0

@@ -1,0 +1,138 @@
+"""Readers and validation: MovieLens counts, generic files, quarantine reasons."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pandas as pd
+import pytest
+
+from spark_jobs import constants as C
+from spark_jobs.ingest import ingest
+from spark_jobs.readers import NO_GENRE, read_generic, read_movielens
+from spark_jobs.synthetic import SyntheticSpec, generate, synthetic_inputs
+from spark_jobs.validation import reason_counts
+
+
+def test_movielens_counts(spark, movielens):
+    raw = read_movielens(spark, movielens)
+    out = ingest(raw, "ml")
+    assert out.interactions.count() == 100_836
+    assert out.catalog.count() == 9_742
+    assert out.quarantine.count() == 0
+    genres = {
+        r[0]
+        for r in out.concepts.where(f"{C.RELATION} = 'genre'")
+        .select(C.CONCEPT)
+        .distinct()
+        .collect()
+    }
+    # 19 genres become concepts; the 20th label is MovieLens's "no genres" marker.
+    raw_labels = {
+        g
+        for r in raw.items.sparkSession.read.option("header", True)
+        .csv(str(movielens / "movies.csv"))
+        .select("genres")
+        .collect()
+        for g in r[0].split("|")
+    }
+    assert len(raw_labels) == 20 and NO_GENRE in raw_labels
+    assert genres == {g.lower() for g in raw_labels - {NO_GENRE}}
+    relations = {r[0] for r in out.concepts.select(C.RELATION).distinct().collect()}
+    assert relations == {"genre", "tag"}
+
+
+@pytest.fixture
+def generic_files(tmp_path):
+    pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "", "u2", "u3", "u4", "u5"],
+            "item_id": ["a", "b", "a", "zzz", "a", "b", "a"],
+            "event": ["view"] * 7,
+            "weight": ["1", "2.5", "1", "1", "-3", "nan", "1"],
+            "ts": [
+                "2024-01-01T00:00:00",
+                "1704153600",
+                "1704153600",
+                "1704153600",
+                "1704153600",
+                "1704153600",
+                "yesterday",
+            ],
+        }
+    ).to_csv(tmp_path / "interactions.csv", index=False)
+    pd.DataFrame(
+        {
+            "item_id": ["a", "b", "a", "ghost", None],
+            "relation": ["genre", "genre", "tag", "genre", "genre"],
+            "concept": ["Drama", " drama ", "Classic", "x", "y"],
+        }
+    ).to_parquet(tmp_path / "concepts.parquet")
+    pd.DataFrame(
+        {"item_id": ["a", "b", "b", "c"], "domain": ["m"] * 4, "title": ["A", "B", "B2", "C"]}
+    ).to_csv(tmp_path / "items.csv", index=False)
+    return tmp_path
+
+
+def test_generic_reader_quarantines_bad_rows(spark, generic_files):
+    raw = read_generic(
+        spark,
+        generic_files / "interactions.csv",
+        generic_files / "concepts.parquet",
+        generic_files / "items.csv",
+    )
+    out = ingest(raw, "b1")
+    good = sorted((r[C.USER_ID], r[C.ITEM_ID], r[C.WEIGHT]) for r in out.interactions.collect())
+    assert good == [("u1", "a", 1.0), ("u1", "b", 2.5)]
+    reasons = {r[C.REASON].split(":")[0] for r in out.quarantine.collect()}
+    assert reasons == {
+        "missing user_id",
+        "unknown item_id",
+        "negative weight",
+        "weight is not a number",
+        "unparseable ts",
+        "duplicate item_id",
+        "missing item_id",
+    }
+    # every input row is either clean or quarantined: nothing is lost
+    rejected: dict[str, int] = defaultdict(int)
+    for src, _, n in reason_counts(out.quarantine):
+        rejected[src] += n
+    assert out.interactions.count() + rejected[raw.interactions_source] == 7
+    assert len(rejected) == 3  # interactions, items and concepts each rejected something
+    concepts = {(r[C.ITEM_ID], r[C.RELATION], r[C.CONCEPT]) for r in out.concepts.collect()}
+    assert concepts == {("a", "genre", "drama"), ("b", "genre", "drama"), ("a", "tag", "classic")}
+    row = out.quarantine.where(f"{C.REASON} LIKE 'unparseable%'").first()
+    assert "yesterday" in row[C.ROW] and row[C.BATCH_ID] == "b1"
+
+
+def test_missing_file_and_column_are_named(spark, generic_files, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        read_generic(spark, tmp_path / "nope.csv", generic_files / "concepts.parquet")
+    pd.DataFrame({"user": ["u"], "item_id": ["a"], "ts": ["1"]}).to_csv(
+        tmp_path / "bad.csv", index=False
+    )
+    with pytest.raises(ValueError, match=r"bad.csv lacks column\(s\) \['user_id'\]"):
+        read_generic(spark, tmp_path / "bad.csv", generic_files / "concepts.parquet")
+
+
+def test_synthetic_is_seeded_and_has_cold_items():
+    spec = SyntheticSpec(n_users=200, n_items=300, n_interactions=5_000, seed=3)
+    a, b = generate(spec), generate(spec)
+    for x, y in zip(a, b, strict=True):
+        pd.testing.assert_frame_equal(x, y)
+    interactions, items, concepts = a
+    engaged = set(interactions[C.ITEM_ID])
+    cold = set(items[C.ITEM_ID]) - engaged
+    assert len(cold) >= int(spec.cold_item_share * spec.n_items)
+    assert set(concepts[C.RELATION]) == {"genre", "tag", "creator"}
+    assert set(concepts[C.ITEM_ID]) == set(items[C.ITEM_ID])  # cold items still have concepts
+    counts = interactions[C.ITEM_ID].value_counts()
+    assert counts.iloc[0] > 20 * counts.median()  # power-law popularity: a heavy head
+
+
+def test_synthetic_bad_rows_are_quarantined(spark):
+    spec = SyntheticSpec(n_users=100, n_items=100, n_interactions=2_000, bad_row_share=0.01)
+    out = ingest(synthetic_inputs(spark, spec), "s")
+    assert out.quarantine.count() == 20
+    assert out.interactions.count() == 1_980

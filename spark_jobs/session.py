@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -132,6 +133,7 @@ def get_spark(settings: SparkSettings | None = None) -> tuple[SparkSession, Spar
     if _cached is not None and SparkContext._active_spark_context is not None:
         return _cached
     settings = settings or SparkSettings()
-    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    # Python workers must run this interpreter (with pyarrow), not whatever `python3` is.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     _cached = _start(settings)
     return _cached

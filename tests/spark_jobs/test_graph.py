@@ -112,7 +112,7 @@ def test_bad_graph_params(bad):
 def test_movielens_graph_node_types(spark, movielens):
     out = ingest(read_movielens(spark, movielens), "ml")
     params = GraphParams()
-    edges = coengagement_edges(out.interactions, CoengagementParams(window_days=None))
+    edges = coengagement_edges(out.interactions, CoengagementParams(max_items_per_user=50))
     g = knowledge_graph(out.catalog, edges, semantic_triples(out.concepts, params), params)
     counts = dict(g["nodes"].groupBy(C.NODE_TYPE).count().collect())
     assert set(counts) == {"entity", "genre", "tag"}

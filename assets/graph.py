@@ -1,6 +1,5 @@
 """Graph assets: co-engagement edges, semantic triples, the knowledge graph and its profile."""
 
-
 from typing import Literal
 
 import dagster as dg

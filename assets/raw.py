@@ -1,6 +1,5 @@
 """Ingest assets: raw interactions, the item catalog, item concepts and the quarantine."""
 
-
 from typing import Literal
 
 import dagster as dg

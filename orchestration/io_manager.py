@@ -7,7 +7,6 @@ metadata per table: path, Delta version, rows, schema and the write's seconds an
 peak memory (Spark is lazy: the write is where the stage's work happens).
 """
 
-
 from pathlib import Path
 from typing import Any
 

@@ -1,6 +1,5 @@
 """Resources: the Spark session and the lake (where tables and artifacts live)."""
 
-
 import os
 from pathlib import Path
 

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import graph, raw
+from assets import graph, raw, shards
 from orchestration.io_manager import DeltaIOManager
 from orchestration.resources import LakeResource, SparkResource, env
+from orchestration.shard_io_manager import ShardIOManager
+
+
+def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object]:
+    """The resources every deployment has, given its Spark and its lake."""
+    return {
+        "spark": spark,
+        "lake": lake,
+        "io_manager": DeltaIOManager(lake=lake, spark=spark),
+        "shard_io_manager": ShardIOManager(lake=lake),
+    }
 
 
 def local_resources() -> dict[str, object]:
@@ -16,7 +27,7 @@ def local_resources() -> dict[str, object]:
         driver_memory=env("SPARK_DRIVER_MEMORY", "4g"),
     )
     lake = LakeResource(root=env("LAKE_ROOT", "lake"))
-    return {"spark": spark, "lake": lake, "io_manager": DeltaIOManager(lake=lake, spark=spark)}
+    return lake_resources(spark, lake)
 
 
 def cluster_resources() -> dict[str, object]:
@@ -25,7 +36,7 @@ def cluster_resources() -> dict[str, object]:
         master=dg.EnvVar("COGRAPH_SPARK_MASTER"), driver_memory=env("SPARK_DRIVER_MEMORY", "8g")
     )
     lake = LakeResource(root=dg.EnvVar("COGRAPH_LAKE_ROOT"))
-    return {"spark": spark, "lake": lake, "io_manager": DeltaIOManager(lake=lake, spark=spark)}
+    return lake_resources(spark, lake)
 
 
 RESOURCES_BY_DEPLOYMENT = {"local": local_resources, "cluster": cluster_resources}
@@ -39,7 +50,7 @@ if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
         f"COGRAPH_DEPLOYMENT={DEPLOYMENT!r}; expected one of {sorted(RESOURCES_BY_DEPLOYMENT)}"
     )
 
-ASSET_MODULES = [raw, graph]
+ASSET_MODULES = [raw, graph, shards]
 
 full_refresh = dg.define_asset_job("full_refresh", selection=dg.AssetSelection.all())
 

@@ -28,6 +28,8 @@ import pymetis
 import torch
 from torch_geometric.data import HeteroData
 
+from training.shard_store import HaspShards
+
 ENTITY = "entity"
 EEL = "coengaged"
 FLOAT_BYTES = 4
@@ -173,12 +175,17 @@ class ShardPlan:
     random_cut_eel_fraction: float
 
 
+def concept_nodes(kg: KGArrays, caps: dict[str, int]) -> int:
+    """Concept nodes in every shard: all of each type, or its sample cap."""
+    return sum(min(kg.num_nodes[t], caps.get(t, kg.num_nodes[t])) for t in kg.concept_types)
+
+
 def shard_counts(
     kg: KGArrays, parts: np.ndarray, n: int, caps: dict[str, int]
 ) -> list[tuple[int, int, int]]:
     """(entities, concept nodes, message edges) per shard, before building the shards."""
     entities = np.bincount(parts, minlength=n)
-    concepts = sum(min(kg.num_nodes[t], caps.get(t, kg.num_nodes[t])) for t in kg.concept_types)
+    concepts = concept_nodes(kg, caps)
     internal = parts[kg.eel[0]] == parts[kg.eel[1]]
     eel_edges = np.bincount(parts[kg.eel[0]][internal], minlength=n)
     concept_edges = np.zeros(n, dtype=np.int64)
@@ -202,12 +209,7 @@ def plan_shards(kg: KGArrays, params: HaspParams) -> ShardPlan:
         raise ValueError("The knowledge graph has no entities to partition")
     if params.device_count < 1:
         raise ValueError(f"device_count must be >= 1, got {params.device_count}")
-    concept_floor = estimate_bytes(
-        0,
-        shard_counts(kg, np.zeros(1, dtype=np.int64)[:0], 1, params.sample_caps)[0][1],
-        0,
-        params.model,
-    )
+    concept_floor = estimate_bytes(0, concept_nodes(kg, params.sample_caps), 0, params.model)
     if concept_floor > params.memory_budget_bytes:
         raise ValueError(
             f"memory_budget_bytes={params.memory_budget_bytes} is below the {concept_floor} bytes "
@@ -280,3 +282,46 @@ def build_shard(
                 np.stack([local[edges[0, mine]], concept_local[edges[1, mine]]])
             )
     return data
+
+
+def shard_summary(shard: HeteroData) -> dict[str, int]:
+    concept_types = [t for t in shard.node_types if t != ENTITY]
+    return {
+        "entities": int(shard[ENTITY].num_nodes),
+        "concept_nodes": sum(int(shard[t].num_nodes) for t in concept_types),
+        "eel_edges": int(shard[ENTITY, EEL, ENTITY].edge_index.shape[1]),
+        "concept_edges": sum(
+            int(shard[et].edge_index.shape[1]) for et in shard.edge_types if et[1] != EEL
+        ),
+    }
+
+
+def build_hasp(kg: KGArrays, params: HaspParams) -> HaspShards:
+    """Plan N, partition, build every shard; return the shards and their manifest."""
+    plan = plan_shards(kg, params)
+    shards = [
+        build_shard(kg, plan.parts, k, params.sample_caps, params.seed)
+        for k in range(plan.n_shards)
+    ]
+    per_shard = [
+        {**shard_summary(s), "estimated_bytes": est}
+        for s, est in zip(shards, plan.estimates, strict=True)
+    ]
+    manifest = {
+        "n_shards": plan.n_shards,
+        "seed": params.seed,
+        "device_count": params.device_count,
+        "memory_budget_bytes": params.memory_budget_bytes,
+        "model": {
+            "hidden_dim": params.model.hidden_dim,
+            "layers": params.model.layers,
+            "heads": params.model.heads,
+        },
+        "sample_caps": dict(params.sample_caps),
+        "num_nodes": dict(kg.num_nodes),
+        "eel_edges_directed": int(kg.eel.shape[1]),
+        "cut_eel_fraction": plan.cut_eel_fraction,
+        "random_cut_eel_fraction": plan.random_cut_eel_fraction,
+        "shards": per_shard,
+    }
+    return HaspShards(shards, manifest)

@@ -9,16 +9,18 @@ import pytest
 from deltalake import DeltaTable
 
 from assets.raw import IngestConfig, SyntheticConfig
-from orchestration.definitions import ASSET_MODULES, defs
+from assets.shards import HaspConfig
+from orchestration.definitions import ASSET_MODULES, defs, lake_resources
 from orchestration.delta_tables import table_rows
-from orchestration.io_manager import DeltaIOManager
 from orchestration.resources import LakeResource, SparkResource
 from tests.conftest import TEST_SPARK
+from training.shard_store import open_shards
 
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
 ISSUE_ASSETS = {
     "raw_interactions", "item_catalog", "item_concepts", "quarantine",
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
+    "hasp_shards",
 }  # fmt: skip
 
 
@@ -28,12 +30,7 @@ def resources(lake: Path) -> dict[str, object]:
         driver_memory=TEST_SPARK.driver_memory,
         shuffle_partitions=TEST_SPARK.shuffle_partitions,
     )
-    lake_resource = LakeResource(root=str(lake))
-    return {
-        "spark": spark,
-        "lake": lake_resource,
-        "io_manager": DeltaIOManager(lake=lake_resource, spark=spark),
-    }
+    return lake_resources(spark, LakeResource(root=str(lake)))
 
 
 def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
@@ -43,7 +40,9 @@ def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.Exe
             *dg.load_asset_checks_from_modules(ASSET_MODULES),
         ],
         resources=resources(lake),
-        run_config=dg.RunConfig(ops={"raw_tables": ingest}),
+        run_config=dg.RunConfig(
+            ops={"raw_tables": ingest, "hasp_shards": HaspConfig(memory_budget_mb=4)}
+        ),
         raise_on_error=raise_on_error,
     )
 
@@ -100,6 +99,13 @@ def test_materializes_every_asset_with_metadata(first_run, lake):
     assert "data:image/png;base64" in kg["eel_degree_distribution"]
     assert meta("graph_profile")["components"] >= 1
     assert meta("coengagement_edges")["edges"] == meta("coengagement_edges")["rows"] > 0
+
+    hasp = meta("hasp_shards")
+    assert hasp["n_shards"] >= 2 and hasp["cut_eel_fraction"] < hasp["random_cut_eel_fraction"]
+    assert hasp["max_estimated_mb"] <= 4
+    shard_set = open_shards(Path(hasp["path"]))
+    entities = sum(shard_set.load(k)["entity"].num_nodes for k in range(len(shard_set)))
+    assert entities == SMALL.n_items
 
     edges = DeltaTable(str(lake / "tables/knowledge_graph/edges"))
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"

@@ -1,0 +1,43 @@
+"""Benchmark results as sections of docs/benchmarks.md, one marked section per benchmark."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nEach section is written by its script in `bench/`; rerun it to refresh.\n"
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def stamp(*packages: str) -> str:
+    versions = ", ".join(f"{p} {version(p)}" for p in packages)
+    return f"_{dt.date.today().isoformat()}, {machine()}; {versions}_"
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = doc.read_text() if doc.exists() else HEADER
+    block = f"{start}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)

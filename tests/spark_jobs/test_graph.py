@@ -6,10 +6,7 @@ import pytest
 
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
-from spark_jobs.coengagement import CoengagementParams, coengagement_edges
 from spark_jobs.graph import GraphParams, knowledge_graph, prune_eel, semantic_triples
-from spark_jobs.ingest import ingest
-from spark_jobs.readers import read_movielens
 
 
 def test_prune_eel_is_symmetric_top_k(spark):
@@ -109,11 +106,8 @@ def test_bad_graph_params(bad):
         GraphParams(**bad)
 
 
-def test_movielens_graph_node_types(spark, movielens):
-    out = ingest(read_movielens(spark, movielens), "ml")
-    params = GraphParams()
-    edges = coengagement_edges(out.interactions, CoengagementParams(max_items_per_user=50))
-    g = knowledge_graph(out.catalog, edges, semantic_triples(out.concepts, params), params)
+def test_movielens_graph_node_types(movielens_graph):
+    g = movielens_graph
     counts = dict(g["nodes"].groupBy(C.NODE_TYPE).count().collect())
     assert set(counts) == {"entity", "genre", "tag"}
     assert counts["entity"] == 9_742 and counts["genre"] == 19

@@ -150,3 +150,20 @@ def test_budget_too_small_for_concepts(kg):
         build_hasp(kg, HaspParams(memory_budget_bytes=1_000))
     with pytest.raises(ValueError, match="sample_caps names node type 'entity'"):
         build_hasp(kg, HaspParams(sample_caps={ENTITY: 3}))
+
+
+def test_movielens_shards(movielens_graph):
+    from training.kg_arrays import kg_arrays
+
+    kg = kg_arrays(movielens_graph["nodes"].toArrow(), movielens_graph["edges"].toArrow())
+    assert kg.num_entities == 9_742 and set(kg.concept_types) == {"genre", "tag"}
+    out = build_hasp(
+        kg, HaspParams(memory_budget_bytes=budget_for(kg, 4), sample_caps={"tag": 500})
+    )
+    m = out.manifest
+    ids = np.concatenate([s[ENTITY].global_id.numpy() for s in out.shards])
+    assert np.array_equal(np.sort(ids), np.arange(kg.num_entities))
+    sizes = np.array([s[ENTITY].num_nodes for s in out.shards])
+    assert m["n_shards"] >= 4 and (sizes.max() - sizes.min()) / sizes.mean() <= 0.05
+    assert m["cut_eel_fraction"] <= 0.5 * m["random_cut_eel_fraction"]
+    assert all(s["genre"].num_nodes == 19 and s["tag"].num_nodes == 500 for s in out.shards)

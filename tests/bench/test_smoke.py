@@ -1,0 +1,18 @@
+"""Each benchmark runs at a seconds-long size and writes its section (no timing asserts)."""
+
+from __future__ import annotations
+
+from bench import hasp_partition
+
+
+def test_hasp_partition_smoke(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    rows = hasp_partition.main(["--sizes", "5000", "--parts", "4", "--doc", str(doc)])
+    assert len(rows) == 1 and rows[0][0] == "5,000"
+    text = doc.read_text()
+    assert "<!-- hasp:start -->" in text and "| 5,000 |" in text
+    hasp_cut, random_cut = float(rows[0][3]), float(rows[0][4])
+    assert hasp_cut < random_cut
+    # rerunning replaces the section instead of appending a second one
+    hasp_partition.main(["--sizes", "5000", "--parts", "4", "--doc", str(doc)])
+    assert doc.read_text().count("<!-- hasp:start -->") == 1

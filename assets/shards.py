@@ -24,7 +24,7 @@ class HaspConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name=GROUP, io_manager_key="shard_io_manager")
+@dg.asset(group_name=GROUP, io_manager_key="folder_io_manager")
 def hasp_shards(
     context: dg.AssetExecutionContext, config: HaspConfig, knowledge_graph: dict[str, DataFrame]
 ) -> dg.Output[HaspShards]:

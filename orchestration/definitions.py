@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import graph, raw, shards
+from orchestration.folder_io_manager import FolderIOManager
 from orchestration.io_manager import DeltaIOManager
 from orchestration.resources import LakeResource, SparkResource, env
-from orchestration.shard_io_manager import ShardIOManager
 
 
 def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object]:
@@ -16,7 +16,7 @@ def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object
         "spark": spark,
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake, spark=spark),
-        "shard_io_manager": ShardIOManager(lake=lake),
+        "folder_io_manager": FolderIOManager(lake=lake),
     }
 
 

@@ -20,6 +20,9 @@ class HaspShards:
     shards: list[HeteroData]
     manifest: dict[str, Any]
 
+    def save(self, folder: Path) -> None:
+        save_shards(self, folder)
+
 
 @dataclass(frozen=True)
 class ShardSet:

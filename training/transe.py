@@ -134,7 +134,7 @@ def train_transe(
             loss = model.loss(head, rel, tail)
             loss.backward()
             optimizer.step()
-            total, count = total + float(loss) * head.numel(), count + head.numel()
+            total, count = total + loss.item() * head.numel(), count + head.numel()
         losses.append(total / max(count, 1))
         if progress is not None:
             progress(epoch, losses[-1])

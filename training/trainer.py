@@ -1,0 +1,197 @@
+"""Link-prediction training of SemanticGNN over HASP shards.
+
+One optimizer step consumes ``shards_per_step`` shards: with one process they are run
+one after another and their gradients summed; with ``world_size`` processes
+(``torch.distributed``, gloo on CPU, nccl on GPU) each rank runs every ``world_size``-th of
+them (round-robin) and the gradients are all-reduced. Loss is scaled by
+``1 / shards_per_step`` either way, so the two give the same updates.
+
+Cold start is trained for explicitly: each epoch a random share of entities is made
+pseudo-new (id and popularity inputs masked, their EELs removed from message passing)
+while their EELs stay training targets, and id inputs are dropped for another share.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from training.model import ModelConfig, SemanticGNN, link_logits
+from training.shard_graph import ShardGraph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 30
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    negatives: int = 1  # sampled negatives per positive EEL
+    val_share: float = 0.1
+    id_dropout: float = 0.3
+    pseudo_new_share: float = 0.2
+    patience: int = 5  # epochs without a better validation AUC before stopping
+    shards_per_step: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("id_dropout", "pseudo_new_share", "val_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"TrainParams.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.negatives < 1 or self.shards_per_step < 1 or self.epochs < 1:
+            raise ValueError(f"negatives, shards_per_step and epochs must be >= 1: {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict[str, Tensor]
+    best_epoch: int
+    best_val_auc: float
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def generator(*parts: int) -> torch.Generator:
+    """A generator seeded by (seed, epoch, shard, ...), identical in every process."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def auc(pos: Tensor, neg: Tensor) -> float:
+    """ROC AUC of positive against negative scores (Mann-Whitney, ties count half)."""
+    if pos.numel() == 0 or neg.numel() == 0:
+        return float("nan")
+    scores = torch.cat([pos, neg])
+    order = scores.argsort()
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=scores.dtype, device=scores.device)
+    # average ranks of ties
+    uniq, inverse = torch.unique(scores, return_inverse=True)
+    sums = torch.zeros_like(uniq).index_add_(0, inverse, ranks)
+    counts = torch.zeros_like(uniq).index_add_(0, inverse, torch.ones_like(ranks))
+    ranks = (sums / counts)[inverse]
+    n_pos, n_neg = pos.numel(), neg.numel()
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def negative_pairs(pairs: Tensor, num_entities: int, k: int, gen: torch.Generator) -> Tensor:
+    """``k`` corrupted pairs per positive: the source kept, the target drawn uniformly."""
+    src = pairs[0].repeat(k)
+    dst = torch.randint(num_entities, (src.numel(),), generator=gen).to(pairs.device)
+    return torch.stack([src, dst])
+
+
+def shard_loss(
+    model: SemanticGNN, graph: ShardGraph, params: TrainParams, epoch: int, k: int
+) -> Tensor:
+    """BCE of link prediction on one shard, with this epoch's pseudo-new entities."""
+    gen = generator(params.seed, epoch, k)
+    n_e = graph.num_entities
+    device = graph.edge_index.device
+    pseudo_new = (torch.rand(n_e, generator=gen) < params.pseudo_new_share).to(device)
+    known = ~pseudo_new & (torch.rand(n_e, generator=gen) >= params.id_dropout).to(device)
+    src, dst = graph.edge_index
+    touches_new = (src < n_e) & (pseudo_new[src.clamp(max=n_e - 1)] | pseudo_new[dst])
+    h = model(graph, known=known, edge_mask=~touches_new)
+    pos = graph.train_pairs
+    neg = negative_pairs(pos, n_e, params.negatives, gen)
+    logits = torch.cat([link_logits(h, pos), link_logits(h, neg)])
+    labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(device)
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+@torch.no_grad()
+def validation_auc(model: SemanticGNN, graph: ShardGraph, params: TrainParams, k: int) -> float:
+    h = model(graph)
+    neg = negative_pairs(graph.val_pairs, graph.num_entities, 1, generator(params.seed, -1, k))
+    return auc(link_logits(h, graph.val_pairs), link_logits(h, neg))
+
+
+def _all_reduce_gradients(model: SemanticGNN) -> None:
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def train(
+    graphs: list[ShardGraph],
+    config: ModelConfig,
+    params: TrainParams,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train on ``graphs`` (all shards; this rank uses its round-robin share).
+
+    With ``world_size > 1`` the default process group must be initialised. Every rank
+    returns the same result.
+    """
+    if params.shards_per_step % world_size:
+        raise ValueError(
+            f"shards_per_step ({params.shards_per_step}) must be a multiple of world_size "
+            f"({world_size})"
+        )
+    torch.manual_seed(params.seed)
+    model = SemanticGNN(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    n = len(graphs)
+    steps = math.ceil(n / params.shards_per_step)
+    mine = [k for k in range(n) if k % world_size == rank]
+    best = TrainResult(copy.deepcopy(model.state_dict()), -1, -math.inf)
+    for epoch in range(params.epochs):
+        model.train()
+        loss_sum = 0.0
+        for step in range(steps):
+            optimizer.zero_grad()
+            group = range(
+                step * params.shards_per_step, min((step + 1) * params.shards_per_step, n)
+            )
+            for k in (k for k in group if k in mine):
+                loss = shard_loss(model, graphs[k].to(device), params, epoch, k)
+                (loss / params.shards_per_step).backward()
+                loss_sum += loss.item()
+            if world_size > 1:
+                _all_reduce_gradients(model)
+            optimizer.step()
+        model.eval()
+        aucs = [validation_auc(model, graphs[k].to(device), params, k) for k in mine]
+        aucs = [a for a in aucs if not math.isnan(a)]
+        totals = [loss_sum, sum(aucs), len(aucs)]
+        if world_size > 1:
+            totals = _all_reduce_sum(totals, device)
+        point = {
+            "epoch": epoch,
+            "loss": totals[0] / n,
+            "val_auc": totals[1] / totals[2] if totals[2] else float("nan"),
+        }
+        best.curve.append(point)
+        if progress is not None and rank == 0:
+            progress(point)
+        # without validation pairs (NaN) the latest epoch is the best one known
+        if math.isnan(point["val_auc"]) or point["val_auc"] > best.best_val_auc:
+            best.state_dict = copy.deepcopy(model.state_dict())
+            best.best_epoch, best.best_val_auc = epoch, point["val_auc"]
+        elif epoch - best.best_epoch >= params.patience:
+            log.info("Early stop at epoch %d (best %d)", epoch, best.best_epoch)
+            break
+    return best

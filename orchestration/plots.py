@@ -27,6 +27,10 @@ def loglog_distribution(
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    return _png(fig)
+
+
+def _png(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -35,3 +39,18 @@ def loglog_distribution(
 
 def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def curves(
+    xs: Sequence[float], series: dict[str, Sequence[float]], *, title: str, xlabel: str
+) -> bytes:
+    """Lines over a shared x axis (training curves), one per series, on one plot."""
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for name, ys in series.items():
+        ax.plot(xs, ys, marker=".", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _png(fig)

@@ -42,6 +42,7 @@ class Checkpoint:
             "best_epoch": self.result.best_epoch,
             "best_val_auc": self.result.best_val_auc,
             "curve": self.result.curve,
+            "shard_peak_bytes": self.result.shard_peak_bytes,
             "lineage": self.lineage,
         }
         (folder / META).write_text(json.dumps(meta, indent=2))

@@ -13,7 +13,6 @@ while their EELs stay training targets, and id inputs are dropped for another sh
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import math
@@ -61,6 +60,7 @@ class TrainResult:
     best_epoch: int
     best_val_auc: float
     curve: list[dict[str, float]] = field(default_factory=list)
+    shard_peak_bytes: dict[int, int] = field(default_factory=dict)  # CUDA only, first epoch
 
 
 def generator(*parts: int) -> torch.Generator:
@@ -157,7 +157,7 @@ def train(
     n = len(graphs)
     steps = math.ceil(n / params.shards_per_step)
     mine = [k for k in range(n) if k % world_size == rank]
-    best = TrainResult(copy.deepcopy(model.state_dict()), -1, -math.inf)
+    best = TrainResult({}, -1, -math.inf)
     for epoch in range(params.epochs):
         model.train()
         loss_sum = 0.0
@@ -167,9 +167,14 @@ def train(
                 step * params.shards_per_step, min((step + 1) * params.shards_per_step, n)
             )
             for k in (k for k in group if k in mine):
+                measure = epoch == 0 and device.type == "cuda"
+                if measure:
+                    torch.cuda.reset_peak_memory_stats(device)
                 loss = shard_loss(model, graphs[k].to(device), params, epoch, k)
                 (loss / params.shards_per_step).backward()
                 loss_sum += loss.item()
+                if measure:
+                    best.shard_peak_bytes[k] = torch.cuda.max_memory_allocated(device)
             if world_size > 1:
                 _all_reduce_gradients(model)
             optimizer.step()
@@ -189,7 +194,7 @@ def train(
             progress(point)
         # without validation pairs (NaN) the latest epoch is the best one known
         if math.isnan(point["val_auc"]) or point["val_auc"] > best.best_val_auc:
-            best.state_dict = copy.deepcopy(model.state_dict())
+            best.state_dict = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
             best.best_epoch, best.best_val_auc = epoch, point["val_auc"]
         elif epoch - best.best_epoch >= params.patience:
             log.info("Early stop at epoch %d (best %d)", epoch, best.best_epoch)

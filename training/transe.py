@@ -14,10 +14,12 @@ every concept of their relation's type, with the other known true concepts filte
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,6 +49,9 @@ class TransEResult:
     mrr: float
     hits_at_10: float
     losses: list[float] = field(default_factory=list)
+
+    def save(self, folder: Path) -> None:
+        save_transe(self, folder)
 
 
 @dataclass(frozen=True)
@@ -166,4 +171,37 @@ def train_transe(
         mrr=mrr,
         hits_at_10=hits,
         losses=losses,
+    )
+
+
+def save_transe(result: TransEResult, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "concept_embeddings": result.concept_embeddings,
+            "relation_embeddings": result.relation_embeddings,
+        },
+        folder / "transe.pt",
+    )
+    meta = {
+        "relations": result.relations,
+        "mrr": result.mrr,
+        "hits_at_10": result.hits_at_10,
+        "losses": result.losses,
+    }
+    (folder / "transe.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_transe(folder: Path) -> TransEResult:
+    if not (folder / "transe.pt").exists():
+        raise FileNotFoundError(f"No TransE embeddings at {folder}")
+    tensors = torch.load(folder / "transe.pt", weights_only=True)
+    meta = json.loads((folder / "transe.json").read_text())
+    return TransEResult(
+        concept_embeddings=tensors["concept_embeddings"],
+        relation_embeddings=tensors["relation_embeddings"],
+        relations=meta["relations"],
+        mrr=meta["mrr"],
+        hits_at_10=meta["hits_at_10"],
+        losses=meta["losses"],
     )

@@ -8,19 +8,21 @@ import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
+from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig, SyntheticConfig
 from assets.shards import HaspConfig
 from orchestration.definitions import ASSET_MODULES, defs, lake_resources
 from orchestration.delta_tables import table_rows
 from orchestration.resources import LakeResource, SparkResource
 from tests.conftest import TEST_SPARK
+from training.checkpoint import load_checkpoint
 from training.shard_store import open_shards
 
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
 ISSUE_ASSETS = {
     "raw_interactions", "item_catalog", "item_concepts", "quarantine",
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
-    "hasp_shards",
+    "hasp_shards", "concept_pretraining", "gnn_checkpoint",
 }  # fmt: skip
 
 
@@ -41,7 +43,12 @@ def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.Exe
         ],
         resources=resources(lake),
         run_config=dg.RunConfig(
-            ops={"raw_tables": ingest, "hasp_shards": HaspConfig(memory_budget_mb=4)}
+            ops={
+                "raw_tables": ingest,
+                "hasp_shards": HaspConfig(memory_budget_mb=4),
+                "concept_pretraining": TransEConfig(dim=16, epochs=3),
+                "gnn_checkpoint": TrainConfig(dim=16, epochs=2),
+            }
         ),
         raise_on_error=raise_on_error,
     )
@@ -106,6 +113,11 @@ def test_materializes_every_asset_with_metadata(first_run, lake):
     shard_set = open_shards(Path(hasp["path"]))
     entities = sum(shard_set.load(k)["entity"].num_nodes for k in range(len(shard_set)))
     assert entities == SMALL.n_items
+
+    ckpt = load_checkpoint(Path(meta("gnn_checkpoint")["path"]))
+    assert ckpt.config.num_entities == SMALL.n_items and len(ckpt.result.curve) == 2
+    assert ckpt.lineage["hasp_shards"] == hasp["path"]
+    assert meta("concept_pretraining")["filtered_mrr"] > 0
 
     edges = DeltaTable(str(lake / "tables/knowledge_graph/edges"))
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"

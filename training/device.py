@@ -1,0 +1,16 @@
+"""Device choice: CUDA when present, else CPU; ``COGRAPH_DEVICE`` overrides."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def pick_device(preference: str | None = None) -> torch.device:
+    choice = (preference or os.getenv("COGRAPH_DEVICE", "auto")).lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"Device {choice!r} requested but CUDA is not available")
+    return torch.device(choice)

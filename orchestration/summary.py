@@ -8,6 +8,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from orchestration.delta_tables import table_rows
+from orchestration.folder_io_manager import LATEST
 from orchestration.resources import env
 
 
@@ -26,6 +27,11 @@ def main() -> None:
     print(f"{'table':<40} {'version':>7} {'rows':>12}")
     for name, version, rows in lake_tables(root):
         print(f"{name:<40} {version:>7} {rows:>12,}")
+    artifacts = sorted(root.glob(f"*/{LATEST}"))
+    if artifacts:
+        print(f"\n{'artifact':<40} latest folder")
+        for pointer in artifacts:
+            print(f"{pointer.parent.name:<40} {pointer.parent / pointer.read_text().strip()}")
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
     print(f"\nDagster runs and asset metadata: {home}")
     print("Open the UI:  make ui   (then http://127.0.0.1:3000, Assets -> View lineage)")

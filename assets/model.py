@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame
 from orchestration.measure import Measure
 from orchestration.plots import curves, png_markdown
 from orchestration.resources import env
-from training.checkpoint import Checkpoint
+from training.checkpoint import Checkpoint, ModelSet
 from training.device import pick_device
 from training.distributed import train_distributed
 from training.hasp import EEL
@@ -19,6 +19,7 @@ from training.shard_graph import shard_graph
 from training.shard_store import open_shards
 from training.trainer import TrainParams, train
 from training.transe import TransEParams, TransEResult, load_transe, train_transe
+from training.variants import Variant, concept_inputs
 
 GROUP = "model"
 
@@ -49,6 +50,9 @@ class TrainConfig(dg.Config):
     patience: int = 5
     world_size: int = int(env("WORLD_SIZE", "1"))
     seed: int = 0
+    # variants to train; the first is primary. Kinds: semantic, gcn, gat, sage, each
+    # optionally with "_no_pretrain" (random concept features: the KG-pretraining ablation)
+    models: list[str] = ["semantic", "semantic_no_pretrain", "gcn", "gat", "sage"]
 
 
 def _revision() -> str:
@@ -96,80 +100,98 @@ def gnn_checkpoint(
     config: TrainConfig,
     hasp_shards: Path,
     concept_pretraining: Path,
-) -> dg.Output[Checkpoint]:
-    """SemanticGNN trained by EEL link prediction over the HASP shards."""
+    knowledge_graph: dict[str, DataFrame],
+) -> dg.Output[ModelSet]:
+    """The configured model variants, each trained by EEL link prediction over the HASP shards.
+
+    The first variant is the primary one (the one later stages embed and serve).
+    """
+    variants = [Variant.parse(name) for name in config.models]
     shard_set = open_shards(hasp_shards)
+    shards = [shard_set.load(k) for k in range(len(shard_set))]
     transe = load_transe(concept_pretraining)
     relations = [EEL, *transe.relations]
     params = TrainParams(
-        **config.model_dump(exclude={"dim", "layers", "heads", "world_size"}),
+        **config.model_dump(exclude={"dim", "layers", "heads", "world_size", "models"}),
         shards_per_step=config.world_size,
     )
-    graphs = [
-        shard_graph(
-            shard_set.load(k),
-            transe.concept_embeddings,
-            relations,
-            params.val_share,
-            params.seed + k,
-        )
-        for k in range(len(shard_set))
-    ]
-    model_config = ModelConfig(
-        num_entities=shard_set.manifest["num_nodes"]["entity"],
-        feature_dim=next(iter(transe.concept_embeddings.values())).shape[1],
-        relations=tuple(relations),
-        dim=config.dim,
-        layers=config.layers,
-        heads=config.heads,
-    )
+    id_map = knowledge_graph["nodes"].toArrow()
     device = pick_device()
+    checkpoints, rows, plots = {}, [], {}
+    with Measure() as total:
+        for variant in variants:
+            features = concept_inputs(transe.concept_embeddings, variant, params.seed)
+            graphs = [
+                shard_graph(s, features, relations, params.val_share, params.seed + k)
+                for k, s in enumerate(shards)
+            ]
+            model_config = ModelConfig(
+                num_entities=shard_set.manifest["num_nodes"]["entity"],
+                feature_dim=next(iter(features.values())).shape[1],
+                relations=tuple(relations),
+                dim=config.dim,
+                layers=config.layers,
+                heads=config.heads,
+                kind=variant.kind,
+            )
 
-    def progress(point: dict[str, float]) -> None:
-        context.log.info(
-            f"epoch {point['epoch']}: loss {point['loss']:.4f}, val AUC {point['val_auc']:.4f}"
-        )
+            def progress(point: dict[str, float], name: str = variant.name) -> None:
+                context.log.info(
+                    f"{name} epoch {point['epoch']}: loss {point['loss']:.4f}, "
+                    f"val AUC {point['val_auc']:.4f}"
+                )
 
-    with Measure() as m:
-        if config.world_size > 1:
-            result = train_distributed(graphs, model_config, params, config.world_size)
-        else:
-            result = train(graphs, model_config, params, device, progress=progress)
-    epochs = len(result.curve)
+            with Measure() as m:
+                if config.world_size > 1:
+                    result = train_distributed(graphs, model_config, params, config.world_size)
+                else:
+                    result = train(graphs, model_config, params, device, progress=progress)
+            epochs = len(result.curve)
+            lineage = {
+                "revision": _revision(),
+                "hasp_shards": str(hasp_shards),
+                "concept_pretraining": str(concept_pretraining) if variant.pretrained else None,
+                "device": str(device),
+                "world_size": config.world_size,
+                "seconds_per_epoch": m.seconds / epochs,
+                "process_peak_rss_mb": m.peak_rss_mb,
+            }
+            checkpoints[variant.name] = Checkpoint(
+                model_config, params, result, features, id_map, lineage
+            )
+            rows.append(
+                f"| {variant.name} | {result.best_val_auc:.4f} | {result.best_epoch} | {epochs} "
+                f"| {m.seconds / epochs:.2f} | {m.peak_rss_mb:.0f} |"
+            )
+            plots[variant.name] = [p["val_auc"] for p in result.curve]
+    primary = checkpoints[variants[0].name].result
+    longest = max(len(v) for v in plots.values())
     plot = curves(
-        [p["epoch"] for p in result.curve],
-        {
-            "loss": [p["loss"] for p in result.curve],
-            "val AUC": [p["val_auc"] for p in result.curve],
-        },
-        title="SemanticGNN link prediction",
+        range(longest),
+        {name: aucs + [float("nan")] * (longest - len(aucs)) for name, aucs in plots.items()},
+        title="validation AUC",
         xlabel="epoch",
     )
-    lineage = {
-        "revision": _revision(),
-        "hasp_shards": str(hasp_shards),
-        "concept_pretraining": str(concept_pretraining),
-        "device": str(device),
-        "world_size": config.world_size,
-        "seconds_per_epoch": m.seconds / max(epochs, 1),
-        "process_peak_rss_mb": m.peak_rss_mb,
-    }
+    table = [
+        "| model | best val AUC | best epoch | epochs | s/epoch | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
     return dg.Output(
-        Checkpoint(model_config, params, result, transe.concept_embeddings, lineage),
+        ModelSet(checkpoints, variants[0].name),
         metadata={
-            "best_val_auc": result.best_val_auc,
-            "best_epoch": result.best_epoch,
-            "epochs_run": epochs,
-            "seconds_per_epoch": m.seconds / max(epochs, 1),
-            "n_shards": len(graphs),
+            "primary": variants[0].name,
+            "best_val_auc": primary.best_val_auc,
+            "comparison": dg.MetadataValue.md("\n".join(table)),
+            "n_shards": len(shards),
             "device": str(device),
             "shard_peak_mb": dg.MetadataValue.json(
-                {k: v / 2**20 for k, v in result.shard_peak_bytes.items()}
+                {k: v / 2**20 for k, v in primary.shard_peak_bytes.items()}
             ),
             "estimated_shard_mb": dg.MetadataValue.json(
                 [s["estimated_bytes"] / 2**20 for s in shard_set.manifest["shards"]]
             ),
-            "training_curve": png_markdown(plot, "training curve"),
-            **m.metadata("train"),
+            "validation_auc": png_markdown(plot, "validation AUC per model"),
+            **total.metadata("train"),
         },
     )

@@ -1,8 +1,9 @@
 """Trained-model checkpoints: weights, config, pretrained concept features, curve, lineage.
 
-A checkpoint folder holds ``model.pt`` (weights and the tensors the model needs at
-inference: concept features and relation vocabulary) and ``checkpoint.json`` (model
-config, training params, curve, best epoch and AUC, measured peak memory, revision).
+A checkpoint folder holds ``model.pt`` (weights and the concept features the model needs
+at inference), ``id_map.parquet`` (dense node ids to item ids and concepts) and, written
+last, ``checkpoint.json`` (model config with the relation vocabulary, training params,
+curve, best epoch and AUC, measured peak memory, lineage).
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from training.model import ModelConfig, SemanticGNN
+from training.model import EntityEncoder, ModelConfig, build_model
 from training.trainer import TrainParams, TrainResult
 
 WEIGHTS = "model.pt"
 META = "checkpoint.json"
+ID_MAP = "id_map.parquet"
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Checkpoint:
     params: TrainParams
     result: TrainResult
     concept_features: dict[str, Tensor]
+    id_map: pa.Table  # node_id, node_type, key: dense ids back to item ids and concepts
     lineage: dict[str, Any] = field(default_factory=dict)  # revision, shard set, peaks...
 
     def save(self, folder: Path) -> None:
@@ -45,10 +50,11 @@ class Checkpoint:
             "shard_peak_bytes": self.result.shard_peak_bytes,
             "lineage": self.lineage,
         }
+        pq.write_table(self.id_map, folder / ID_MAP)
         (folder / META).write_text(json.dumps(meta, indent=2))
 
-    def model(self) -> SemanticGNN:
-        model = SemanticGNN(self.config)
+    def model(self) -> EntityEncoder:
+        model = build_model(self.config)
         model.load_state_dict(self.result.state_dict)
         return model.eval()
 
@@ -64,5 +70,40 @@ def load_checkpoint(folder: Path) -> Checkpoint:
         tensors["state_dict"], meta["best_epoch"], meta["best_val_auc"], meta["curve"]
     )
     return Checkpoint(
-        config, TrainParams(**meta["train"]), result, tensors["concept_features"], meta["lineage"]
+        config,
+        TrainParams(**meta["train"]),
+        result,
+        tensors["concept_features"],
+        pq.read_table(folder / ID_MAP),
+        meta["lineage"],
+    )
+
+
+MODEL_SET = "models.json"
+
+
+@dataclass
+class ModelSet:
+    """Several trained variants of one run (for comparison) and the one to serve."""
+
+    checkpoints: dict[str, Checkpoint]
+    primary: str
+
+    def save(self, folder: Path) -> None:
+        for name, checkpoint in self.checkpoints.items():
+            checkpoint.save(folder / name)
+        index = {"primary": self.primary, "models": list(self.checkpoints)}
+        (folder / MODEL_SET).write_text(json.dumps(index, indent=2))
+
+    @property
+    def best(self) -> Checkpoint:
+        return self.checkpoints[self.primary]
+
+
+def load_model_set(folder: Path) -> ModelSet:
+    if not (folder / MODEL_SET).exists():
+        raise FileNotFoundError(f"No model set at {folder} (no {MODEL_SET})")
+    index = json.loads((folder / MODEL_SET).read_text())
+    return ModelSet(
+        {name: load_checkpoint(folder / name) for name in index["models"]}, index["primary"]
     )

@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.model import ModelConfig, SemanticGNN, link_logits
+from training.model import EntityEncoder, ModelConfig, build_model, link_logits
 from training.shard_graph import ShardGraph
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def negative_pairs(pairs: Tensor, num_entities: int, k: int, gen: torch.Generato
 
 
 def shard_loss(
-    model: SemanticGNN, graph: ShardGraph, params: TrainParams, epoch: int, k: int
+    model: EntityEncoder, graph: ShardGraph, params: TrainParams, epoch: int, k: int
 ) -> Tensor:
     """BCE of link prediction on one shard, with this epoch's pseudo-new entities."""
     gen = generator(params.seed, epoch, k)
@@ -113,13 +113,13 @@ def shard_loss(
 
 
 @torch.no_grad()
-def validation_auc(model: SemanticGNN, graph: ShardGraph, params: TrainParams, k: int) -> float:
+def validation_auc(model: EntityEncoder, graph: ShardGraph, params: TrainParams, k: int) -> float:
     h = model(graph)
     neg = negative_pairs(graph.val_pairs, graph.num_entities, 1, generator(params.seed, -1, k))
     return auc(link_logits(h, graph.val_pairs), link_logits(h, neg))
 
 
-def _all_reduce_gradients(model: SemanticGNN) -> None:
+def _all_reduce_gradients(model: EntityEncoder) -> None:
     for p in model.parameters():
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -152,7 +152,7 @@ def train(
             f"({world_size})"
         )
     torch.manual_seed(params.seed)
-    model = SemanticGNN(config).to(device)
+    model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     n = len(graphs)
     steps = math.ceil(n / params.shards_per_step)

@@ -15,7 +15,7 @@ from orchestration.definitions import ASSET_MODULES, defs, lake_resources
 from orchestration.delta_tables import table_rows
 from orchestration.resources import LakeResource, SparkResource
 from tests.conftest import TEST_SPARK
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_model_set
 from training.shard_store import open_shards
 
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
@@ -47,7 +47,7 @@ def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.Exe
                 "raw_tables": ingest,
                 "hasp_shards": HaspConfig(memory_budget_mb=4),
                 "concept_pretraining": TransEConfig(dim=16, epochs=3),
-                "gnn_checkpoint": TrainConfig(dim=16, epochs=2),
+                "gnn_checkpoint": TrainConfig(dim=16, epochs=2, models=["semantic", "sage"]),
             }
         ),
         raise_on_error=raise_on_error,
@@ -114,9 +114,12 @@ def test_materializes_every_asset_with_metadata(first_run, lake):
     entities = sum(shard_set.load(k)["entity"].num_nodes for k in range(len(shard_set)))
     assert entities == SMALL.n_items
 
-    ckpt = load_checkpoint(Path(meta("gnn_checkpoint")["path"]))
+    models = load_model_set(Path(meta("gnn_checkpoint")["path"]))
+    assert models.primary == "semantic" and set(models.checkpoints) == {"semantic", "sage"}
+    ckpt = models.best
     assert ckpt.config.num_entities == SMALL.n_items and len(ckpt.result.curve) == 2
     assert ckpt.lineage["hasp_shards"] == hasp["path"]
+    assert ckpt.id_map.num_rows == kg["nodes/rows"]
     assert meta("concept_pretraining")["filtered_mrr"] > 0
 
     edges = DeltaTable(str(lake / "tables/knowledge_graph/edges"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -10,10 +13,11 @@ from tests.training.graphs import community_kg
 from training.checkpoint import Checkpoint, load_checkpoint
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
-from training.model import ModelConfig, SemanticGNN
+from training.model import ModelConfig, SemanticGNN, build_model
 from training.shard_graph import shard_graph
 from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, train_transe
+from training.variants import Variant, concept_inputs
 
 CPU = torch.device("cpu")
 
@@ -62,6 +66,15 @@ def test_trained_model_separates_held_out_eels(setup):
     assert result.curve[-1]["loss"] < result.curve[0]["loss"]
 
 
+@pytest.mark.parametrize("kind", ["gcn", "gat", "sage"])
+def test_relational_baselines_train(setup, kind):
+    graphs, config = setup
+    baseline = dataclasses.replace(config, kind=kind)
+    result = train(graphs, baseline, TrainParams(epochs=15, lr=0.02), CPU)
+    assert result.best_val_auc > 0.7
+    assert build_model(baseline)(graphs[0]).shape == (graphs[0].num_entities, config.dim)
+
+
 def test_cold_entities_get_embeddings_from_concepts(setup, kg):
     graphs, config = setup
     result = train(graphs, config, TrainParams(epochs=25, lr=0.02), CPU)
@@ -93,10 +106,12 @@ def test_checkpoint_reproduces_embeddings(setup, transe, tmp_path):
     graphs, config = setup
     params = TrainParams(epochs=2)
     result = train(graphs, config, params, CPU)
-    ckpt = Checkpoint(config, params, result, transe.concept_embeddings, {"revision": "test"})
+    id_map = pa.table({"node_id": [0, 0], "node_type": ["entity", "genre"], "key": ["i0", "g"]})
+    ckpt = Checkpoint(config, params, result, transe.concept_embeddings, id_map, {"revision": "t"})
     ckpt.save(tmp_path)
     again = load_checkpoint(tmp_path)
-    assert again.config == config and again.lineage == {"revision": "test"}
+    assert again.config == config and again.lineage == {"revision": "t"}
+    assert again.id_map.equals(id_map)
     with torch.no_grad():
         assert torch.equal(ckpt.model()(graphs[1]), again.model()(graphs[1]))
 
@@ -112,5 +127,22 @@ def test_bad_inputs_are_named(setup, transe, kg):
     small = ModelConfig(num_entities=10, feature_dim=16, relations=config.relations, dim=32)
     with pytest.raises(ValueError, match="outside the model's 10 entities"):
         SemanticGNN(small)(graphs[0])
+    with pytest.raises(ValueError, match="Model kind 'mlp' is not one of"):
+        dataclasses.replace(config, kind="mlp")
     with pytest.raises(ValueError, match="shards_per_step"):
         train(graphs, config, TrainParams(shards_per_step=3), CPU, world_size=2)
+
+
+def test_variants(transe):
+    v = Variant.parse("semantic_no_pretrain")
+    assert (v.kind, v.pretrained) == ("semantic", False)
+    assert Variant.parse("gat").pretrained
+    with pytest.raises(ValueError, match="Model variant 'transformer' is not one of"):
+        Variant.parse("transformer")
+    random = concept_inputs(transe.concept_embeddings, v, seed=0)
+    for ctype, features in transe.concept_embeddings.items():
+        assert random[ctype].shape == features.shape and not torch.equal(random[ctype], features)
+    assert (
+        concept_inputs(transe.concept_embeddings, Variant.parse("gcn"), 0)
+        is transe.concept_embeddings
+    )

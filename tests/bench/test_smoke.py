@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import hasp_partition
+from bench import hasp_partition, training
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -16,3 +16,24 @@ def test_hasp_partition_smoke(tmp_path):
     # rerunning replaces the section instead of appending a second one
     hasp_partition.main(["--sizes", "5000", "--parts", "4", "--doc", str(doc)])
     assert doc.read_text().count("<!-- hasp:start -->") == 1
+
+
+def test_training_smoke(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    throughput, hasp = training.main(
+        [
+            "--synthetic",
+            "300",
+            "--epochs",
+            "2",
+            "--shards",
+            "2",
+            "--repeats",
+            "1",
+            "--doc",
+            str(doc),
+        ]
+    )
+    assert [row[0] for row in throughput] == ["RelationAttentionConv (ours)", "GATConv", "HGTConv"]
+    assert [row[0] for row in hasp] == ["full graph", "HASP, 2 shards"]
+    assert "<!-- training-cpu:start -->" in doc.read_text()

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from tests.training.graphs import community_kg
 from training.checkpoint import Checkpoint, load_checkpoint
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
 from training.model import ModelConfig, SemanticGNN, build_model
 from training.shard_graph import shard_graph
+from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, train_transe
 from training.variants import Variant, concept_inputs

@@ -1,4 +1,4 @@
-"""Small knowledge graphs with known structure for the training tests."""
+"""Knowledge graphs with planted communities, for tests and seconds-long benchmark runs."""
 
 from __future__ import annotations
 

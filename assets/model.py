@@ -43,7 +43,11 @@ class TrainConfig(dg.Config):
     epochs: int = int(env("TRAIN_EPOCHS", "30"))
     lr: float = 0.01
     weight_decay: float = 0.0
+    objective: str = "bce"  # or "sampled_softmax" (with the logQ correction)
     negatives: int = 1
+    softmax_negatives: int = 128
+    temperature: float = 0.1
+    popularity_prior: bool = True
     val_share: float = 0.1
     id_dropout: float = 0.3
     pseudo_new_share: float = 0.2
@@ -112,12 +116,14 @@ def gnn_checkpoint(
     transe = load_transe(concept_pretraining)
     relations = [EEL, *transe.relations]
     params = TrainParams(
-        **config.model_dump(exclude={"dim", "layers", "heads", "world_size", "models"}),
+        **config.model_dump(
+            exclude={"dim", "layers", "heads", "world_size", "models", "popularity_prior"}
+        ),
         shards_per_step=config.world_size,
     )
     id_map = knowledge_graph["nodes"].toArrow()
     device = pick_device()
-    checkpoints, rows, plots = {}, [], {}
+    checkpoints, rows, plots, priors = {}, [], {}, {}
     with Measure() as total:
         for variant in variants:
             features = concept_inputs(transe.concept_embeddings, variant, params.seed)
@@ -133,6 +139,7 @@ def gnn_checkpoint(
                 layers=config.layers,
                 heads=config.heads,
                 kind=variant.kind,
+                popularity_prior=config.popularity_prior,
             )
 
             def progress(point: dict[str, float], name: str = variant.name) -> None:
@@ -159,10 +166,19 @@ def gnn_checkpoint(
             checkpoints[variant.name] = Checkpoint(
                 model_config, params, result, features, id_map, lineage
             )
+            weights = result.state_dict
             rows.append(
                 f"| {variant.name} | {result.best_val_auc:.4f} | {result.best_epoch} | {epochs} "
-                f"| {m.seconds / epochs:.2f} | {m.peak_rss_mb:.0f} |"
+                f"| {m.seconds / epochs:.2f} | {m.peak_rss_mb:.0f} "
+                f"| {float(weights['popularity_weight']):.3f} |"
             )
+            if variant.kind == "semantic":
+                priors[variant.name] = {
+                    rel: [
+                        round(float(weights[f"convs.{i}.beta"][r]), 4) for i in range(config.layers)
+                    ]
+                    for r, rel in enumerate(relations)
+                }
             plots[variant.name] = [p["val_auc"] for p in result.curve]
     primary = checkpoints[variants[0].name].result
     longest = max(len(v) for v in plots.values())
@@ -173,8 +189,8 @@ def gnn_checkpoint(
         xlabel="epoch",
     )
     table = [
-        "| model | best val AUC | best epoch | epochs | s/epoch | peak RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| model | best val AUC | best epoch | epochs | s/epoch | peak RSS MiB | popularity w |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
     return dg.Output(
@@ -183,6 +199,8 @@ def gnn_checkpoint(
             "primary": variants[0].name,
             "best_val_auc": primary.best_val_auc,
             "comparison": dg.MetadataValue.md("\n".join(table)),
+            # β_r per relation and layer: how much each relation's attention logits count
+            "relation_priors": dg.MetadataValue.json(priors),
             "n_shards": len(shards),
             "device": str(device),
             "shard_peak_mb": dg.MetadataValue.json(

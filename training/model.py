@@ -29,6 +29,7 @@ class ModelConfig:
     layers: int = 2
     heads: int = 1
     kind: str = "semantic"
+    popularity_prior: bool = True  # score = h_iᵀh_j + w·log(1 + degree_j), w learned
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -39,11 +40,12 @@ class ModelConfig:
 
 
 class EntityEncoder(nn.Module):
-    """Inputs and the layer loop shared by every encoder; subclasses define the layers.
+    """Inputs, the layer loop and the link score shared by every encoder.
 
     Shapes:
-        - **input:** a :class:`ShardGraph` with ``n_e`` entities; ``known`` :math:`(n_e)` bool;
-          ``edge_mask`` :math:`(|E|)` bool, the message edges to use
+        - **input:** a :class:`ShardGraph` with ``n_e`` entities; ``keep_id`` and
+          ``keep_popularity`` :math:`(n_e)` bool (False: that input is masked, as for a new
+          entity); ``edge_mask`` :math:`(|E|)` bool, the message edges to use
         - **output:** entity embeddings :math:`(n_e, \\text{dim})`
     """
 
@@ -53,6 +55,7 @@ class EntityEncoder(nn.Module):
         self.entity_id = nn.Embedding(config.num_entities, config.dim)
         self.popularity = nn.Embedding(POPULARITY_BUCKETS, config.dim, padding_idx=0)
         self.concept_proj = nn.Linear(config.feature_dim, config.dim)
+        self.popularity_weight = nn.Parameter(torch.zeros(()))
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.entity_id.weight, std=0.1)
@@ -60,12 +63,17 @@ class EntityEncoder(nn.Module):
         with torch.no_grad():
             self.popularity.weight[0].zero_()
         self.concept_proj.reset_parameters()
+        nn.init.zeros_(self.popularity_weight)
 
     def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
         raise NotImplementedError
 
     def forward(
-        self, graph: ShardGraph, known: Tensor | None = None, edge_mask: Tensor | None = None
+        self,
+        graph: ShardGraph,
+        keep_id: Tensor | None = None,
+        keep_popularity: Tensor | None = None,
+        edge_mask: Tensor | None = None,
     ) -> Tensor:
         if int(graph.entity_global.max()) >= self.config.num_entities:
             raise ValueError(
@@ -74,9 +82,10 @@ class EntityEncoder(nn.Module):
             )
         ids = self.entity_id(graph.entity_global)
         buckets = graph.popularity
-        if known is not None:
-            ids = ids * known.unsqueeze(-1)
-            buckets = buckets * known
+        if keep_id is not None:
+            ids = ids * keep_id.unsqueeze(-1)
+        if keep_popularity is not None:
+            buckets = buckets * keep_popularity
         h = torch.cat([ids + self.popularity(buckets), self.concept_proj(graph.concept_features)])
         edge_index, edge_type = graph.edge_index, graph.edge_type
         if edge_mask is not None:
@@ -84,6 +93,18 @@ class EntityEncoder(nn.Module):
         for i in range(self.config.layers):
             h = self.layer(i, h, edge_index, edge_type)
         return h[: graph.num_entities]
+
+    def score(self, h: Tensor, pairs: Tensor, log_degree: Tensor) -> Tensor:
+        """Logit of a link from ``pairs[0]`` (query) to ``pairs[1]`` (candidate).
+
+        ``h_iᵀ h_j``, plus the learned popularity prior ``w · log(1 + degree_j)`` when the
+        config asks for it; serving carries it as one extra dimension (``w`` on the query
+        side, ``log(1 + degree)`` on the item side), so the index ranks by this same score.
+        """
+        logits = (h[pairs[0]] * h[pairs[1]]).sum(-1)
+        if self.config.popularity_prior:
+            logits = logits + self.popularity_weight * log_degree[pairs[1]]
+        return logits
 
 
 class SemanticGNN(EntityEncoder):
@@ -148,8 +169,3 @@ class RelationalGNN(EntityEncoder):
 
 def build_model(config: ModelConfig) -> EntityEncoder:
     return SemanticGNN(config) if config.kind == "semantic" else RelationalGNN(config)
-
-
-def link_logits(h: Tensor, pairs: Tensor) -> Tensor:
-    """``h_iᵀ h_j`` for each pair column: the logit of :math:`p(e_{ij}) = σ(h_iᵀ h_j)`."""
-    return (h[pairs[0]] * h[pairs[1]]).sum(-1)

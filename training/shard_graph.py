@@ -27,6 +27,7 @@ class ShardGraph:
     train_pairs: Tensor  # (2, P) undirected EEL pairs used as training targets
     val_pairs: Tensor  # (2, V) held-out EEL pairs, absent from message passing
     popularity: Tensor  # (n_e,) bucket of EEL degree in the message graph; 0 = none
+    log_degree: Tensor  # (n_e,) log(1 + EEL degree): the popularity prior's feature
 
     @property
     def num_entities(self) -> int:
@@ -97,4 +98,5 @@ def shard_graph(
         train_pairs=train_pairs,
         val_pairs=val_pairs,
         popularity=popularity_bucket(degree),
+        log_degree=torch.log1p(degree.float()),
     )

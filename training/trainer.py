@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.model import EntityEncoder, ModelConfig, build_model, link_logits
+from training.model import EntityEncoder, ModelConfig, build_model
 from training.shard_graph import ShardGraph
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,10 @@ class TrainParams:
     epochs: int = 30
     lr: float = 0.01
     weight_decay: float = 0.0
-    negatives: int = 1  # sampled negatives per positive EEL
+    objective: str = "bce"  # or "sampled_softmax"
+    negatives: int = 1  # bce: corrupted pairs per positive EEL
+    softmax_negatives: int = 128  # sampled_softmax: shared sampled candidates per step
+    temperature: float = 0.1  # sampled_softmax
     val_share: float = 0.1
     id_dropout: float = 0.3
     pseudo_new_share: float = 0.2
@@ -47,8 +50,12 @@ class TrainParams:
         for name in ("id_dropout", "pseudo_new_share", "val_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"TrainParams.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.negatives < 1 or self.shards_per_step < 1 or self.epochs < 1:
+        if min(self.negatives, self.softmax_negatives, self.shards_per_step, self.epochs) < 1:
             raise ValueError(f"negatives, shards_per_step and epochs must be >= 1: {self}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r} is not one of {sorted(OBJECTIVES)}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,30 +100,82 @@ def negative_pairs(pairs: Tensor, num_entities: int, k: int, gen: torch.Generato
     return torch.stack([src, dst])
 
 
+def both_ways(pairs: Tensor) -> Tensor:
+    """EELs are undirected; with a popularity prior on the candidate, train both readings."""
+    return torch.cat([pairs, pairs.flip(0)], dim=1)
+
+
+def bce_loss(
+    model: EntityEncoder,
+    h: Tensor,
+    pos: Tensor,
+    prior: Tensor,
+    params: TrainParams,
+    gen: torch.Generator,
+) -> Tensor:
+    """The paper's objective: BCE of ``σ(score)`` against ``negatives`` corrupted pairs each."""
+    neg = negative_pairs(pos, h.shape[0], params.negatives, gen)
+    logits = torch.cat([model.score(h, pos, prior), model.score(h, neg, prior)])
+    labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(h.device)
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def sampled_softmax_loss(
+    model: EntityEncoder,
+    h: Tensor,
+    pos: Tensor,
+    prior: Tensor,
+    params: TrainParams,
+    gen: torch.Generator,
+) -> Tensor:
+    """Softmax over the true candidate and ``softmax_negatives`` shared sampled candidates.
+
+    Candidates are drawn in proportion to how often they are positives (degree + 1), the
+    distribution in-batch negatives follow; ``log Q`` is subtracted from every logit
+    (the logQ correction) so that popular items are not over-penalised for being sampled
+    often. Logits are divided by ``temperature``.
+    """
+    n = h.shape[0]
+    counts = torch.bincount(pos[1], minlength=n).float() + 1.0
+    q = counts / counts.sum()
+    sampled = torch.multinomial(q.cpu(), params.softmax_negatives, replacement=True, generator=gen)
+    sampled = sampled.to(h.device)
+    true = model.score(h, pos, prior) / params.temperature - q[pos[1]].log()
+    grid = torch.stack(
+        [pos[0].repeat_interleave(len(sampled)), sampled.repeat(pos.shape[1])]
+    )  # (2, P * S): every query against every sampled candidate
+    others = model.score(h, grid, prior).view(pos.shape[1], -1) / params.temperature
+    others = others - q[sampled].log()
+    others = others.masked_fill(sampled[None, :] == pos[1][:, None], -torch.inf)  # accidental hits
+    logits = torch.cat([true[:, None], others], dim=1)
+    return F.cross_entropy(logits, torch.zeros(pos.shape[1], dtype=torch.long, device=h.device))
+
+
+OBJECTIVES = {"bce": bce_loss, "sampled_softmax": sampled_softmax_loss}
+
+
 def shard_loss(
     model: EntityEncoder, graph: ShardGraph, params: TrainParams, epoch: int, k: int
 ) -> Tensor:
-    """BCE of link prediction on one shard, with this epoch's pseudo-new entities."""
+    """Link-prediction loss on one shard, with this epoch's pseudo-new entities."""
     gen = generator(params.seed, epoch, k)
     n_e = graph.num_entities
     device = graph.edge_index.device
     pseudo_new = (torch.rand(n_e, generator=gen) < params.pseudo_new_share).to(device)
-    known = ~pseudo_new & (torch.rand(n_e, generator=gen) >= params.id_dropout).to(device)
+    keep_id = ~pseudo_new & (torch.rand(n_e, generator=gen) >= params.id_dropout).to(device)
     src, dst = graph.edge_index
     touches_new = (src < n_e) & (pseudo_new[src.clamp(max=n_e - 1)] | pseudo_new[dst])
-    h = model(graph, known=known, edge_mask=~touches_new)
-    pos = graph.train_pairs
-    neg = negative_pairs(pos, n_e, params.negatives, gen)
-    logits = torch.cat([link_logits(h, pos), link_logits(h, neg)])
-    labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(device)
-    return F.binary_cross_entropy_with_logits(logits, labels)
+    h = model(graph, keep_id=keep_id, keep_popularity=~pseudo_new, edge_mask=~touches_new)
+    prior = graph.log_degree * ~pseudo_new  # a new item has no popularity yet
+    return OBJECTIVES[params.objective](model, h, both_ways(graph.train_pairs), prior, params, gen)
 
 
 @torch.no_grad()
 def validation_auc(model: EntityEncoder, graph: ShardGraph, params: TrainParams, k: int) -> float:
     h = model(graph)
-    neg = negative_pairs(graph.val_pairs, graph.num_entities, 1, generator(params.seed, -1, k))
-    return auc(link_logits(h, graph.val_pairs), link_logits(h, neg))
+    pos = both_ways(graph.val_pairs)
+    neg = negative_pairs(pos, graph.num_entities, 1, generator(params.seed, -1, k))
+    return auc(model.score(h, pos, graph.log_degree), model.score(h, neg, graph.log_degree))
 
 
 def _all_reduce_gradients(model: EntityEncoder) -> None:

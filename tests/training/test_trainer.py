@@ -59,9 +59,11 @@ def test_transe_learns_the_concepts(transe):
     assert set(transe.concept_embeddings) == {"genre", "tag"}
 
 
-def test_trained_model_separates_held_out_eels(setup):
+@pytest.mark.parametrize("objective", ["bce", "sampled_softmax"])
+def test_trained_model_separates_held_out_eels(setup, objective):
     graphs, config = setup
-    result = train(graphs, config, TrainParams(epochs=40, lr=0.02, patience=8), CPU)
+    params = TrainParams(epochs=40, lr=0.02, patience=8, objective=objective)
+    result = train(graphs, config, params, CPU)
     assert result.best_val_auc > 0.8
     assert result.curve[-1]["loss"] < result.curve[0]["loss"]
 
@@ -81,7 +83,8 @@ def test_cold_entities_get_embeddings_from_concepts(setup, kg):
     model = SemanticGNN(config)
     model.load_state_dict(result.state_dict)
     g = graphs[0]
-    h = model(g, known=torch.zeros(g.num_entities, dtype=torch.bool)).detach()  # all "new"
+    new = torch.zeros(g.num_entities, dtype=torch.bool)
+    h = model(g, keep_id=new, keep_popularity=new).detach()  # every entity as if brand new
     genre = torch.from_numpy(kg.concept_edges[("genre", "genre")][1])[g.entity_global]
     h = torch.nn.functional.normalize(h, dim=-1)
     sim = h @ h.t()

@@ -9,17 +9,14 @@ from pyspark.sql import DataFrame
 from orchestration.measure import Measure
 from orchestration.plots import curves, png_markdown
 from orchestration.resources import env
-from training.checkpoint import Checkpoint, ModelSet
+from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
 from training.device import pick_device
-from training.distributed import train_distributed
-from training.hasp import EEL
 from training.kg_arrays import kg_arrays
-from training.model import ModelConfig
-from training.shard_graph import shard_graph
+from training.model import SemanticGNN
 from training.shard_store import open_shards
-from training.trainer import TrainParams, train
+from training.trainer import TrainParams
 from training.transe import TransEParams, TransEResult, load_transe, train_transe
-from training.variants import Variant, concept_inputs
+from training.variants import EncoderShape, Variant, train_variant
 
 GROUP = "model"
 
@@ -55,8 +52,9 @@ class TrainConfig(dg.Config):
     world_size: int = int(env("WORLD_SIZE", "1"))
     seed: int = 0
     # variants to train; the first is primary. Kinds: semantic, gcn, gat, sage, each
-    # optionally with "_no_pretrain" (random concept features: the KG-pretraining ablation)
-    models: list[str] = ["semantic", "semantic_no_pretrain", "gcn", "gat", "sage"]
+    # optionally with "_no_pretrain" (random concept features: the KG-pretraining ablation),
+    # and "deepwalk" (random walks + skip-gram over the whole graph)
+    models: list[str] = ["semantic", "semantic_no_pretrain", "gcn", "gat", "sage", "deepwalk"]
 
 
 def _revision() -> str:
@@ -106,7 +104,7 @@ def gnn_checkpoint(
     concept_pretraining: Path,
     knowledge_graph: dict[str, DataFrame],
 ) -> dg.Output[ModelSet]:
-    """The configured model variants, each trained by EEL link prediction over the HASP shards.
+    """The configured variants, encoders trained by EEL link prediction over the HASP shards.
 
     The first variant is the primary one (the one later stages embed and serve).
     """
@@ -114,33 +112,19 @@ def gnn_checkpoint(
     shard_set = open_shards(hasp_shards)
     shards = [shard_set.load(k) for k in range(len(shard_set))]
     transe = load_transe(concept_pretraining)
-    relations = [EEL, *transe.relations]
+    id_map = knowledge_graph["nodes"].toArrow()
+    kg = kg_arrays(id_map, knowledge_graph["edges"].toArrow())
+    shape = EncoderShape(config.dim, config.layers, config.heads, config.popularity_prior)
     params = TrainParams(
-        **config.model_dump(
-            exclude={"dim", "layers", "heads", "world_size", "models", "popularity_prior"}
-        ),
+        **config.model_dump(exclude={*EncoderShape.__dataclass_fields__, "world_size", "models"}),
         shards_per_step=config.world_size,
     )
-    id_map = knowledge_graph["nodes"].toArrow()
     device = pick_device()
-    checkpoints, rows, plots, priors = {}, [], {}, {}
+    revision = _revision()
+    trained: dict[str, Checkpoint | EmbeddingTable] = {}
+    rows, aucs, priors = [], {}, {}
     with Measure() as total:
         for variant in variants:
-            features = concept_inputs(transe.concept_embeddings, variant, params.seed)
-            graphs = [
-                shard_graph(s, features, relations, params.val_share, params.seed + k)
-                for k, s in enumerate(shards)
-            ]
-            model_config = ModelConfig(
-                num_entities=shard_set.manifest["num_nodes"]["entity"],
-                feature_dim=next(iter(features.values())).shape[1],
-                relations=tuple(relations),
-                dim=config.dim,
-                layers=config.layers,
-                heads=config.heads,
-                kind=variant.kind,
-                popularity_prior=config.popularity_prior,
-            )
 
             def progress(point: dict[str, float], name: str = variant.name) -> None:
                 context.log.info(
@@ -148,55 +132,58 @@ def gnn_checkpoint(
                     f"val AUC {point['val_auc']:.4f}"
                 )
 
+            context.log.info(f"Training {variant.name}")
             with Measure() as m:
-                if config.world_size > 1:
-                    result = train_distributed(graphs, model_config, params, config.world_size)
-                else:
-                    result = train(graphs, model_config, params, device, progress=progress)
-            epochs = len(result.curve)
-            lineage = {
-                "revision": _revision(),
+                out = train_variant(
+                    variant, shards, transe, kg, id_map, shape, params, device,
+                    config.world_size, progress,
+                )  # fmt: skip
+            out.lineage = {
+                "revision": revision,
                 "hasp_shards": str(hasp_shards),
                 "concept_pretraining": str(concept_pretraining) if variant.pretrained else None,
                 "device": str(device),
                 "world_size": config.world_size,
-                "seconds_per_epoch": m.seconds / epochs,
+                "seconds": m.seconds,
                 "process_peak_rss_mb": m.peak_rss_mb,
             }
-            checkpoints[variant.name] = Checkpoint(
-                model_config, params, result, features, id_map, lineage
-            )
-            weights = result.state_dict
+            trained[variant.name] = out
+            if isinstance(out, EmbeddingTable):
+                rows.append(
+                    f"| {variant.name} | – | – | – | {m.seconds:.1f} | {m.peak_rss_mb:.0f} | – |"
+                )
+                continue
+            result, weights = out.result, out.result.state_dict
             rows.append(
-                f"| {variant.name} | {result.best_val_auc:.4f} | {result.best_epoch} | {epochs} "
-                f"| {m.seconds / epochs:.2f} | {m.peak_rss_mb:.0f} "
+                f"| {variant.name} | {result.best_val_auc:.4f} | {result.best_epoch} "
+                f"| {len(result.curve)} | {m.seconds:.1f} | {m.peak_rss_mb:.0f} "
                 f"| {float(weights['popularity_weight']):.3f} |"
             )
-            if variant.kind == "semantic":
-                priors[variant.name] = {
-                    rel: [
-                        round(float(weights[f"convs.{i}.beta"][r]), 4) for i in range(config.layers)
-                    ]
-                    for r, rel in enumerate(relations)
-                }
-            plots[variant.name] = [p["val_auc"] for p in result.curve]
-    primary = checkpoints[variants[0].name].result
-    longest = max(len(v) for v in plots.values())
+            aucs[variant.name] = [p["val_auc"] for p in result.curve]
+            if isinstance(model := out.model(), SemanticGNN):
+                priors[variant.name] = model.relation_priors()
+    models = ModelSet(
+        {n: c for n, c in trained.items() if isinstance(c, Checkpoint)},
+        variants[0].name,
+        {n: t for n, t in trained.items() if isinstance(t, EmbeddingTable)},
+    )
+    longest = max(len(v) for v in aucs.values())
     plot = curves(
         range(longest),
-        {name: aucs + [float("nan")] * (longest - len(aucs)) for name, aucs in plots.items()},
+        {name: v + [float("nan")] * (longest - len(v)) for name, v in aucs.items()},
         title="validation AUC",
         xlabel="epoch",
     )
     table = [
-        "| model | best val AUC | best epoch | epochs | s/epoch | peak RSS MiB | popularity w |",
+        "| model | best val AUC | best epoch | epochs | seconds | peak RSS MiB | popularity w |",
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
+    primary = models.best.result
     return dg.Output(
-        ModelSet(checkpoints, variants[0].name),
+        models,
         metadata={
-            "primary": variants[0].name,
+            "primary": models.primary,
             "best_val_auc": primary.best_val_auc,
             "comparison": dg.MetadataValue.md("\n".join(table)),
             # β_r per relation and layer: how much each relation's attention logits count

@@ -80,19 +80,59 @@ def load_checkpoint(folder: Path) -> Checkpoint:
 
 
 MODEL_SET = "models.json"
+TABLE = "embeddings.pt"
+
+
+@dataclass
+class EmbeddingTable:
+    """A transductive baseline's output: one fixed vector per entity (e.g. DeepWalk)."""
+
+    embeddings: Tensor  # (num_entities, dim), row = dense entity id
+    params: dict[str, Any]
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {"embeddings": self.embeddings, "params": self.params, "lineage": self.lineage},
+            folder / TABLE,
+        )
+
+
+def load_table(folder: Path) -> EmbeddingTable:
+    data = torch.load(folder / TABLE, weights_only=True)
+    return EmbeddingTable(data["embeddings"], data["params"], data["lineage"])
 
 
 @dataclass
 class ModelSet:
-    """Several trained variants of one run (for comparison) and the one to serve."""
+    """Several trained variants of one run (for comparison) and the one to serve.
+
+    ``checkpoints`` are encoders (they embed new entities inductively); ``tables`` are
+    transductive baselines. The primary is a checkpoint.
+    """
 
     checkpoints: dict[str, Checkpoint]
     primary: str
+    tables: dict[str, EmbeddingTable] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.primary not in self.checkpoints:
+            raise ValueError(
+                f"Primary model {self.primary!r} must be a trained encoder, one of "
+                f"{sorted(self.checkpoints)}"
+            )
 
     def save(self, folder: Path) -> None:
         for name, checkpoint in self.checkpoints.items():
             checkpoint.save(folder / name)
-        index = {"primary": self.primary, "models": list(self.checkpoints)}
+        for name, table in self.tables.items():
+            table.save(folder / name)
+        index = {
+            "primary": self.primary,
+            "models": list(self.checkpoints),
+            "tables": list(self.tables),
+        }
         (folder / MODEL_SET).write_text(json.dumps(index, indent=2))
 
     @property
@@ -105,5 +145,7 @@ def load_model_set(folder: Path) -> ModelSet:
         raise FileNotFoundError(f"No model set at {folder} (no {MODEL_SET})")
     index = json.loads((folder / MODEL_SET).read_text())
     return ModelSet(
-        {name: load_checkpoint(folder / name) for name in index["models"]}, index["primary"]
+        {name: load_checkpoint(folder / name) for name in index["models"]},
+        index["primary"],
+        {name: load_table(folder / name) for name in index["tables"]},
     )

@@ -128,6 +128,13 @@ class SemanticGNN(EntityEncoder):
     def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
         return self.convs[index](h, edge_index, edge_type, self.relation_emb)
 
+    def relation_priors(self) -> dict[str, list[float]]:
+        """β_r of each relation, per layer: how strongly its attention logits count."""
+        return {
+            rel: [float(conv.beta[r]) for conv in self.convs]
+            for r, rel in enumerate(self.config.relations)
+        }
+
 
 class RelationalGNN(EntityEncoder):
     """One GCN, GAT or GraphSAGE convolution per relation, summed (as PyG's ``HeteroConv``

@@ -1,17 +1,29 @@
 """Named model variants a run can train side by side: an encoder kind, with or without
-pretrained (TransE) concept features. ``semantic_no_pretrain`` is the ablation of KG
-pretraining: the same model fed random concept features of the same shape and scale."""
+pretrained (TransE) concept features, or the DeepWalk random-walk baseline.
+``semantic_no_pretrain`` is the ablation of KG pretraining: the same model fed random
+concept features of the same shape and scale."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
+import pyarrow as pa
 import torch
 from torch import Tensor
+from torch_geometric.data import HeteroData
 
-from training.model import KINDS
+from training.checkpoint import Checkpoint, EmbeddingTable
+from training.deepwalk import DeepWalkParams, train_deepwalk
+from training.distributed import train_distributed
+from training.hasp import EEL, KGArrays
+from training.model import KINDS, ModelConfig
+from training.shard_graph import shard_graph
+from training.trainer import TrainParams, train
+from training.transe import TransEResult
 
 NO_PRETRAIN = "_no_pretrain"
+DEEPWALK = "deepwalk"
 
 
 @dataclass(frozen=True)
@@ -20,11 +32,17 @@ class Variant:
     kind: str
     pretrained: bool
 
+    @property
+    def is_encoder(self) -> bool:
+        return self.kind in KINDS
+
     @classmethod
     def parse(cls, name: str) -> Variant:
+        if name == DEEPWALK:
+            return cls(name, DEEPWALK, False)
         kind = name.removesuffix(NO_PRETRAIN)
         if kind not in KINDS:
-            allowed = [k + s for k in KINDS for s in ("", NO_PRETRAIN)]
+            allowed = [k + s for k in KINDS for s in ("", NO_PRETRAIN)] + [DEEPWALK]
             raise ValueError(f"Model variant {name!r} is not one of {allowed}")
         return cls(name, kind, not name.endswith(NO_PRETRAIN))
 
@@ -38,3 +56,50 @@ def concept_inputs(pretrained: dict[str, Tensor], variant: Variant, seed: int) -
         ctype: torch.randn(features.shape, generator=gen) * features.std()
         for ctype, features in sorted(pretrained.items())
     }
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    dim: int = 64
+    layers: int = 2
+    heads: int = 1
+    popularity_prior: bool = True
+
+
+def train_variant(
+    variant: Variant,
+    shards: list[HeteroData],
+    transe: TransEResult,
+    kg: KGArrays,
+    id_map: pa.Table,
+    shape: EncoderShape,
+    params: TrainParams,
+    device: torch.device,
+    world_size: int = 1,
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> Checkpoint | EmbeddingTable:
+    """An encoder trained over the shards, or the DeepWalk table over the whole graph."""
+    if not variant.is_encoder:
+        walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
+        return EmbeddingTable(train_deepwalk(kg, walk, device), asdict(walk))
+    features = concept_inputs(transe.concept_embeddings, variant, params.seed)
+    relations = [EEL, *transe.relations]
+    graphs = [
+        shard_graph(s, features, relations, params.val_share, params.seed + k)
+        for k, s in enumerate(shards)
+    ]
+    config = ModelConfig(
+        num_entities=kg.num_entities,
+        feature_dim=next(iter(features.values())).shape[1],
+        relations=tuple(relations),
+        dim=shape.dim,
+        layers=shape.layers,
+        heads=shape.heads,
+        kind=variant.kind,
+        popularity_prior=shape.popularity_prior,
+    )
+    if world_size > 1:
+        result = train_distributed(graphs, config, params, world_size)
+    else:
+        result = train(graphs, config, params, device, progress=progress)
+    return Checkpoint(config, params, result, features, id_map)

@@ -47,7 +47,9 @@ def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.Exe
                 "raw_tables": ingest,
                 "hasp_shards": HaspConfig(memory_budget_mb=4),
                 "concept_pretraining": TransEConfig(dim=16, epochs=3),
-                "gnn_checkpoint": TrainConfig(dim=16, epochs=2, models=["semantic", "sage"]),
+                "gnn_checkpoint": TrainConfig(
+                    dim=16, epochs=2, models=["semantic", "sage", "deepwalk"]
+                ),
             }
         ),
         raise_on_error=raise_on_error,
@@ -116,6 +118,7 @@ def test_materializes_every_asset_with_metadata(first_run, lake):
 
     models = load_model_set(Path(meta("gnn_checkpoint")["path"]))
     assert models.primary == "semantic" and set(models.checkpoints) == {"semantic", "sage"}
+    assert models.tables["deepwalk"].embeddings.shape == (SMALL.n_items, 16)
     ckpt = models.best
     assert ckpt.config.num_entities == SMALL.n_items and len(ckpt.result.curve) == 2
     assert ckpt.lineage["hasp_shards"] == hasp["path"]

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from training.checkpoint import Checkpoint, load_checkpoint
+from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
 from training.model import ModelConfig, SemanticGNN, build_model
@@ -115,6 +115,8 @@ def test_checkpoint_reproduces_embeddings(setup, transe, tmp_path):
     again = load_checkpoint(tmp_path)
     assert again.config == config and again.lineage == {"revision": "t"}
     assert again.id_map.equals(id_map)
+    with pytest.raises(ValueError, match="Primary model 'deepwalk' must be a trained encoder"):
+        ModelSet({"semantic": ckpt}, "deepwalk")
     with torch.no_grad():
         assert torch.equal(ckpt.model()(graphs[1]), again.model()(graphs[1]))
 

@@ -24,8 +24,8 @@ GROUP = "model"
 class TransEConfig(dg.Config):
     dim: int = 64
     margin: float = 1.0
-    epochs: int = int(env("TRANSE_EPOCHS", "30"))
-    batch_size: int = 2048
+    epochs: int = int(env("TRANSE_EPOCHS", "100"))
+    batch_size: int = 1024
     lr: float = 0.01
     holdout: float = 0.1
     seed: int = 0

@@ -20,7 +20,10 @@ NO_GENRE = "(no genres listed)"  # MovieLens's marker for a movie without genres
 
 @dataclass(frozen=True)
 class RawInputs:
-    """Unvalidated input frames and where each came from (named in quarantine rows)."""
+    """Unvalidated input frames and where each came from (named in quarantine rows).
+
+    The three sources are distinct, so that quarantined rows count against their input.
+    """
 
     interactions: DataFrame
     items: DataFrame
@@ -28,6 +31,12 @@ class RawInputs:
     interactions_source: str
     items_source: str
     concepts_source: str
+
+    def __post_init__(self) -> None:
+        if len({self.interactions_source, self.items_source, self.concepts_source}) != 3:
+            raise ValueError(
+                f"Input sources must be distinct to count rejections per input: {self}"
+            )
 
 
 def read_file(

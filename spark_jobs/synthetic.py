@@ -185,7 +185,7 @@ def synthetic_inputs(spark: SparkSession, spec: SyntheticSpec) -> RawInputs:
         interactions=spark.createDataFrame(interactions),
         items=spark.createDataFrame(items),
         concepts=spark.createDataFrame(concepts),
-        interactions_source=source,
-        items_source=source,
-        concepts_source=source,
+        interactions_source=f"{source}/interactions",
+        items_source=f"{source}/items",
+        concepts_source=f"{source}/concepts",
     )

@@ -153,7 +153,7 @@ class RelationalGNN(EntityEncoder):
                 return GCNConv(d, d, add_self_loops=False)
             if config.kind == "gat":
                 return GATConv(d, d // config.heads, heads=config.heads, add_self_loops=False)
-            return SAGEConv(d, d)
+            return SAGEConv(d, d, root_weight=False)  # the residual already carries h_t
 
         self.convs = nn.ModuleList(
             nn.ModuleList(conv() for _ in config.relations) for _ in range(config.layers)

@@ -137,11 +137,13 @@ class SemanticGNN(EntityEncoder):
 
 
 class RelationalGNN(EntityEncoder):
-    """One GCN, GAT or GraphSAGE convolution per relation, summed (as PyG's ``HeteroConv``
-    with ``aggr="sum"`` over one node space), with the same residual as SemanticGNN:
+    """One GCN, GAT or GraphSAGE convolution per relation, averaged (as PyG's ``HeteroConv``
+    with ``aggr="mean"`` over one node space), with the same residual as SemanticGNN:
 
     .. math::
-        h_t \\leftarrow h_t + \\sigma\\Big(\\sum_r \\mathrm{conv}_r(h, E_r)_t\\Big)
+        h_t \\leftarrow h_t + \\sigma\\Big(\\frac{1}{|R|} \\sum_r \\mathrm{conv}_r(h, E_r)_t\\Big)
+
+    (A sum made the initial logits large enough for GraphSAGE to stall on the demo graph.)
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -171,7 +173,7 @@ class RelationalGNN(EntityEncoder):
         total = torch.zeros_like(h)
         for r, conv in enumerate(self.convs[index]):
             total = total + conv(h, edge_index[:, edge_type == r])
-        return h + self.act(total)
+        return h + self.act(total / len(self.convs[index]))
 
 
 def build_model(config: ModelConfig) -> EntityEncoder:

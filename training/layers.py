@@ -94,9 +94,21 @@ class RelationAttentionConv(MessagePassing):
                 f"edge_type holds relation {int(edge_type.max())}, but the layer knows "
                 f"{self.num_relations} relations."
             )
-        q = self.lin_q(x).view(-1, self.heads, self.channels // self.heads)  # (|V|, H, d)
+        d = self.channels // self.heads
+        # W_v [h_c || e_r] = W_v,h h_c + W_v,r e_r, and W_k is linear too: so values and
+        # keys are computed once per node and once per relation, then summed per edge,
+        # instead of two matrix products per edge. Same equations, a fraction of the work.
+        w_node, w_rel = self.lin_v.weight.split([self.channels, self.relation_channels], dim=1)
+        value_node, value_rel = x @ w_node.t(), relation_emb @ w_rel.t()  # (|V|, C), (R, C)
+        q = self.lin_q(x).view(-1, self.heads, d)  # (|V|, H, d)
         out = self.propagate(
-            edge_index, x=x, q=q, edge_type=edge_type, rel=relation_emb[edge_type]
+            edge_index,
+            value=value_node,
+            key=self.lin_k(value_node),
+            q=q,
+            edge_type=edge_type,
+            value_rel=value_rel,
+            key_rel=self.lin_k(value_rel),
         )  # (|V|, C)
         out = x + self.act(out)
         alpha, self._alpha = self._alpha, None
@@ -106,21 +118,23 @@ class RelationAttentionConv(MessagePassing):
 
     def message(
         self,
-        x_j: Tensor,
+        value_j: Tensor,
+        key_j: Tensor,
         q_i: Tensor,
-        rel: Tensor,
         edge_type: Tensor,
+        value_rel: Tensor,
+        key_rel: Tensor,
         index: Tensor,
         ptr: Tensor | None,
         size_i: int | None,
     ) -> Tensor:
         d = self.channels // self.heads
-        value = self.lin_v(torch.cat([x_j, rel], dim=-1))  # h_c(r): (|E|, C)
-        key = self.lin_k(value).view(-1, self.heads, d)  # W_k h_c(r): (|E|, H, d)
+        value = (value_j + value_rel[edge_type]).view(-1, self.heads, d)  # h_c(r): (|E|, H, d)
+        key = (key_j + key_rel[edge_type]).view(-1, self.heads, d)  # W_k h_c(r)
         logits = (key * q_i).sum(-1) / math.sqrt(d) * self.beta[edge_type].unsqueeze(-1)
         alpha = softmax(logits, index, ptr, size_i)  # (|E|, H), sums to 1 per target
         self._alpha = alpha
-        return (value.view(-1, self.heads, d) * alpha.unsqueeze(-1)).view(-1, self.channels)
+        return (value * alpha.unsqueeze(-1)).view(-1, self.channels)
 
     def __repr__(self) -> str:
         return (

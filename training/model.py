@@ -131,7 +131,7 @@ class SemanticGNN(EntityEncoder):
     def relation_priors(self) -> dict[str, list[float]]:
         """β_r of each relation, per layer: how strongly its attention logits count."""
         return {
-            rel: [float(conv.beta[r]) for conv in self.convs]
+            rel: [conv.beta[r].item() for conv in self.convs]
             for r, rel in enumerate(self.config.relations)
         }
 

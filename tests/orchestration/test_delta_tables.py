@@ -81,7 +81,7 @@ def test_failed_write_midway_leaves_last_good_version(spark, frame, tmp_path):
     write_table(frame, path, use_delta_spark=False)
 
     @F.udf(T.LongType())
-    def explode_at_40(x):  # noqa: ANN001 - a typed UDF would be read as a pandas UDF
+    def explode_at_40(x):  # untyped: type hints would make Spark read it as a pandas UDF
         if x == 40:
             raise RuntimeError("disk on fire")
         return x

@@ -96,19 +96,29 @@ def check_catalog(items: DataFrame, *, source: str, batch_id: str) -> Checked:
     return Checked(good, checked.bad)
 
 
+def join_known_items(df: DataFrame, catalog: DataFrame) -> DataFrame:
+    """Add ``_known`` (true or null) by whether ``_item`` is in the catalog."""
+    known = catalog.select(F.col(C.ITEM_ID).alias("_item"), F.lit(True).alias("_known"))
+    return df.join(known, "_item", "left")
+
+
+def unknown_item_rule() -> tuple[Column, Column]:
+    return F.col("_known").isNull(), F.concat(F.lit("unknown item_id: "), F.col("_item"))
+
+
 def check_interactions(
     raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str
 ) -> Checked:
     """Ids present, timestamp parseable, weight a non-negative number, item in the catalog."""
     original = raw.columns
-    known = catalog.select(F.col(C.ITEM_ID).alias("_item"), F.lit(True).alias("_known"))
     df = raw.select(
         *original,
         F.trim(F.col(C.USER_ID).cast("string")).alias("_user"),
         F.trim(F.col(C.ITEM_ID).cast("string")).alias("_item"),
         parse_timestamp(F.col(C.TS), raw.schema[C.TS].dataType).alias("_ts"),
         F.col(C.WEIGHT).cast("string").try_cast("double").alias("_w"),
-    ).join(known, "_item", "left")
+    )
+    df = join_known_items(df, catalog)
     checked = split_rows(
         df,
         [
@@ -120,7 +130,7 @@ def check_interactions(
             ),
             (F.col("_w").isNull() | F.isnan("_w"), "weight is not a number"),
             (F.col("_w") < 0, "negative weight"),
-            (F.col("_known").isNull(), F.concat(F.lit("unknown item_id: "), F.col("_item"))),
+            unknown_item_rule(),
         ],
         source=source,
         batch_id=batch_id,
@@ -140,13 +150,13 @@ def check_interactions(
 def check_concepts(raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str) -> Checked:
     """Triples need all three fields, a relation usable as a node type and a known item."""
     original = raw.columns
-    known = catalog.select(F.col(C.ITEM_ID).alias("_item"), F.lit(True).alias("_known"))
     df = raw.select(
         *original,
         F.trim(F.col(C.ITEM_ID).cast("string")).alias("_item"),
         F.lower(F.trim(F.col(C.RELATION).cast("string"))).alias("_rel"),
         F.lower(F.trim(F.col(C.CONCEPT).cast("string"))).alias("_concept"),
-    ).join(known, "_item", "left")
+    )
+    df = join_known_items(df, catalog)
     checked = split_rows(
         df,
         [
@@ -157,7 +167,7 @@ def check_concepts(raw: DataFrame, catalog: DataFrame, *, source: str, batch_id:
                 ~F.col("_rel").rlike(r"^[a-z][a-z0-9_]*$") | (F.col("_rel") == C.ENTITY),
                 F.concat(F.lit("relation is not a valid node type name: "), F.col("_rel")),
             ),
-            (F.col("_known").isNull(), F.concat(F.lit("unknown item_id: "), F.col("_item"))),
+            unknown_item_rule(),
         ],
         source=source,
         batch_id=batch_id,

@@ -10,6 +10,7 @@ from orchestration.measure import Measure
 from orchestration.plots import curves, png_markdown
 from orchestration.resources import env
 from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
+from training.compare import compare
 from training.device import pick_device
 from training.kg_arrays import kg_arrays
 from training.model import SemanticGNN
@@ -180,12 +181,20 @@ def gnn_checkpoint(
         *rows,
     ]
     primary = models.best.result
+    with Measure() as evaluation:
+        ranking = compare(models, shards, kg)
+    validation = ["| model | validation MAP@10 | tuned weights |", "|---|---|---|"]
+    validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in ranking]
+    context.log.info("\n".join(validation))
     return dg.Output(
         models,
         metadata={
             "primary": models.primary,
             "best_val_auc": primary.best_val_auc,
             "comparison": dg.MetadataValue.md("\n".join(table)),
+            # learned models and no-learning baselines ranked on the trainer's held-out EELs
+            "validation_map_at_10": dg.MetadataValue.md("\n".join(validation)),
+            "evaluation_seconds": evaluation.seconds,
             # β_r per relation and layer: how much each relation's attention logits count
             "relation_priors": dg.MetadataValue.json(priors),
             "n_shards": len(shards),

@@ -124,6 +124,9 @@ def test_materializes_every_asset_with_metadata(first_run, lake):
     assert ckpt.lineage["hasp_shards"] == hasp["path"]
     assert ckpt.id_map.num_rows == kg["nodes/rows"]
     assert meta("concept_pretraining")["filtered_mrr"] > 0
+    table = meta("gnn_checkpoint")["validation_map_at_10"]
+    for name in ("semantic", "sage", "deepwalk", "itemcf", "concepts", "blend"):
+        assert f"| {name} |" in table
 
     edges = DeltaTable(str(lake / "tables/knowledge_graph/edges"))
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"

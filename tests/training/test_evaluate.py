@@ -1,0 +1,83 @@
+"""Ranking metrics against hand-computed values, and the no-learning baselines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.baselines import blend, concepts, grid_search, itemcf, popularity, signals
+from training.evaluate import RankingTask, average_precision_at_k, recall_at_k, top_k
+from training.hasp import ENTITY, KGArrays
+
+
+def test_average_precision_by_hand():
+    ranked = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8], [1, 2, 3, 4]])
+    relevant = [torch.tensor([2, 4]), torch.tensor([9]), torch.tensor([], dtype=torch.long)]
+    ap = average_precision_at_k(ranked, relevant)
+    assert ap[0].item() == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert ap[1].item() == 0.0
+    assert math.isnan(ap[2].item())  # an empty relevant set is left out of the mean
+    assert float(ap.nanmean()) == pytest.approx(0.25)
+    # more relevant items than K: the denominator is K
+    assert average_precision_at_k(torch.tensor([[1, 2]]), [torch.tensor([1, 2, 3])])[0] == 1.0
+    assert recall_at_k(ranked[:1], relevant[:1])[0] == 1.0
+
+
+def test_top_k_breaks_ties_by_id_and_excludes():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
+    ranked = top_k(
+        lambda q: scores[q],
+        torch.tensor([0, 1]),
+        2,
+        [torch.tensor([], dtype=torch.long), torch.tensor([0])],
+    )
+    assert ranked.tolist() == [[1, 2], [1, 2]]
+
+
+def test_ranking_task_from_pairs():
+    held_out = torch.tensor([[0], [1]])
+    known = torch.tensor([[0, 2], [2, 0]])
+    task = RankingTask.from_pairs(held_out, known, num_entities=4)
+    assert task.queries.tolist() == [0, 1]
+    assert task.relevant[0].tolist() == [1] and task.relevant[1].tolist() == [0]
+    assert sorted(task.exclude[0].tolist()) == [0, 2] and task.exclude[1].tolist() == [1]
+    scores = torch.tensor([[0, 5, 9, 1], [5, 0, 0, 0]], dtype=torch.float)
+    # query 0: 2 is known and skipped, so 1 ranks first; query 1: 0 ranks first
+    assert task.map_at_k(lambda q: scores[q], k=2) == 1.0
+
+
+@pytest.fixture
+def kg() -> KGArrays:
+    # entities 0-3; EELs 0-1 (w 2) and 1-2 (w 1); genres: 0,1 -> g0; 2 -> g1; 3 -> g0 and g1
+    eel = np.array([[0, 1, 1, 2], [1, 0, 2, 1]])
+    return KGArrays(
+        num_nodes={ENTITY: 4, "genre": 2},
+        eel=eel,
+        eel_weight=np.array([2.0, 2.0, 1.0, 1.0], dtype=np.float32),
+        concept_edges={("genre", "genre"): np.array([[0, 1, 2, 3, 3], [0, 0, 1, 0, 1]])},
+    )
+
+
+def test_baselines_by_hand(kg):
+    s = signals(kg, held_out=torch.tensor([[1], [2]]))  # 1-2 is held out
+    q = torch.tensor([0, 1])
+    assert itemcf(s)(q).tolist() == [[0, 2, 0, 0], [2, 0, 0, 0]]
+    assert torch.allclose(popularity(s)(q)[0], torch.log1p(torch.tensor([1.0, 1.0, 0.0, 0.0])))
+    cos = concepts(s)(torch.tensor([3]))[0]
+    idf0, idf1 = math.log(4 / 3), math.log(4 / 2)
+    # entity 3 has both genres; entity 0 only g0; entity 2 only g1
+    assert cos[0].item() == pytest.approx(idf0 / math.hypot(idf0, idf1))
+    assert cos[2].item() == pytest.approx(idf1 / math.hypot(idf0, idf1))
+    assert cos[3].item() == pytest.approx(1.0)
+    mixed = blend(s, 1.0, 0.5, 0.1)(q)
+    assert torch.allclose(mixed, itemcf(s)(q) + 0.5 * concepts(s)(q) + 0.1 * s.log_degree)
+
+
+def test_grid_search_picks_the_best():
+    weights, value = grid_search(
+        lambda a: lambda q: a, [(0.1,), (0.7,), (0.3,)], evaluate=lambda f: f(None)
+    )
+    assert weights == (0.7,) and value == 0.7

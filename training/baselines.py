@@ -4,7 +4,10 @@ Strong on real data, especially for items without interactions, so every learned
 is compared against them on the same split:
 
 * **popularity**: ``log(1 + deg_j)`` over the training EELs, the same for every query;
-* **ItemCF**: the co-engagement weight ``w_ij`` of the training EELs (0 when none);
+* **ItemCF**: cosine similarity of the items' weighted co-engagement rows (``W`` of the
+  training EELs, ``ŵ_i = W_i / ‖W_i‖``): two items are similar when the same items are
+  co-engaged with both, so held-out links can be found (the direct weight of a held-out
+  link is gone with it);
 * **concepts**: cosine of TF-IDF vectors over concepts (``tf = 1``, ``idf = log(N / df)``);
 * **popularity + concepts**: ``cos_ij + λ · log(1 + deg_j)``;
 * **blend**: ``a · ItemCF_ij + b · cos_ij + c · log(1 + deg_j)``, weights tuned on validation
@@ -29,7 +32,7 @@ Scores = Callable[[Tensor], Tensor]
 class Signals:
     """Sparse item-item and item-concept matrices of the training graph."""
 
-    eel: Tensor  # (N, N) sparse COO, training EEL weights
+    eel: Tensor  # (N, N) sparse COO, training EEL weights, rows L2-normalised
     concepts: Tensor  # (N, C) sparse COO, L2-normalised TF-IDF rows
     log_degree: Tensor  # (N,)
 
@@ -37,13 +40,12 @@ class Signals:
 def signals(kg: KGArrays, held_out: Tensor) -> Signals:
     """The training view of ``kg``: EELs minus the ``held_out`` pairs (both directions)."""
     n = kg.num_entities
-    eel = torch.from_numpy(kg.eel)
-    weight = torch.from_numpy(kg.eel_weight).float()
-    if held_out.numel():
-        drop = torch.cat([held_out, held_out.flip(0)], dim=1)
-        keep = ~torch.isin(eel[0] * n + eel[1], drop[0] * n + drop[1])
-        eel, weight = eel[:, keep], weight[keep]
+    train = kg.without_eels(held_out.numpy())
+    eel = torch.from_numpy(train.eel)
+    weight = torch.from_numpy(train.eel_weight).float()
     degree = torch.bincount(eel[0], minlength=n).float()
+    row_norm = torch.zeros(n).index_add_(0, eel[0], weight**2).sqrt()
+    weight = weight / row_norm[eel[0]].clamp(min=1e-12)
     rows, cols, offset = [], [], 0
     for (_, ctype), edges in sorted(kg.concept_edges.items()):
         rows.append(torch.from_numpy(edges[0]))
@@ -76,7 +78,7 @@ def popularity(s: Signals) -> Scores:
 
 
 def itemcf(s: Signals) -> Scores:
-    return lambda q: _rows(s.eel, q)
+    return lambda q: torch.sparse.mm(s.eel, _rows(s.eel, q).t()).t()
 
 
 def concepts(s: Signals) -> Scores:

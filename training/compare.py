@@ -28,7 +28,7 @@ from training.baselines import (
 from training.checkpoint import Checkpoint, ModelSet
 from training.evaluate import RankingTask
 from training.hasp import KGArrays
-from training.shard_graph import shard_graph
+from training.shard_graph import held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 
@@ -38,21 +38,6 @@ class Row:
     name: str
     map_at_k: float
     weights: tuple[float, ...] = ()
-
-
-def held_out_pairs(
-    shards: list[HeteroData],
-    features: dict[str, Tensor],
-    relations: list[str],
-    val_share: float,
-    seed: int,
-) -> Tensor:
-    """Graph-wide held-out EEL pairs, exactly as the trainer split them."""
-    held = []
-    for k, shard in enumerate(shards):
-        g = shard_graph(shard, features, relations, val_share, seed + k)
-        held.append(g.entity_global[g.val_pairs])
-    return torch.cat(held, dim=1)
 
 
 @torch.no_grad()

@@ -56,6 +56,15 @@ class KGArrays:
     def concept_types(self) -> list[str]:
         return sorted(t for t in self.num_nodes if t != ENTITY)
 
+    def without_eels(self, pairs: np.ndarray) -> KGArrays:
+        """The graph with the EELs in ``pairs`` ``(2, P)`` removed in both directions."""
+        n = self.num_entities
+        drop = np.concatenate([pairs[0] * n + pairs[1], pairs[1] * n + pairs[0]])
+        keep = ~np.isin(self.eel[0] * n + self.eel[1], drop)
+        return KGArrays(
+            self.num_nodes, self.eel[:, keep], self.eel_weight[keep], self.concept_edges
+        )
+
 
 @dataclass(frozen=True)
 class MemoryModel:

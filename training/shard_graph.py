@@ -100,3 +100,18 @@ def shard_graph(
         popularity=popularity_bucket(degree),
         log_degree=torch.log1p(degree.float()),
     )
+
+
+def held_out_pairs(
+    shards: list[HeteroData],
+    features: dict[str, Tensor],
+    relations: list[str],
+    val_share: float,
+    seed: int,
+) -> Tensor:
+    """Graph-wide held-out EEL pairs, exactly as the trainer split them."""
+    held = []
+    for k, shard in enumerate(shards):
+        g = shard_graph(shard, features, relations, val_share, seed + k)
+        held.append(g.entity_global[g.val_pairs])
+    return torch.cat(held, dim=1)

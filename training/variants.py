@@ -18,7 +18,7 @@ from training.deepwalk import DeepWalkParams, train_deepwalk
 from training.distributed import train_distributed
 from training.hasp import EEL, KGArrays
 from training.model import KINDS, ModelConfig
-from training.shard_graph import shard_graph
+from training.shard_graph import held_out_pairs, shard_graph
 from training.trainer import TrainParams, train
 from training.transe import TransEResult
 
@@ -79,11 +79,16 @@ def train_variant(
     progress: Callable[[dict[str, float]], None] | None = None,
 ) -> Checkpoint | EmbeddingTable:
     """An encoder trained over the shards, or the DeepWalk table over the whole graph."""
-    if not variant.is_encoder:
-        walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
-        return EmbeddingTable(train_deepwalk(kg, walk, device), asdict(walk))
-    features = concept_inputs(transe.concept_embeddings, variant, params.seed)
     relations = [EEL, *transe.relations]
+    if not variant.is_encoder:
+        # walks must not see the EELs the encoders hold out for validation
+        held = held_out_pairs(
+            shards, transe.concept_embeddings, relations, params.val_share, params.seed
+        )
+        walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
+        table = train_deepwalk(kg.without_eels(held.numpy()), walk, device)
+        return EmbeddingTable(table, asdict(walk))
+    features = concept_inputs(transe.concept_embeddings, variant, params.seed)
     graphs = [
         shard_graph(s, features, relations, params.val_share, params.seed + k)
         for k, s in enumerate(shards)

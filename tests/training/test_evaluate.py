@@ -51,21 +51,25 @@ def test_ranking_task_from_pairs():
 
 @pytest.fixture
 def kg() -> KGArrays:
-    # entities 0-3; EELs 0-1 (w 2) and 1-2 (w 1); genres: 0,1 -> g0; 2 -> g1; 3 -> g0 and g1
-    eel = np.array([[0, 1, 1, 2], [1, 0, 2, 1]])
+    # entities 0-3; EELs 0-2 and 1-2 (weight 1), 0-3 (weight 2)
+    # genres: 0 and 1 -> g0; 2 -> g1; 3 -> g0 and g1
+    eel = np.array([[0, 2, 1, 2, 0, 3], [2, 0, 2, 1, 3, 0]])
     return KGArrays(
         num_nodes={ENTITY: 4, "genre": 2},
         eel=eel,
-        eel_weight=np.array([2.0, 2.0, 1.0, 1.0], dtype=np.float32),
+        eel_weight=np.array([1.0, 1.0, 1.0, 1.0, 2.0, 2.0], dtype=np.float32),
         concept_edges={("genre", "genre"): np.array([[0, 1, 2, 3, 3], [0, 0, 1, 0, 1]])},
     )
 
 
 def test_baselines_by_hand(kg):
-    s = signals(kg, held_out=torch.tensor([[1], [2]]))  # 1-2 is held out
-    q = torch.tensor([0, 1])
-    assert itemcf(s)(q).tolist() == [[0, 2, 0, 0], [2, 0, 0, 0]]
-    assert torch.allclose(popularity(s)(q)[0], torch.log1p(torch.tensor([1.0, 1.0, 0.0, 0.0])))
+    s = signals(kg, held_out=torch.tensor([[0], [3]]))  # 0-3 is held out
+    # co-engagement rows: 0 -> {2}, 1 -> {2}, 2 -> {0, 1}, 3 -> {}
+    q = torch.tensor([0, 2])
+    cf = itemcf(s)(q)
+    assert torch.allclose(cf[0], torch.tensor([1.0, 1.0, 0.0, 0.0]))  # 0 and 1 share 2
+    assert torch.allclose(cf[1], torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert torch.allclose(popularity(s)(q)[0], torch.log1p(torch.tensor([1.0, 1.0, 2.0, 0.0])))
     cos = concepts(s)(torch.tensor([3]))[0]
     idf0, idf1 = math.log(4 / 3), math.log(4 / 2)
     # entity 3 has both genres; entity 0 only g0; entity 2 only g1
@@ -74,6 +78,16 @@ def test_baselines_by_hand(kg):
     assert cos[3].item() == pytest.approx(1.0)
     mixed = blend(s, 1.0, 0.5, 0.1)(q)
     assert torch.allclose(mixed, itemcf(s)(q) + 0.5 * concepts(s)(q) + 0.1 * s.log_degree)
+
+
+def test_without_eels(kg):
+    rest = kg.without_eels(np.array([[3], [0]]))
+    assert rest.eel.tolist() == [[0, 2, 1, 2], [2, 0, 2, 1]] and rest.eel_weight.tolist() == [
+        1,
+        1,
+        1,
+        1,
+    ]
 
 
 def test_grid_search_picks_the_best():

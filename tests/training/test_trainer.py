@@ -14,7 +14,7 @@ from training.compare import compare
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
 from training.model import ModelConfig, SemanticGNN, build_model
-from training.shard_graph import shard_graph
+from training.shard_graph import held_out_pairs, shard_graph
 from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, train_transe
@@ -170,3 +170,28 @@ def test_validation_comparison(kg, transe, setup):
     assert rows["semantic"].map_at_k > rows["popularity"].map_at_k + 0.02
     assert rows["blend"].map_at_k >= rows["itemcf"].map_at_k  # a = 1, b = c = 0 is in the grid
     assert len(rows["blend"].weights) == 3 and len(rows["popularity+concepts"].weights) == 1
+
+
+def test_deepwalk_never_walks_held_out_eels(kg, transe, monkeypatch):
+    from training import variants
+
+    shards = build_hasp(kg, HaspParams(memory_budget_bytes=10**9, device_count=4, seed=0)).shards
+    params = TrainParams(val_share=0.15)
+    walked = {}
+
+    def capture(graph, walk_params, device):
+        walked["eel"] = graph.eel
+        return torch.zeros(graph.num_entities, walk_params.dim)
+
+    monkeypatch.setattr(variants, "train_deepwalk", capture)
+    table = variants.train_variant(
+        Variant.parse("deepwalk"), shards, transe, kg, pa.table({"k": [0]}),
+        variants.EncoderShape(dim=8), params, CPU,
+    )  # fmt: skip
+    assert table.embeddings.shape == (kg.num_entities, 8)
+    n = kg.num_entities
+    held = held_out_pairs(shards, transe.concept_embeddings, [EEL, *transe.relations], 0.15, 0)
+    assert held.shape[1] > 0
+    walked_ids = set((walked["eel"][0] * n + walked["eel"][1]).tolist())
+    assert not walked_ids & set((held[0] * n + held[1]).tolist())
+    assert len(walked_ids) == kg.eel.shape[1] - 2 * held.shape[1]

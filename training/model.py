@@ -106,6 +106,16 @@ class EntityEncoder(nn.Module):
             logits = logits + self.popularity_weight * log_degree[pairs[1]]
         return logits
 
+    def score_matrix(
+        self, h: Tensor, queries: Tensor, candidates: Tensor, log_degree: Tensor
+    ) -> Tensor:
+        """:meth:`score` of every query against every candidate, ``(|Q|, |C|)``, as one
+        matrix product (no ``|Q|·|C|`` gather of vectors)."""
+        logits = h[queries] @ h[candidates].t()
+        if self.config.popularity_prior:
+            logits = logits + self.popularity_weight * log_degree[candidates]
+        return logits
+
 
 class SemanticGNN(EntityEncoder):
     """Stacked :class:`RelationAttentionConv` layers with learned relation embeddings."""

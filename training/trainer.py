@@ -141,10 +141,7 @@ def sampled_softmax_loss(
     sampled = torch.multinomial(q.cpu(), params.softmax_negatives, replacement=True, generator=gen)
     sampled = sampled.to(h.device)
     true = model.score(h, pos, prior) / params.temperature - q[pos[1]].log()
-    grid = torch.stack(
-        [pos[0].repeat_interleave(len(sampled)), sampled.repeat(pos.shape[1])]
-    )  # (2, P * S): every query against every sampled candidate
-    others = model.score(h, grid, prior).view(pos.shape[1], -1) / params.temperature
+    others = model.score_matrix(h, pos[0], sampled, prior) / params.temperature  # (P, S)
     others = others - q[sampled].log()
     others = others.masked_fill(sampled[None, :] == pos[1][:, None], -torch.inf)  # accidental hits
     logits = torch.cat([true[:, None], others], dim=1)

@@ -29,7 +29,7 @@ def test_context_pairs_window():
 def test_embeddings_group_communities_including_cold_entities():
     kg = community_kg(n_entities=400, communities=8, seed=1)
     emb = train_deepwalk(
-        kg, DeepWalkParams(dim=32, epochs=2, walks_per_node=4), torch.device("cpu")
+        kg, DeepWalkParams(dim=32, epochs=4, walks_per_node=8), torch.device("cpu")
     )
     assert emb.shape == (400, 32)
     linked = np.unique(kg.eel)

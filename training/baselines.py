@@ -90,9 +90,9 @@ def blend(s: Signals, a: float, b: float, c: float) -> Scores:
     return lambda q: a * cf(q) + b * cos(q) + c * s.log_degree
 
 
-def embedding_scores(h: Tensor, log_degree: Tensor, prior_weight: float) -> Scores:
-    """A trained model's score: ``h_iᵀ h_j + w · log(1 + deg_j)``."""
-    return lambda q: h[q] @ h.t() + prior_weight * log_degree
+def embedding_scores(h: Tensor) -> Scores:
+    """A fixed embedding table's score (DeepWalk): ``h_iᵀ h_j``."""
+    return lambda q: h[q] @ h.t()
 
 
 def grid_search(

@@ -72,24 +72,14 @@ def compare(models: ModelSet, shards: list[HeteroData], kg: KGArrays, k: int = 1
     # every EEL not held out is known (cut EELs too, which ItemCF sees): not ranked
     task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities)
     rows = []
+    everyone = torch.arange(kg.num_entities)
     for name, checkpoint in models.checkpoints.items():
-        w = (
-            float(checkpoint.result.state_dict["popularity_weight"])
-            if checkpoint.config.popularity_prior
-            else 0.0
-        )
-        rows.append(
-            Row(
-                name,
-                task.map_at_k(
-                    embedding_scores(shard_embeddings(checkpoint, shards), s.log_degree, w), k
-                ),
-            )
-        )
+        model, h = checkpoint.model(), shard_embeddings(checkpoint, shards)
+        # the model's own score, popularity prior included when it learned one
+        scores = lambda q, m=model, h=h: m.score_matrix(h, q, everyone, s.log_degree)  # noqa: E731
+        rows.append(Row(name, task.map_at_k(scores, k)))
     for name, table in models.tables.items():
-        rows.append(
-            Row(name, task.map_at_k(embedding_scores(table.embeddings, s.log_degree, 0.0), k))
-        )
+        rows.append(Row(name, task.map_at_k(embedding_scores(table.embeddings), k)))
     rows += [
         Row("popularity", task.map_at_k(popularity(s), k)),
         Row("itemcf", task.map_at_k(itemcf(s), k)),

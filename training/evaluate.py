@@ -40,6 +40,7 @@ def recall_at_k(ranked: Tensor, relevant: list[Tensor]) -> Tensor:
     return out
 
 
+@torch.no_grad()  # ranking only: a model's scores must not build an autograd graph
 def top_k(
     scores: Callable[[Tensor], Tensor],
     queries: Tensor,

@@ -55,6 +55,7 @@ class StagedWrite:
     path: Path
     mode: WriteMode
     arrow_schema: pa.Schema
+    overwrite_schema: bool = False
     df: DataFrame | None = None  # delta-spark path: the write itself is the commit
     folder: str | None = None
     files: list[Path] = field(default_factory=list)
@@ -112,7 +113,9 @@ def stage(
     path = Path(path).resolve()
     arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
     check_schema(path, arrow_schema, mode, overwrite_schema)
-    staged = StagedWrite(path, mode, arrow_schema, custom_metadata=dict(custom_metadata or {}))
+    staged = StagedWrite(
+        path, mode, arrow_schema, overwrite_schema, custom_metadata=dict(custom_metadata or {})
+    )
     if use_delta_spark:
         staged.df = df
         return staged
@@ -131,14 +134,14 @@ def stage(
     return staged
 
 
-def commit(staged: StagedWrite, overwrite_schema: bool = False) -> TableCommit:
+def commit(staged: StagedWrite) -> TableCommit:
     """Make staged files one new Delta version."""
     path = staged.path
     if staged.df is not None:
         (
             staged.df.write.format("delta")
             .mode(staged.mode)
-            .option("overwriteSchema", str(overwrite_schema).lower())
+            .option("overwriteSchema", str(staged.overwrite_schema).lower())
             .save(str(path))
         )
         engine = "delta-spark"
@@ -207,7 +210,7 @@ def write_table(
         overwrite_schema=overwrite_schema,
         custom_metadata=custom_metadata,
     )
-    return commit(staged, overwrite_schema)
+    return commit(staged)
 
 
 def read_table(spark: SparkSession, path: str | Path, *, use_delta_spark: bool) -> DataFrame:

@@ -1,6 +1,7 @@
 """Model assets: TransE concept pretraining, then SemanticGNN trained over the HASP shards."""
 
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -12,9 +13,10 @@ from orchestration.resources import env
 from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
 from training.compare import compare
 from training.device import pick_device
-from training.kg_arrays import kg_arrays
+from training.kg_arrays import kg_arrays, kg_from_frames
 from training.model import SemanticGNN
 from training.shard_store import open_shards
+from training.split import EvaluationSplit, training_view
 from training.trainer import TrainParams
 from training.transe import TransEParams, TransEResult, load_transe, train_transe
 from training.variants import EncoderShape, Variant, train_variant
@@ -50,6 +52,8 @@ class TrainConfig(dg.Config):
     id_dropout: float = 0.3
     pseudo_new_share: float = 0.2
     patience: int = 5
+    select_by: str = "map"  # the epoch kept: best validation MAP@10, or "auc"
+    id_init: str = "spectral"  # id embeddings start from the SVD of training EELs, or "random"
     world_size: int = int(env("WORLD_SIZE", "1"))
     seed: int = 0
     # variants to train; the first is primary. Kinds: semantic, gcn, gat, sage, each
@@ -74,7 +78,7 @@ def concept_pretraining(
     """TransE embeddings of concept nodes and relations from the semantic triples."""
     device = pick_device()
     with Measure() as m:
-        kg = kg_arrays(knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow())
+        kg = kg_from_frames(knowledge_graph)
         result = train_transe(
             kg,
             TransEParams(**config.model_dump()),
@@ -104,6 +108,7 @@ def gnn_checkpoint(
     hasp_shards: Path,
     concept_pretraining: Path,
     knowledge_graph: dict[str, DataFrame],
+    evaluation_split: DataFrame,
 ) -> dg.Output[ModelSet]:
     """The configured variants, encoders trained by EEL link prediction over the HASP shards.
 
@@ -114,7 +119,9 @@ def gnn_checkpoint(
     shards = [shard_set.load(k) for k in range(len(shard_set))]
     transe = load_transe(concept_pretraining)
     id_map = knowledge_graph["nodes"].toArrow()
-    kg = kg_arrays(id_map, knowledge_graph["edges"].toArrow())
+    split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
+    # baselines (ItemCF, DeepWalk's walks) see what the encoders see: no test EELs
+    kg = training_view(kg_arrays(id_map, knowledge_graph["edges"].toArrow()), split)
     shape = EncoderShape(config.dim, config.layers, config.heads, config.popularity_prior)
     params = TrainParams(
         **config.model_dump(exclude={*EncoderShape.__dataclass_fields__, "world_size", "models"}),
@@ -183,6 +190,7 @@ def gnn_checkpoint(
     primary = models.best.result
     with Measure() as evaluation:
         ranking = compare(models, shards, kg)
+    models.validation = [asdict(r) for r in ranking]
     validation = ["| model | validation MAP@10 | tuned weights |", "|---|---|---|"]
     validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in ranking]
     context.log.info("\n".join(validation))

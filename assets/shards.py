@@ -6,8 +6,9 @@ from pyspark.sql import DataFrame
 from orchestration.measure import Measure
 from orchestration.resources import env
 from training.hasp import HaspParams, MemoryModel, build_hasp
-from training.kg_arrays import kg_arrays
+from training.kg_arrays import kg_from_frames
 from training.shard_store import HaspShards
+from training.split import EvaluationSplit, training_view
 
 GROUP = "shards"
 
@@ -26,9 +27,16 @@ class HaspConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, io_manager_key="folder_io_manager")
 def hasp_shards(
-    context: dg.AssetExecutionContext, config: HaspConfig, knowledge_graph: dict[str, DataFrame]
+    context: dg.AssetExecutionContext,
+    config: HaspConfig,
+    knowledge_graph: dict[str, DataFrame],
+    evaluation_split: DataFrame,
 ) -> dg.Output[HaspShards]:
-    """METIS partition of the EEL subgraph, EEL-less entities filled in, concepts in every shard."""
+    """METIS partition of the EEL subgraph, EEL-less entities filled in, concepts in every shard.
+
+    Built from the training view of the graph: the evaluation split's test EELs and every
+    EEL of its inductive entities are left out, so no model trains on them.
+    """
     params = HaspParams(
         memory_budget_bytes=config.memory_budget_mb * 2**20,
         device_count=config.device_count,
@@ -37,7 +45,8 @@ def hasp_shards(
         seed=config.seed,
     )
     with Measure() as m:
-        kg = kg_arrays(knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow())
+        split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
+        kg = training_view(kg_from_frames(knowledge_graph), split)
         out = build_hasp(kg, params)
     man = out.manifest
     rows = ["| shard | entities | concept nodes | EEL edges | concept edges | est. MiB |"]

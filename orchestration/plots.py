@@ -54,3 +54,17 @@ def curves(
     ax.legend()
     fig.tight_layout()
     return _png(fig)
+
+
+def bars(series: dict[str, Sequence[float]], groups: Sequence[str], *, title: str) -> bytes:
+    """Grouped bars: one group per entry of ``groups``, one bar per series within it."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
+    width = 0.8 / max(len(series), 1)
+    for i, (name, ys) in enumerate(series.items()):
+        ax.bar([g + i * width for g in range(len(groups))], ys, width, label=name)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], list(groups), fontsize=8)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _png(fig)

@@ -46,6 +46,7 @@ class Checkpoint:
             "train": self.params.to_dict(),
             "best_epoch": self.result.best_epoch,
             "best_val_auc": self.result.best_val_auc,
+            "best_val_map": self.result.best_val_map,
             "curve": self.result.curve,
             "shard_peak_bytes": self.result.shard_peak_bytes,
             "lineage": self.lineage,
@@ -67,7 +68,11 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     model = meta["model"]
     config = ModelConfig(**{**model, "relations": tuple(model["relations"])})
     result = TrainResult(
-        tensors["state_dict"], meta["best_epoch"], meta["best_val_auc"], meta["curve"]
+        tensors["state_dict"],
+        meta["best_epoch"],
+        meta["best_val_auc"],
+        meta["best_val_map"],
+        meta["curve"],
     )
     return Checkpoint(
         config,
@@ -115,6 +120,8 @@ class ModelSet:
     checkpoints: dict[str, Checkpoint]
     primary: str
     tables: dict[str, EmbeddingTable] = field(default_factory=dict)
+    # validation MAP rows (name, map_at_k, weights): baselines' weights are tuned there
+    validation: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.primary not in self.checkpoints:
@@ -132,12 +139,17 @@ class ModelSet:
             "primary": self.primary,
             "models": list(self.checkpoints),
             "tables": list(self.tables),
+            "validation": self.validation,
         }
         (folder / MODEL_SET).write_text(json.dumps(index, indent=2))
 
     @property
     def best(self) -> Checkpoint:
         return self.checkpoints[self.primary]
+
+    def tuned_weights(self) -> dict[str, tuple[float, ...]]:
+        """Weights of the baselines that were tuned on validation, by name."""
+        return {row["name"]: tuple(row["weights"]) for row in self.validation if row["weights"]}
 
 
 def load_model_set(folder: Path) -> ModelSet:
@@ -148,4 +160,5 @@ def load_model_set(folder: Path) -> ModelSet:
         {name: load_checkpoint(folder / name) for name in index["models"]},
         index["primary"],
         {name: load_table(folder / name) for name in index["tables"]},
+        index["validation"],
     )

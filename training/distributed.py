@@ -30,6 +30,7 @@ def _worker(
     graphs: list[ShardGraph],
     config: ModelConfig,
     params: TrainParams,
+    id_vectors: torch.Tensor | None,
     out: str,
 ) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
@@ -37,7 +38,9 @@ def _worker(
     dist.init_process_group(backend, rank=rank, world_size=world_size)
     try:
         device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
-        result = train(graphs, config, params, device, rank=rank, world_size=world_size)
+        result = train(
+            graphs, config, params, device, rank=rank, world_size=world_size, id_vectors=id_vectors
+        )
         if rank == 0:
             torch.save(result, out)
     finally:
@@ -45,7 +48,11 @@ def _worker(
 
 
 def train_distributed(
-    graphs: list[ShardGraph], config: ModelConfig, params: TrainParams, world_size: int
+    graphs: list[ShardGraph],
+    config: ModelConfig,
+    params: TrainParams,
+    world_size: int,
+    id_vectors: torch.Tensor | None = None,
 ) -> TrainResult:
     """Spawn ``world_size`` processes (nccl, one per GPU, when CUDA has enough; else gloo)."""
     backend = (
@@ -55,7 +62,7 @@ def train_distributed(
         out = str(Path(tmp) / "result.pt")
         mp.spawn(
             _worker,
-            args=(world_size, _free_port(), backend, graphs, config, params, out),
+            args=(world_size, _free_port(), backend, graphs, config, params, id_vectors, out),
             nprocs=world_size,
             join=True,
         )

@@ -18,26 +18,34 @@ import torch
 from torch import Tensor
 
 
+def hits_matrix(ranked: Tensor, relevant: list[Tensor]) -> Tensor:
+    """``(B, K)`` bool: whether ``ranked[b, k]`` is in ``relevant[b]`` (one ``isin`` call)."""
+    sizes = torch.tensor([r.numel() for r in relevant], dtype=torch.long)
+    flat = torch.cat([r.long().cpu() for r in relevant]) if relevant else torch.empty(0)
+    span = (
+        int(max(int(ranked.max()) if ranked.numel() else 0, int(flat.max()) if flat.numel() else 0))
+        + 1
+    )
+    keys = torch.repeat_interleave(torch.arange(len(relevant)), sizes) * span + flat
+    rows = torch.arange(ranked.shape[0]).unsqueeze(1) * span
+    return torch.isin(ranked.cpu() + rows, keys)
+
+
 def average_precision_at_k(ranked: Tensor, relevant: list[Tensor]) -> Tensor:
     """``(B,)`` AP@K of each row of ``ranked`` ``(B, K)`` against its relevant ids."""
     k = ranked.shape[1]
-    out = torch.full((ranked.shape[0],), float("nan"))
-    for row, (ids, rel) in enumerate(zip(ranked, relevant, strict=True)):
-        if rel.numel() == 0:
-            continue
-        hits = torch.isin(ids, rel).float()
-        precision = hits.cumsum(0) / torch.arange(1, k + 1)
-        out[row] = float((precision * hits).sum() / min(rel.numel(), k))
-    return out
+    sizes = torch.tensor([r.numel() for r in relevant], dtype=torch.float)
+    hits = hits_matrix(ranked, relevant).float()
+    precision = hits.cumsum(1) / torch.arange(1, k + 1)
+    ap = (precision * hits).sum(1) / sizes.clamp(max=k, min=1)
+    return torch.where(sizes > 0, ap, torch.nan)
 
 
 def recall_at_k(ranked: Tensor, relevant: list[Tensor]) -> Tensor:
     """``(B,)`` share of each query's relevant ids found in its top K (NaN when none)."""
-    out = torch.full((ranked.shape[0],), float("nan"))
-    for row, (ids, rel) in enumerate(zip(ranked, relevant, strict=True)):
-        if rel.numel():
-            out[row] = float(torch.isin(rel, ids).float().mean())
-    return out
+    sizes = torch.tensor([r.numel() for r in relevant], dtype=torch.float)
+    found = hits_matrix(ranked, relevant).float().sum(1)
+    return torch.where(sizes > 0, found / sizes.clamp(min=1), torch.nan)
 
 
 @torch.no_grad()  # ranking only: a model's scores must not build an autograd graph
@@ -74,9 +82,14 @@ class RankingTask:
     @classmethod
     def from_pairs(cls, held_out: Tensor, known: Tensor, num_entities: int) -> RankingTask:
         """Each entity with held-out links ranks every other; its ``known`` links are skipped."""
-        both = torch.cat([held_out, held_out.flip(0)], dim=1)
-        queries = torch.unique(both[0])
-        relevant = _neighbours(both, num_entities)
+        return cls.from_links(torch.cat([held_out, held_out.flip(0)], dim=1), known, num_entities)
+
+    @classmethod
+    def from_links(cls, links: Tensor, known: Tensor, num_entities: int) -> RankingTask:
+        """Directed ``links`` ``(2, P)``: each ``links[0]`` entity is a query whose relevant
+        set is its ``links[1]``; itself and its directed ``known`` links are not ranked."""
+        queries = torch.unique(links[0])
+        relevant = _neighbours(links, num_entities)
         seen = _neighbours(known, num_entities)
         return cls(
             queries,
@@ -85,8 +98,19 @@ class RankingTask:
         )
 
     def map_at_k(self, scores: Callable[[Tensor], Tensor], k: int = 10) -> float:
-        ranked = top_k(scores, self.queries, k, self.exclude)
+        ranked = top_k(scores, self.queries, k, self.exclude).cpu()
         return float(average_precision_at_k(ranked, self.relevant).nanmean())
+
+    def per_query(
+        self, scores: Callable[[Tensor], Tensor], ks: tuple[int, ...] = (10, 50, 100)
+    ) -> dict[str, Tensor]:
+        """``map@k`` and ``recall@k`` of every query ``(|Q|,)``, from one top-``max(ks)``."""
+        ranked = top_k(scores, self.queries, max(ks), self.exclude).cpu()
+        out = {}
+        for k in ks:
+            out[f"map@{k}"] = average_precision_at_k(ranked[:, :k], self.relevant)
+            out[f"recall@{k}"] = recall_at_k(ranked[:, :k], self.relevant)
+        return out
 
 
 def _neighbours(pairs: Tensor, n: int) -> list[Tensor]:

@@ -44,3 +44,8 @@ def kg_arrays(nodes: pa.Table, edges: pa.Table) -> KGArrays:
         eel_weight=eel.column("weight").to_numpy().astype(np.float32),
         concept_edges=concept_edges,
     )
+
+
+def kg_from_frames(knowledge_graph: dict) -> KGArrays:
+    """:func:`kg_arrays` of the ``knowledge_graph`` asset's Spark DataFrames."""
+    return kg_arrays(knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow())

@@ -56,6 +56,9 @@ class EntityEncoder(nn.Module):
         self.popularity = nn.Embedding(POPULARITY_BUCKETS, config.dim, padding_idx=0)
         self.concept_proj = nn.Linear(config.feature_dim, config.dim)
         self.popularity_weight = nn.Parameter(torch.zeros(()))
+        # which entities' id embeddings were trained (had training links): at inference
+        # the others are embedded as new entities, from their edges alone
+        self.register_buffer("trained", torch.zeros(config.num_entities, dtype=torch.bool))
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.entity_id.weight, std=0.1)
@@ -68,6 +71,35 @@ class EntityEncoder(nn.Module):
     def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def inputs(
+        self,
+        graph: ShardGraph,
+        keep_id: Tensor | None = None,
+        keep_popularity: Tensor | None = None,
+    ) -> Tensor:
+        """Layer-0 features of every node, entities first, ``(n_e + n_c, dim)``.
+
+        Entities beyond the model's id space (added after training) must come with
+        ``keep_id`` False: they are embedded from their edges alone.
+        """
+        n = self.config.num_entities
+        beyond = graph.entity_global >= n
+        if beyond.any() and (keep_id is None or (keep_id & beyond).any()):
+            raise ValueError(
+                f"Entity id {int(graph.entity_global.max())} is outside the model's {n} "
+                "trained ids; embed it as new (keep_id False) or use the checkpoint of "
+                "this graph"
+            )
+        ids = self.entity_id(graph.entity_global.clamp(max=n - 1))
+        buckets = graph.popularity
+        if keep_id is not None:
+            ids = ids * keep_id.unsqueeze(-1)
+        if keep_popularity is not None:
+            buckets = buckets * keep_popularity
+        return torch.cat(
+            [ids + self.popularity(buckets), self.concept_proj(graph.concept_features)]
+        )
+
     def forward(
         self,
         graph: ShardGraph,
@@ -75,18 +107,7 @@ class EntityEncoder(nn.Module):
         keep_popularity: Tensor | None = None,
         edge_mask: Tensor | None = None,
     ) -> Tensor:
-        if int(graph.entity_global.max()) >= self.config.num_entities:
-            raise ValueError(
-                f"Entity id {int(graph.entity_global.max())} is outside the model's "
-                f"{self.config.num_entities} entities (a checkpoint from another graph?)"
-            )
-        ids = self.entity_id(graph.entity_global)
-        buckets = graph.popularity
-        if keep_id is not None:
-            ids = ids * keep_id.unsqueeze(-1)
-        if keep_popularity is not None:
-            buckets = buckets * keep_popularity
-        h = torch.cat([ids + self.popularity(buckets), self.concept_proj(graph.concept_features)])
+        h = self.inputs(graph, keep_id, keep_popularity)
         edge_index, edge_type = graph.edge_index, graph.edge_type
         if edge_mask is not None:
             edge_index, edge_type = edge_index[:, edge_mask], edge_type[edge_mask]

@@ -9,6 +9,11 @@ them (round-robin) and the gradients are all-reduced. Loss is scaled by
 Cold start is trained for explicitly: each epoch a random share of entities is made
 pseudo-new (id and popularity inputs masked, their EELs removed from message passing)
 while their EELs stay training targets, and id inputs are dropped for another share.
+
+The epoch kept is the one with the best validation MAP@10 (or AUC, by ``select_by``): AUC
+against uniform negatives rewards ranking popular items above unpopular ones and keeps
+rising long after the top of the ranking stops improving. Id embeddings start from the
+spectral vectors of the training EELs (``id_init``), see :mod:`training.spectral`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from training.evaluate import RankingTask
 from training.model import EntityEncoder, ModelConfig, build_model
 from training.shard_graph import ShardGraph
 
@@ -42,7 +48,9 @@ class TrainParams:
     val_share: float = 0.1
     id_dropout: float = 0.3
     pseudo_new_share: float = 0.2
-    patience: int = 5  # epochs without a better validation AUC before stopping
+    patience: int = 5  # epochs without a better validation score before stopping
+    select_by: str = "map"  # "map" (validation MAP@10) or "auc": picks the epoch kept
+    id_init: str = "spectral"  # or "random": id embeddings' start, see training/spectral.py
     shards_per_step: int = 1
     seed: int = 0
 
@@ -54,6 +62,10 @@ class TrainParams:
             raise ValueError(f"negatives, shards_per_step and epochs must be >= 1: {self}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective {self.objective!r} is not one of {sorted(OBJECTIVES)}")
+        if self.select_by not in ("map", "auc"):
+            raise ValueError(f"select_by must be 'map' or 'auc', got {self.select_by!r}")
+        if self.id_init not in ("spectral", "random"):
+            raise ValueError(f"id_init must be 'spectral' or 'random', got {self.id_init!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
@@ -66,6 +78,7 @@ class TrainResult:
     state_dict: dict[str, Tensor]
     best_epoch: int
     best_val_auc: float
+    best_val_map: float = float("nan")
     curve: list[dict[str, float]] = field(default_factory=list)
     shard_peak_bytes: dict[int, int] = field(default_factory=dict)  # CUDA only, first epoch
 
@@ -167,12 +180,26 @@ def shard_loss(
     return OBJECTIVES[params.objective](model, h, both_ways(graph.train_pairs), prior, params, gen)
 
 
+def validation_task(graph: ShardGraph) -> RankingTask:
+    """Each entity with held-out links ranks the shard's other entities, training links
+    skipped: a cheap, shard-local stand-in for the graph-wide MAP that picks the epoch."""
+    return RankingTask.from_pairs(
+        graph.val_pairs.cpu(), both_ways(graph.train_pairs).cpu(), graph.num_entities
+    )
+
+
 @torch.no_grad()
-def validation_auc(model: EntityEncoder, graph: ShardGraph, params: TrainParams, k: int) -> float:
+def validation_scores(
+    model: EntityEncoder, graph: ShardGraph, task: RankingTask, params: TrainParams, k: int
+) -> tuple[float, float]:
+    """(AUC against one uniform negative per held-out pair, MAP@10) on one shard."""
     h = model(graph)
     pos = both_ways(graph.val_pairs)
     neg = negative_pairs(pos, graph.num_entities, 1, generator(params.seed, -1, k))
-    return auc(model.score(h, pos, graph.log_degree), model.score(h, neg, graph.log_degree))
+    roc = auc(model.score(h, pos, graph.log_degree), model.score(h, neg, graph.log_degree))
+    everyone = torch.arange(graph.num_entities, device=h.device)
+    ap = task.map_at_k(lambda q: model.score_matrix(h, q.to(h.device), everyone, graph.log_degree))
+    return roc, ap
 
 
 def _all_reduce_gradients(model: EntityEncoder) -> None:
@@ -196,8 +223,13 @@ def train(
     rank: int = 0,
     world_size: int = 1,
     progress: Callable[[dict[str, float]], None] | None = None,
+    id_vectors: Tensor | None = None,
 ) -> TrainResult:
     """Train on ``graphs`` (all shards; this rank uses its round-robin share).
+
+    ``id_vectors`` ``(num_entities, dim)``, when given, start the id embeddings (see
+    ``TrainParams.id_init``); the caller computes them because they need EELs that the
+    shards do not hold (those cut by the partition).
 
     With ``world_size > 1`` the default process group must be initialised. Every rank
     returns the same result.
@@ -208,12 +240,19 @@ def train(
             f"({world_size})"
         )
     torch.manual_seed(params.seed)
-    model = build_model(config).to(device)
+    model = build_model(config)
+    pairs = torch.cat([g.entity_global[g.train_pairs] for g in graphs], dim=1)
+    model.trained[pairs.flatten()] = True
+    if id_vectors is not None:
+        with torch.no_grad():
+            model.entity_id.weight.copy_(id_vectors)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     n = len(graphs)
     steps = math.ceil(n / params.shards_per_step)
     mine = [k for k in range(n) if k % world_size == rank]
-    best = TrainResult({}, -1, -math.inf)
+    tasks = {k: validation_task(graphs[k]) for k in mine}
+    best, best_score = TrainResult({}, -1, -math.inf), -math.inf
     for epoch in range(params.epochs):
         model.train()
         loss_sum = 0.0
@@ -235,23 +274,27 @@ def train(
                 _all_reduce_gradients(model)
             optimizer.step()
         model.eval()
-        aucs = [validation_auc(model, graphs[k].to(device), params, k) for k in mine]
-        aucs = [a for a in aucs if not math.isnan(a)]
-        totals = [loss_sum, sum(aucs), len(aucs)]
+        scores = [validation_scores(model, graphs[k].to(device), tasks[k], params, k) for k in mine]
+        scores = [s for s in scores if not math.isnan(s[0])]
+        totals = [loss_sum, sum(s[0] for s in scores), sum(s[1] for s in scores), len(scores)]
         if world_size > 1:
             totals = _all_reduce_sum(totals, device)
+        count = totals[3] or float("nan")
         point = {
             "epoch": epoch,
             "loss": totals[0] / n,
-            "val_auc": totals[1] / totals[2] if totals[2] else float("nan"),
+            "val_auc": totals[1] / count,
+            "val_map": totals[2] / count,
         }
         best.curve.append(point)
         if progress is not None and rank == 0:
             progress(point)
         # without validation pairs (NaN) the latest epoch is the best one known
-        if math.isnan(point["val_auc"]) or point["val_auc"] > best.best_val_auc:
+        score = point[f"val_{params.select_by}"]
+        if math.isnan(score) or score > best_score:
             best.state_dict = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
-            best.best_epoch, best.best_val_auc = epoch, point["val_auc"]
+            best.best_epoch, best_score = epoch, score
+            best.best_val_auc, best.best_val_map = point["val_auc"], point["val_map"]
         elif epoch - best.best_epoch >= params.patience:
             log.info("Early stop at epoch %d (best %d)", epoch, best.best_epoch)
             break

@@ -19,6 +19,7 @@ from training.distributed import train_distributed
 from training.hasp import EEL, KGArrays
 from training.model import KINDS, ModelConfig
 from training.shard_graph import held_out_pairs, shard_graph
+from training.spectral import spectral_embedding
 from training.trainer import TrainParams, train
 from training.transe import TransEResult
 
@@ -80,11 +81,11 @@ def train_variant(
 ) -> Checkpoint | EmbeddingTable:
     """An encoder trained over the shards, or the DeepWalk table over the whole graph."""
     relations = [EEL, *transe.relations]
+    # neither walks nor spectral vectors may see the EELs the encoders hold out
+    held = held_out_pairs(
+        shards, transe.concept_embeddings, relations, params.val_share, params.seed
+    )
     if not variant.is_encoder:
-        # walks must not see the EELs the encoders hold out for validation
-        held = held_out_pairs(
-            shards, transe.concept_embeddings, relations, params.val_share, params.seed
-        )
         walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
         table = train_deepwalk(kg.without_eels(held.numpy()), walk, device)
         return EmbeddingTable(table, asdict(walk))
@@ -103,8 +104,13 @@ def train_variant(
         kind=variant.kind,
         popularity_prior=shape.popularity_prior,
     )
+    id_vectors = None
+    if params.id_init == "spectral":
+        # all training EELs, cut ones included: a graph-wide view no single shard has
+        train_eels = torch.from_numpy(kg.without_eels(held.numpy()).eel)
+        id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
     if world_size > 1:
-        result = train_distributed(graphs, config, params, world_size)
+        result = train_distributed(graphs, config, params, world_size, id_vectors)
     else:
-        result = train(graphs, config, params, device, progress=progress)
+        result = train(graphs, config, params, device, progress=progress, id_vectors=id_vectors)
     return Checkpoint(config, params, result, features, id_map)

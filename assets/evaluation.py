@@ -1,0 +1,138 @@
+"""Evaluation: the split fixed before training, every model scored on it, the quality gate."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from orchestration.measure import Measure
+from orchestration.plots import bars, png_markdown
+from orchestration.resources import LakeResource, SparkResource, env
+from training.checkpoint import load_model_set
+from training.device import pick_device
+from training.kg_arrays import kg_from_frames
+from training.protocol import (
+    STRICT,
+    TRANSDUCTIVE,
+    WARMUP,
+    EvaluationReport,
+    evaluate_models,
+    load_report,
+)
+from training.split import EvaluationSplit, SplitParams, make_split
+
+GROUP = "evaluation"
+ACCEPTED = "accepted_model.json"
+
+
+class SplitConfig(dg.Config):
+    test_share: float = 0.1
+    inductive_share: float = 0.2
+    warmup_links: int = 3
+    seed: int = 0
+
+
+class EvaluationConfig(dg.Config):
+    memory_budget_mb: int = int(env("INFERENCE_MEMORY_BUDGET_MB", "256"))
+
+
+@dg.asset(group_name=GROUP)
+def evaluation_split(
+    context: dg.AssetExecutionContext,
+    config: SplitConfig,
+    spark: SparkResource,
+    knowledge_graph: dict[str, DataFrame],
+) -> dg.Output[DataFrame]:
+    """Test EELs and inductive entities (with their warm-up EELs), fixed by seed; the
+    shards and every model train without them."""
+    with Measure() as m:
+        kg = kg_from_frames(knowledge_graph)
+        split = make_split(kg, SplitParams(**config.model_dump()))
+    context.log.info(
+        f"Split: {split.test_pairs.shape[1]} test EELs, {len(split.inductive)} inductive "
+        f"entities, {split.warmup_pairs.shape[1]} warm-up EELs"
+    )
+    return dg.Output(
+        spark.session.createDataFrame(split.to_arrow()),
+        metadata={
+            "test_eels": split.test_pairs.shape[1],
+            "inductive_entities": len(split.inductive),
+            "warmup_eels": split.warmup_pairs.shape[1],
+            **m.metadata("compute"),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP, io_manager_key="folder_io_manager")
+def embedding_evaluation(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    gnn_checkpoint: Path,
+    knowledge_graph: dict[str, DataFrame],
+    evaluation_split: DataFrame,
+) -> dg.Output[EvaluationReport]:
+    """MAP@10/50/100 and Recall of every trained model and baseline: transductive (and per
+    cold-start group), strict cold start, warm-up and rare-concept similarity."""
+    models = load_model_set(gnn_checkpoint)
+    split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
+    kg = kg_from_frames(knowledge_graph)
+    with Measure() as m:
+        results = evaluate_models(
+            models, kg, split, config.memory_budget_mb, pick_device(), context.log.info
+        )
+    report = EvaluationReport(results, models.primary, gnn_checkpoint.name)
+    table = report.markdown()
+    context.log.info("\n" + table)
+    settings = [TRANSDUCTIVE, f"{TRANSDUCTIVE}/group0", STRICT, WARMUP]
+    plot = bars(
+        {name: [r[s]["map@10"] for s in settings] for name, r in results.items()},
+        settings,
+        title="MAP@10 by setting",
+    )
+    return dg.Output(
+        report,
+        metadata={
+            "primary": models.primary,
+            "model_version": report.model_version,
+            "map_at_10": report.value(models.primary),
+            "strict_cold_start_map_at_10": report.value(models.primary, STRICT),
+            "comparison": dg.MetadataValue.md(table),
+            "map_at_10_plot": png_markdown(plot, "MAP@10 by setting"),
+            **m.metadata("compute"),
+        },
+    )
+
+
+@dg.asset_check(asset=embedding_evaluation, blocking=True)
+def quality_gate(lake: LakeResource, embedding_evaluation: Path) -> dg.AssetCheckResult:
+    """Blocks a model worse than ItemCF, or than the last accepted model, on all-entity
+    MAP@10 by more than ``COGRAPH_GATE_MARGIN`` (relative); a passing model is accepted."""
+    margin = float(env("GATE_MARGIN", "0.1"))
+    report = load_report(embedding_evaluation)
+    value = report.value(report.primary)
+    bars_to_pass = {"itemcf": report.value("itemcf")} if "itemcf" in report.results else {}
+    accepted_path = lake.path(ACCEPTED)
+    accepted = json.loads(accepted_path.read_text()) if accepted_path.exists() else None
+    if accepted is not None:
+        bars_to_pass[f"accepted {accepted['model_version']}"] = accepted["map_at_10"]
+    failing = {name: bar for name, bar in bars_to_pass.items() if value < bar * (1 - margin)}
+    if not failing:
+        accepted_path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"model_version": report.model_version, "map_at_10": value}
+        tmp = accepted_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(accepted_path)
+    return dg.AssetCheckResult(
+        passed=not failing,
+        description=(
+            f"MAP@10 {value:.4f} is more than {margin:.0%} below {sorted(failing)}"
+            if failing
+            else f"MAP@10 {value:.4f} accepted"
+        ),
+        metadata={
+            "map_at_10": value,
+            "margin": margin,
+            **{f"bar: {k}": v for k, v in bars_to_pass.items()},
+        },
+    )

@@ -1,0 +1,51 @@
+"""The served embedding matrix: a memory-mapped float32 file plus its row index.
+
+A folder holds ``vectors.npy`` ``(N, dim)`` float32 (open with ``mmap_mode="r"``: loading is
+free and pages come in on demand), ``entities.parquet`` (row -> entity id, item id,
+log-degree, whether it was embedded inductively) and ``meta.json`` (model version, the
+learned popularity-prior weight).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+VECTORS, ENTITIES, META = "vectors.npy", "entities.parquet", "meta.json"
+
+
+@dataclass
+class EmbeddingMatrix:
+    vectors: np.ndarray  # (N, dim) float32
+    entities: pa.Table  # entity_id, item_id, log_degree, inductive; row i <-> vectors[i]
+    meta: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.vectors.shape[0] != self.entities.num_rows:
+            raise ValueError(
+                f"{self.vectors.shape[0]} vectors but {self.entities.num_rows} entity rows"
+            )
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / VECTORS, np.ascontiguousarray(self.vectors, dtype=np.float32))
+        pq.write_table(self.entities, folder / ENTITIES)
+        (folder / META).write_text(json.dumps(self.meta, indent=2))
+
+
+def open_matrix(folder: Path) -> EmbeddingMatrix:
+    """The matrix at ``folder``, vectors memory-mapped read-only."""
+    missing = [f for f in (VECTORS, ENTITIES, META) if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"Embedding matrix at {folder} lacks {missing}")
+    return EmbeddingMatrix(
+        np.load(folder / VECTORS, mmap_mode="r"),
+        pq.read_table(folder / ENTITIES),
+        json.loads((folder / META).read_text()),
+    )

@@ -1,0 +1,110 @@
+"""Full-graph inference: every entity embedded over the whole knowledge graph.
+
+Layer by layer, in chunks of target entities: a chunk's layer output needs only the
+edges into it, so each step holds node-level tensors plus the per-edge tensors of one
+chunk, and chunks are cut so that those fit ``memory_budget_mb``. Exact: the result
+equals one full forward pass (messages flow into entities only, so concept rows never
+change).
+
+Entities whose id embedding was never trained (new items, held-out entities) are
+embedded as the trainer's pseudo-new ones: id and popularity inputs masked, from their
+concept edges and whatever EELs they have. No retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from training.checkpoint import Checkpoint
+from training.hasp import KGArrays, build_shard
+from training.model import EntityEncoder
+from training.shard_graph import ShardGraph, shard_graph
+
+FLOAT_BYTES = 4
+EDGE_FLOATS_PER_DIM = 8  # value, key, query, message and their temporaries, per edge
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: Tensor  # (n_e, dim)
+    log_degree: Tensor  # (n_e,) log(1 + EEL degree) in the inference graph
+    inductive: Tensor  # (n_e,) bool: embedded without a trained id
+    chunks: int  # target chunks per layer
+
+
+def whole_graph(kg: KGArrays, features: dict[str, Tensor], relations: list[str]) -> ShardGraph:
+    """All of ``kg`` as one shard: every EEL a message edge, nothing held out."""
+    shard = build_shard(kg, np.zeros(kg.num_entities, dtype=np.int64), 0, {}, 0)
+    return shard_graph(shard, features, relations, val_share=0.0, seed=0)
+
+
+def chunk_bounds(targets: Tensor, num_entities: int, max_edges: int) -> list[tuple[int, int]]:
+    """Contiguous entity ranges ``[lo, hi)`` each receiving at most ``max_edges`` edges
+    (a single entity with more gets a range of its own)."""
+    counts = torch.bincount(targets, minlength=num_entities)[:num_entities].tolist()
+    bounds, lo, load = [], 0, 0
+    for t, c in enumerate(counts):
+        if load and load + c > max_edges:
+            bounds.append((lo, t))
+            lo, load = t, 0
+        load += c
+    bounds.append((lo, num_entities))
+    return bounds
+
+
+@torch.no_grad()
+def embed(
+    model: EntityEncoder,
+    graph: ShardGraph,
+    known: Tensor,
+    memory_budget_mb: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> Embedded:
+    """Embed every entity of ``graph``; ``known`` ``(n_e,)`` marks those with trained ids."""
+    dim = model.config.dim
+    n_e = graph.num_entities
+    node_bytes = 4 * (n_e + len(graph.concept_features)) * dim * FLOAT_BYTES
+    budget = memory_budget_mb * 2**20 - node_bytes
+    if budget <= 0:
+        raise ValueError(
+            f"memory_budget_mb={memory_budget_mb} is below the {node_bytes / 2**20:.1f} MiB the "
+            f"node features of {n_e} entities alone need"
+        )
+    max_edges = max(1, int(budget // (EDGE_FLOATS_PER_DIM * dim * FLOAT_BYTES)))
+    order = torch.argsort(graph.edge_index[1], stable=True)
+    edge_index, edge_type = graph.edge_index[:, order], graph.edge_type[order]
+    bounds = chunk_bounds(edge_index[1], n_e, max_edges)
+    starts = torch.searchsorted(edge_index[1], torch.tensor([lo for lo, _ in bounds]))
+    ends = torch.searchsorted(edge_index[1], torch.tensor([hi for _, hi in bounds]))
+    h = model.inputs(graph, keep_id=known, keep_popularity=known)
+    spans = list(zip(bounds, starts.tolist(), ends.tolist(), strict=True))
+    for i in range(model.config.layers):
+        out = h.clone()
+        for c, ((lo, hi), a, b) in enumerate(spans):
+            out[lo:hi] = model.layer(i, h, edge_index[:, a:b], edge_type[a:b])[lo:hi]
+            if progress is not None:
+                progress(i * len(bounds) + c + 1, model.config.layers * len(bounds))
+        h = out
+    return Embedded(h[:n_e], graph.log_degree, ~known, len(bounds))
+
+
+def embed_graph(
+    checkpoint: Checkpoint,
+    kg: KGArrays,
+    memory_budget_mb: float,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+) -> Embedded:
+    """:func:`embed` over all of ``kg`` with ``checkpoint``'s weights and concept features."""
+    graph = whole_graph(kg, checkpoint.concept_features, list(checkpoint.config.relations))
+    model = checkpoint.model().to(device)
+    known = torch.zeros(kg.num_entities, dtype=torch.bool, device=device)
+    n = min(kg.num_entities, checkpoint.config.num_entities)
+    known[:n] = model.trained[:n]  # entities added after training are all new
+    out = embed(model, graph.to(device), known, memory_budget_mb, progress)
+    return Embedded(out.vectors.cpu(), out.log_degree.cpu(), out.inductive.cpu(), out.chunks)

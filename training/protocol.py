@@ -1,0 +1,239 @@
+"""The evaluation protocol (after SemanticGNN's): every model and baseline, same split.
+
+Settings, each a :class:`~training.evaluate.RankingTask` over all entities:
+
+* **transductive** (Co-Sim): queries are entities with test EELs, ranked against every
+  entity except themselves and their training links; also per cold-start group by EEL
+  degree in the training graph: group0 ``≤ 3``, group1 ``(3, 6]``, group2 ``> 6``;
+* **strict cold start**: the inductive entities, embedded from their concept edges
+  alone; truth is all their EELs;
+* **warm-up**: the inductive entities with up to 3 of their EELs plugged in at inference;
+  truth is the rest of their EELs, the plugged-in ones are not ranked;
+* **semantic**: entities sharing a rare concept (used by 2 to ``rare_max`` entities), a
+  stand-in for a curated similar-items set.
+
+Learned encoders embed each setting's graph with :func:`training.inference.embed`; no-
+learning baselines score from the same graph; their weights come from validation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from training.baselines import (
+    Scores,
+    Signals,
+    blend,
+    concepts,
+    embedding_scores,
+    itemcf,
+    popularity,
+    signals,
+)
+from training.checkpoint import Checkpoint, ModelSet
+from training.evaluate import RankingTask
+from training.hasp import KGArrays
+from training.inference import embed, whole_graph
+from training.split import EvaluationSplit, training_view, warmup_view
+
+KS = (10, 50, 100)
+GROUPS = {"group0": (-math.inf, 3), "group1": (3, 6), "group2": (6, math.inf)}
+TRANSDUCTIVE, STRICT, WARMUP, SEMANTIC = "transductive", "strict_cold_start", "warm_up", "semantic"
+NO_EDGES = torch.empty(2, 0, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class Setting:
+    task: RankingTask
+    view: str  # "train" or "warm": the graph its scores come from
+    groups: dict[str, Tensor] = field(default_factory=dict)  # name -> mask over queries
+
+
+def _links_from(kg: KGArrays, entities: np.ndarray) -> Tensor:
+    """Directed EELs of ``kg`` leaving ``entities``."""
+    mask = np.isin(kg.eel[0], entities)
+    return torch.from_numpy(kg.eel[:, mask])
+
+
+def rare_concept_links(kg: KGArrays, rare_max: int) -> Tensor:
+    """Directed pairs of distinct entities that share a concept used by 2..``rare_max``."""
+    links = []
+    for edges in kg.concept_edges.values():
+        df = np.bincount(edges[1])
+        rare = edges[:, (df[edges[1]] >= 2) & (df[edges[1]] <= rare_max)]
+        order = np.argsort(rare[1], kind="stable")
+        entities, concept = rare[0, order], rare[1, order]
+        for group in np.split(entities, np.flatnonzero(np.diff(concept)) + 1):
+            a, b = np.meshgrid(group, group)
+            keep = a != b
+            links.append(np.stack([a[keep], b[keep]]))
+    if not links:
+        return NO_EDGES
+    pairs = torch.from_numpy(np.concatenate(links, axis=1))
+    return torch.unique(pairs, dim=1)
+
+
+def settings(kg: KGArrays, split: EvaluationSplit, rare_max: int = 5) -> dict[str, Setting]:
+    n = kg.num_entities
+    train = training_view(kg, split)
+    known = torch.from_numpy(train.eel)
+    degree = torch.bincount(known[0], minlength=n)
+    test = torch.from_numpy(split.test_pairs)
+    transductive = RankingTask.from_pairs(test, known, n)
+    d = degree[transductive.queries]
+    groups = {name: (d > lo) & (d <= hi) for name, (lo, hi) in GROUPS.items()}
+    all_links = _links_from(kg, split.inductive)
+    warm = torch.from_numpy(split.warmup_pairs)
+    n_ = max(n, 1)
+    remaining = all_links[:, ~torch.isin(all_links[0] * n_ + all_links[1], warm[0] * n_ + warm[1])]
+    return {
+        TRANSDUCTIVE: Setting(transductive, "train", groups),
+        STRICT: Setting(RankingTask.from_links(all_links, NO_EDGES, n), "train"),
+        WARMUP: Setting(RankingTask.from_links(remaining, warm, n), "warm"),
+        SEMANTIC: Setting(
+            RankingTask.from_links(rare_concept_links(kg, rare_max), NO_EDGES, n), "train"
+        ),
+    }
+
+
+def encoder_scores(
+    checkpoint: Checkpoint, kg: KGArrays, memory_budget_mb: float, device: torch.device
+) -> Scores:
+    """The encoder's own score (popularity prior included) over ``kg``, embedded inductively."""
+    model = checkpoint.model().to(device)
+    graph = whole_graph(kg, checkpoint.concept_features, list(checkpoint.config.relations))
+    graph = graph.to(device)
+    out = embed(model, graph, model.trained[: kg.num_entities], memory_budget_mb)
+    everyone = torch.arange(kg.num_entities, device=device)
+    return lambda q: model.score_matrix(out.vectors, q.to(device), everyone, out.log_degree).cpu()
+
+
+def baseline_scores(s: Signals, tuned: dict[str, tuple[float, ...]]) -> dict[str, Scores]:
+    """The no-learning baselines; weighted ones take their validation-tuned weights."""
+    out = {"popularity": popularity(s), "itemcf": itemcf(s), "concepts": concepts(s)}
+    if "popularity+concepts" in tuned:
+        out["popularity+concepts"] = blend(s, 0.0, 1.0, *tuned["popularity+concepts"])
+    if "blend" in tuned:
+        out["blend"] = blend(s, *tuned["blend"])
+    return out
+
+
+Results = dict[str, dict[str, dict[str, float]]]  # model -> "setting[/group]" -> metric -> value
+
+
+def evaluate_models(
+    models: ModelSet,
+    kg: KGArrays,
+    split: EvaluationSplit,
+    memory_budget_mb: float,
+    device: torch.device,
+    progress: Callable[[str], None] | None = None,
+) -> Results:
+    """Every encoder, embedding table and baseline of ``models``, in every setting."""
+    cases = settings(kg, split)
+    views = {"train": training_view(kg, split), "warm": warmup_view(kg, split)}
+    scorers: dict[str, dict[str, Scores]] = {view: {} for view in views}
+    for view, graph in views.items():
+        for name, checkpoint in models.checkpoints.items():
+            scorers[view][name] = encoder_scores(checkpoint, graph, memory_budget_mb, device)
+        for name, table in models.tables.items():
+            scorers[view][name] = embedding_scores(table.embeddings)
+        empty = torch.empty(2, 0, dtype=torch.long)
+        scorers[view].update(baseline_scores(signals(graph, empty), models.tuned_weights()))
+    results: Results = {name: {} for name in scorers["train"]}
+    for name in results:
+        for setting_name, setting in cases.items():
+            if progress is not None:
+                progress(f"{name}: {setting_name}")
+            per_query = setting.task.per_query(scorers[setting.view][name], KS)
+            results[name][setting_name] = _means(per_query)
+            for group, mask in setting.groups.items():
+                results[name][f"{setting_name}/{group}"] = _means(per_query, mask)
+    return results
+
+
+def _means(per_query: dict[str, Tensor], mask: Tensor | None = None) -> dict[str, float]:
+    out = {}
+    for metric, values in per_query.items():
+        v = values if mask is None else values[mask]
+        out[metric] = float(v.nanmean()) if v.numel() else float("nan")
+    first = next(iter(per_query.values()))
+    valid = ~first.isnan() if mask is None else ~first.isnan() & mask
+    out["queries"] = float(valid.sum())
+    return out
+
+
+REPORT = "evaluation.json"
+HEADLINE = (
+    (f"{TRANSDUCTIVE}", "map@10"),
+    (f"{TRANSDUCTIVE}", "map@50"),
+    (f"{TRANSDUCTIVE}", "map@100"),
+    (f"{TRANSDUCTIVE}/group0", "map@10"),
+    (f"{TRANSDUCTIVE}/group1", "map@10"),
+    (f"{TRANSDUCTIVE}/group2", "map@10"),
+    (STRICT, "map@10"),
+    (STRICT, "map@50"),
+    (STRICT, "map@100"),
+    (WARMUP, "map@10"),
+    (WARMUP, "map@50"),
+    (WARMUP, "map@100"),
+    (SEMANTIC, "map@10"),
+)
+
+
+@dataclass
+class EvaluationReport:
+    """Results of every model and baseline, the primary model and the model version."""
+
+    results: Results
+    primary: str
+    model_version: str
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "primary": self.primary,
+            "model_version": self.model_version,
+            "results": self.results,
+        }
+        (folder / REPORT).write_text(json.dumps(payload, indent=2))
+
+    def value(self, model: str, setting: str = TRANSDUCTIVE, metric: str = "map@10") -> float:
+        return self.results[model][setting][metric]
+
+    def best_baseline(self, setting: str, metric: str) -> tuple[str, float]:
+        """The best row other than the primary model (ablations included)."""
+        others = {m: r[setting][metric] for m, r in self.results.items() if m != self.primary}
+        name = max(others, key=lambda m: -math.inf if math.isnan(others[m]) else others[m])
+        return name, others[name]
+
+    def markdown(self) -> str:
+        """One row per model, one column per headline metric; then the primary's lift."""
+        head = [f"{s} {m}" for s, m in HEADLINE]
+        lines = ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+        for model, r in self.results.items():
+            cells = " | ".join(f"{r[s][m]:.4f}" for s, m in HEADLINE)
+            lines.append(f"| {'**' + model + '**' if model == self.primary else model} | {cells} |")
+        lift = []
+        for s, m in HEADLINE:
+            name, best = self.best_baseline(s, m)
+            ratio = self.value(self.primary, s, m) / best if best > 0 else math.nan
+            lift.append(f"{ratio:.2f}× ({name})")
+        lines.append(f"| {self.primary} ÷ best other | " + " | ".join(lift) + " |")
+        return "\n".join(lines)
+
+
+def load_report(folder: Path) -> EvaluationReport:
+    path = folder / REPORT
+    if not path.exists():
+        raise FileNotFoundError(f"No evaluation report at {path}")
+    payload = json.loads(path.read_text())
+    return EvaluationReport(payload["results"], payload["primary"], payload["model_version"])

@@ -18,6 +18,7 @@ from training.protocol import (
     WARMUP,
     EvaluationReport,
     evaluate_models,
+    gate_failures,
     load_report,
 )
 from training.split import EvaluationSplit, SplitParams, make_split
@@ -116,7 +117,7 @@ def quality_gate(lake: LakeResource, embedding_evaluation: Path) -> dg.AssetChec
     accepted = json.loads(accepted_path.read_text()) if accepted_path.exists() else None
     if accepted is not None:
         bars_to_pass[f"accepted {accepted['model_version']}"] = accepted["map_at_10"]
-    failing = {name: bar for name, bar in bars_to_pass.items() if value < bar * (1 - margin)}
+    failing = gate_failures(value, bars_to_pass, margin)
     if not failing:
         accepted_path.parent.mkdir(parents=True, exist_ok=True)
         record = {"model_version": report.model_version, "map_at_10": value}

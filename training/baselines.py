@@ -11,7 +11,7 @@ is compared against them on the same split:
 * **concepts**: cosine of TF-IDF vectors over concepts (``tf = 1``, ``idf = log(N / df)``);
 * **popularity + concepts**: ``cos_ij + λ · log(1 + deg_j)``;
 * **blend**: ``a · ItemCF_ij + b · cos_ij + c · log(1 + deg_j)``, weights tuned on validation
-  (:func:`grid_search`), as is λ.
+  (:func:`best_of` a grid), as is λ.
 """
 
 from __future__ import annotations
@@ -95,10 +95,7 @@ def embedding_scores(h: Tensor) -> Scores:
     return lambda q: h[q] @ h.t()
 
 
-def grid_search(
-    make: Callable[..., Scores], grid: list[tuple[float, ...]], evaluate: Callable[[Scores], float]
-) -> tuple[tuple[float, ...], float]:
-    """The weights in ``grid`` whose scorer ``make(*weights)`` evaluates best (on validation)."""
-    values = [evaluate(make(*weights)) for weights in grid]
+def best_of(grid: list[tuple[float, ...]], values: list[float]) -> tuple[tuple[float, ...], float]:
+    """The weights in ``grid`` with the best (validation) value, and that value."""
     best = int(np.nanargmax(values))
     return grid[best], values[best]

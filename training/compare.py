@@ -17,10 +17,9 @@ from torch_geometric.data import HeteroData
 
 from training.baselines import (
     Signals,
-    blend,
+    best_of,
     concepts,
     embedding_scores,
-    grid_search,
     itemcf,
     popularity,
     signals,
@@ -85,11 +84,11 @@ def compare(models: ModelSet, shards: list[HeteroData], kg: KGArrays, k: int = 1
         Row("itemcf", task.map_at_k(itemcf(s), k)),
         Row("concepts", task.map_at_k(concepts(s), k)),
     ]
-    evaluate = lambda scores: task.map_at_k(scores, k)  # noqa: E731
-    lam, value = grid_search(lambda lam: blend(s, 0.0, 1.0, lam), [(g,) for g in GRID], evaluate)
-    rows.append(Row("popularity+concepts", value, lam))
-    weights, value = grid_search(
-        lambda b, c: blend(s, 1.0, b, c), list(itertools.product(GRID, GRID)), evaluate
-    )
-    rows.append(Row("blend", value, (1.0, *weights)))
+    parts = [itemcf(s), concepts(s), popularity(s)]
+    grid = [(0.0, 1.0, lam) for lam in GRID]
+    weights, value = best_of(grid, task.map_at_k_weighted(parts, grid, k))
+    rows.append(Row("popularity+concepts", value, weights[2:]))
+    grid = [(1.0, b, c) for b, c in itertools.product(GRID, GRID)]
+    weights, value = best_of(grid, task.map_at_k_weighted(parts, grid, k))
+    rows.append(Row("blend", value, weights))
     return rows

@@ -48,6 +48,24 @@ def recall_at_k(ranked: Tensor, relevant: list[Tensor]) -> Tensor:
     return torch.where(sizes > 0, found / sizes.clamp(min=1), torch.nan)
 
 
+def rank_rows(s: Tensor, k: int) -> Tensor:
+    """``(B, k)`` column ids of each row of ``s`` by descending score, ties to the lower id.
+
+    ``torch.topk`` is fast but does not say which of several equal scores it keeps, so rows
+    whose k-th score is tied with a score left out are sorted in full (stably) instead.
+    """
+    k = min(k, s.shape[1])
+    values, ids = s.topk(k, dim=1)
+    ids = torch.sort(ids, dim=1).values  # id order first, so the stable sort keeps it on ties
+    ids = ids.gather(1, torch.argsort(s.gather(1, ids), dim=1, descending=True, stable=True))
+    kth = values[:, -1:]
+    ambiguous = (s == kth).sum(1) > (s.gather(1, ids) == kth).sum(1)
+    if ambiguous.any():
+        rows = ambiguous.nonzero().squeeze(1)
+        ids[rows] = torch.argsort(s[rows], dim=1, descending=True, stable=True)[:, :k]
+    return ids
+
+
 @torch.no_grad()  # ranking only: a model's scores must not build an autograd graph
 def top_k(
     scores: Callable[[Tensor], Tensor],
@@ -64,11 +82,14 @@ def top_k(
     for start in range(0, len(queries), batch_size):
         batch = queries[start : start + batch_size]
         s = scores(batch).float().clone()
-        for row, ids in enumerate(exclude[start : start + batch_size]):
-            s[row, ids] = -torch.inf
-        # a stable sort keeps equal scores in id order: lower id first
-        out.append(torch.argsort(s, dim=1, descending=True, stable=True)[:, :k])
+        _mask(s, exclude[start : start + batch_size])
+        out.append(rank_rows(s, k))
     return torch.cat(out)
+
+
+def _mask(s: Tensor, exclude: list[Tensor]) -> None:
+    for row, ids in enumerate(exclude):
+        s[row, ids.to(s.device)] = -torch.inf
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,30 @@ class RankingTask:
     def map_at_k(self, scores: Callable[[Tensor], Tensor], k: int = 10) -> float:
         ranked = top_k(scores, self.queries, k, self.exclude).cpu()
         return float(average_precision_at_k(ranked, self.relevant).nanmean())
+
+    @torch.no_grad()
+    def map_at_k_weighted(
+        self,
+        components: list[Callable[[Tensor], Tensor]],
+        grid: list[tuple[float, ...]],
+        k: int = 10,
+        batch_size: int = 256,
+    ) -> list[float]:
+        """MAP@k of ``Σ_i w_i · components[i]`` for every weight tuple ``w`` in ``grid``,
+        each component scored once per batch of queries (a weight search's cost)."""
+        ap = torch.zeros(len(grid))
+        count = 0
+        for start in range(0, len(self.queries), batch_size):
+            batch = self.queries[start : start + batch_size]
+            parts = [c(batch).float() for c in components]
+            relevant = self.relevant[start : start + batch_size]
+            for g, weights in enumerate(grid):
+                # a fresh tensor (products of the parts), so masking it in place is safe
+                s = sum(w * p for w, p in zip(weights, parts, strict=True))
+                _mask(s, self.exclude[start : start + batch_size])
+                ap[g] += average_precision_at_k(rank_rows(s, k).cpu(), relevant).nansum()
+            count += sum(1 for r in relevant if r.numel())
+        return (ap / max(count, 1)).tolist()
 
     def per_query(
         self, scores: Callable[[Tensor], Tensor], ks: tuple[int, ...] = (10, 50, 100)

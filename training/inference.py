@@ -3,8 +3,8 @@
 Layer by layer, in chunks of target entities: a chunk's layer output needs only the
 edges into it, so each step holds node-level tensors plus the per-edge tensors of one
 chunk, and chunks are cut so that those fit ``memory_budget_mb``. Exact: the result
-equals one full forward pass (messages flow into entities only, so concept rows never
-change).
+equals one full forward pass. Concept nodes receive no messages, so their rows come in
+one cheap chunk of their own (a convolution's bias can still move them).
 
 Entities whose id embedding was never trained (new items, held-out entities) are
 embedded as the trainer's pseudo-new ones: id and popularity inputs masked, from their
@@ -43,17 +43,17 @@ def whole_graph(kg: KGArrays, features: dict[str, Tensor], relations: list[str])
     return shard_graph(shard, features, relations, val_share=0.0, seed=0)
 
 
-def chunk_bounds(targets: Tensor, num_entities: int, max_edges: int) -> list[tuple[int, int]]:
-    """Contiguous entity ranges ``[lo, hi)`` each receiving at most ``max_edges`` edges
-    (a single entity with more gets a range of its own)."""
-    counts = torch.bincount(targets, minlength=num_entities)[:num_entities].tolist()
+def chunk_bounds(targets: Tensor, num_nodes: int, max_edges: int) -> list[tuple[int, int]]:
+    """Contiguous node ranges ``[lo, hi)`` each receiving at most ``max_edges`` edges
+    (a single node with more gets a range of its own)."""
+    counts = torch.bincount(targets, minlength=num_nodes)[:num_nodes].tolist()
     bounds, lo, load = [], 0, 0
     for t, c in enumerate(counts):
         if load and load + c > max_edges:
             bounds.append((lo, t))
             lo, load = t, 0
         load += c
-    bounds.append((lo, num_entities))
+    bounds.append((lo, num_nodes))
     return bounds
 
 
@@ -78,10 +78,10 @@ def embed(
     max_edges = max(1, int(budget // (EDGE_FLOATS_PER_DIM * dim * FLOAT_BYTES)))
     order = torch.argsort(graph.edge_index[1], stable=True)
     edge_index, edge_type = graph.edge_index[:, order], graph.edge_type[order]
-    bounds = chunk_bounds(edge_index[1], n_e, max_edges)
+    h = model.inputs(graph, keep_id=known, keep_popularity=known)
+    bounds = chunk_bounds(edge_index[1], len(h), max_edges)
     starts = torch.searchsorted(edge_index[1], torch.tensor([lo for lo, _ in bounds]))
     ends = torch.searchsorted(edge_index[1], torch.tensor([hi for _, hi in bounds]))
-    h = model.inputs(graph, keep_id=known, keep_popularity=known)
     spans = list(zip(bounds, starts.tolist(), ends.tolist(), strict=True))
     for i in range(model.config.layers):
         out = h.clone()

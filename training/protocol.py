@@ -171,6 +171,12 @@ def _means(per_query: dict[str, Tensor], mask: Tensor | None = None) -> dict[str
     return out
 
 
+def gate_failures(value: float, bars: dict[str, float], margin: float) -> dict[str, float]:
+    """The bars (ItemCF, the last accepted model...) that ``value`` falls more than
+    ``margin`` (relative) below; empty when the model may pass."""
+    return {name: bar for name, bar in bars.items() if value < bar * (1 - margin)}
+
+
 REPORT = "evaluation.json"
 HEADLINE = (
     (f"{TRANSDUCTIVE}", "map@10"),

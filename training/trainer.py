@@ -51,6 +51,9 @@ class TrainParams:
     patience: int = 5  # epochs without a better validation score before stopping
     select_by: str = "map"  # "map" (validation MAP@10) or "auc": picks the epoch kept
     id_init: str = "spectral"  # or "random": id embeddings' start, see training/spectral.py
+    # learning rate of the id embeddings relative to ``lr``: below 1 keeps them near their
+    # graph-wide spectral start, which no shard can contradict (negatives are shard-local)
+    id_lr_scale: float = 1.0
     shards_per_step: int = 1
     seed: int = 0
 
@@ -247,7 +250,13 @@ def train(
         with torch.no_grad():
             model.entity_id.weight.copy_(id_vectors)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    ids = [model.entity_id.weight]
+    others = [p for p in model.parameters() if p is not model.entity_id.weight]
+    optimizer = torch.optim.Adam(
+        [{"params": others}, {"params": ids, "lr": params.lr * params.id_lr_scale}],
+        lr=params.lr,
+        weight_decay=params.weight_decay,
+    )
     n = len(graphs)
     steps = math.ceil(n / params.shards_per_step)
     mine = [k for k in range(n) if k % world_size == rank]

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from training.baselines import blend, concepts, grid_search, itemcf, popularity, signals
-from training.evaluate import RankingTask, average_precision_at_k, recall_at_k, top_k
+from training.baselines import best_of, blend, concepts, itemcf, popularity, signals
+from training.evaluate import (
+    RankingTask,
+    average_precision_at_k,
+    rank_rows,
+    recall_at_k,
+    top_k,
+)
 from training.hasp import ENTITY, KGArrays
 
 
@@ -90,8 +96,20 @@ def test_without_eels(kg):
     ]
 
 
-def test_grid_search_picks_the_best():
-    weights, value = grid_search(
-        lambda a: lambda q: a, [(0.1,), (0.7,), (0.3,)], evaluate=lambda f: f(None)
-    )
-    assert weights == (0.7,) and value == 0.7
+def test_weighted_map_matches_one_scorer_per_weight(kg):
+    s = signals(kg, held_out=torch.tensor([[0], [3]]))
+    task = RankingTask.from_pairs(torch.tensor([[0, 1], [3, 3]]), s.eel.indices(), 4)
+    parts = [itemcf(s), concepts(s), popularity(s)]
+    grid = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.3), (1.0, 0.5, 0.1)]
+    values = task.map_at_k_weighted(parts, grid, k=2)
+    for weights, value in zip(grid, values, strict=True):
+        assert value == pytest.approx(task.map_at_k(blend(s, *weights), k=2))
+    assert best_of(grid, [0.1, 0.7, 0.3]) == (grid[1], 0.7)
+
+
+def test_rank_rows_is_exact_on_ties():
+    s = torch.tensor([[1.0, 5.0, 5.0, 5.0, 0.0], [3.0, 2.0, 1.0, 0.0, 4.0]])
+    assert rank_rows(s, 2).tolist() == [[1, 2], [4, 0]]
+    random = torch.randint(0, 4, (50, 200)).float()  # many ties
+    expected = torch.argsort(random, dim=1, descending=True, stable=True)[:, :7]
+    assert torch.equal(rank_rows(random, 7), expected)

@@ -132,7 +132,7 @@ def test_bad_inputs_are_named(setup, transe, kg):
     with pytest.raises(ValueError, match="contain NaN"):
         shard_graph(shards[0], nan, [EEL, *transe.relations], 0.1, seed=0)
     small = ModelConfig(num_entities=10, feature_dim=16, relations=config.relations, dim=32)
-    with pytest.raises(ValueError, match="outside the model's 10 entities"):
+    with pytest.raises(ValueError, match="outside the model's 10 trained ids"):
         SemanticGNN(small)(graphs[0])
     with pytest.raises(ValueError, match="Model kind 'mlp' is not one of"):
         dataclasses.replace(config, kind="mlp")

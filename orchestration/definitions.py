@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import embeddings, evaluation, graph, model, raw, shards
+from assets import ann, embeddings, evaluation, graph, model, raw, shards
 from orchestration.folder_io_manager import FolderIOManager
 from orchestration.io_manager import DeltaIOManager
 from orchestration.resources import LakeResource, SparkResource, env
@@ -50,7 +50,7 @@ if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
         f"COGRAPH_DEPLOYMENT={DEPLOYMENT!r}; expected one of {sorted(RESOURCES_BY_DEPLOYMENT)}"
     )
 
-ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings]
+ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann]
 
 full_refresh = dg.define_asset_job("full_refresh", selection=dg.AssetSelection.all())
 

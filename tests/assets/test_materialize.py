@@ -23,7 +23,7 @@ ISSUE_ASSETS = {
     "raw_interactions", "item_catalog", "item_concepts", "quarantine",
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
     "hasp_shards", "concept_pretraining", "gnn_checkpoint", "evaluation_split",
-    "entity_embeddings", "embedding_matrix", "embedding_evaluation",
+    "entity_embeddings", "embedding_matrix", "embedding_evaluation", "ann_index",
 }  # fmt: skip
 
 

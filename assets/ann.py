@@ -1,0 +1,87 @@
+"""The ANN index the service loads: built only from a model that passed the quality gate."""
+
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from orchestration.measure import Measure
+from orchestration.resources import env
+from serving.artifact import IndexBundle
+from serving.build import build_bundle, compare_variants, concept_labels
+from serving.index import IndexParams
+from training.embedding_store import open_matrix
+
+GROUP = "serving"
+
+
+class AnnIndexConfig(dg.Config):
+    m: int = 32
+    ef_construction: int = 200
+    quantize: str = env("INDEX_QUANTIZE", "none")  # "sq8" or "fp16" to serve a quantized index
+    target_recall: float = 0.95
+    sample_queries: int = 500
+    compare_quantized: bool = True  # also measure sq8 and fp16 against exact search
+    seed: int = 0
+
+
+@dg.asset(
+    group_name=GROUP,
+    io_manager_key="folder_io_manager",
+    # after the evaluation: its blocking quality gate keeps a bad model out of the index
+    deps=["embedding_evaluation"],
+)
+def ann_index(
+    context: dg.AssetExecutionContext,
+    config: AnnIndexConfig,
+    embedding_matrix: Path,
+    knowledge_graph: dict[str, DataFrame],
+) -> dg.Output[IndexBundle]:
+    """HNSW over the served score, ef_search tuned to the target recall@10 against exact
+    search; item concepts beside it (so answers can say what two items share)."""
+    params = IndexParams(
+        m=config.m,
+        ef_construction=config.ef_construction,
+        quantize=config.quantize,
+        target_recall=config.target_recall,
+        sample_queries=config.sample_queries,
+        seed=config.seed,
+    )
+    matrix = open_matrix(embedding_matrix)
+    with Measure() as m:
+        concepts = concept_labels(
+            knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow()
+        )
+        bundle, tuning, build_seconds = build_bundle(matrix, concepts, params, context.run_id)
+    if tuning.recall_at_10 < config.target_recall:
+        context.log.warning(
+            f"recall@10 {tuning.recall_at_10:.3f} is below the target {config.target_recall} "
+            f"at the largest ef_search tried ({tuning.ef_search})"
+        )
+    curve = ["| ef_search | recall@10 | QPS |", "|---|---|---|"]
+    curve += [f"| {p['ef']} | {p['recall']:.3f} | {p['qps']:,.0f} |" for p in tuning.curve]
+    metadata = {
+        "model_version": bundle.meta["model_version"],
+        "entities": len(bundle.index),
+        "distinct_vectors": bundle.index.index.ntotal,
+        "recall_at_10": tuning.recall_at_10,
+        "ef_search": tuning.ef_search,
+        "queries_per_second": tuning.queries_per_second,
+        "build_seconds": build_seconds,
+        "ef_curve": dg.MetadataValue.md("\n".join(curve)),
+        **m.metadata("compute"),
+    }
+    if config.compare_quantized:
+        rows = compare_variants(matrix, params, ("none", "sq8", "fp16"))
+        table = ["| index | ef_search | recall@10 | QPS | bytes |", "|---|---|---|---|---|"]
+        table += [
+            f"| {r['index']} | {r['ef_search']} | {r['recall_at_10']:.3f} "
+            f"| {r['queries_per_second']:,.0f} | {r['bytes']:,} |"
+            for r in rows
+        ]
+        metadata["variants"] = dg.MetadataValue.md("\n".join(table))
+    context.log.info(
+        f"Index over {len(bundle.index)} entities: recall@10 {tuning.recall_at_10:.3f} at "
+        f"ef_search {tuning.ef_search}, {tuning.queries_per_second:,.0f} QPS"
+    )
+    return dg.Output(bundle, metadata=metadata)

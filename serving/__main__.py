@@ -1,0 +1,44 @@
+"""``python -m serving``: the similar-items service on the lake's latest ANN index.
+
+Settings come from flags or ``COGRAPH_*`` variables: ``COGRAPH_LAKE_ROOT`` (the index is
+``<lake>/ann_index/LATEST``), ``COGRAPH_ADMIN_TOKEN`` (bearer token of the reload
+endpoint; unset, reload is refused), ``COGRAPH_MICRO_BATCHING`` (1 or 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import uvicorn
+
+from serving.app import ServiceConfig, create_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
+    parser.add_argument("--lake", default=os.getenv("COGRAPH_LAKE_ROOT", "lake"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--micro-batching",
+        type=int,
+        choices=(0, 1),
+        default=int(os.getenv("COGRAPH_MICRO_BATCHING", "1")),
+    )
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    args = parser.parse_args()
+    config = ServiceConfig(
+        index_root=Path(args.lake).resolve() / "ann_index",
+        admin_token=os.getenv("COGRAPH_ADMIN_TOKEN", ""),
+        micro_batching=bool(args.micro_batching),
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+    )
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Micro-batching: concurrent requests' queries go to the index in one call.
+
+Requests wait at most ``max_wait_ms`` for company and at most ``max_batch`` query rows
+go in one call (GMP-GR's inter-query aggregation): one faiss call over B rows runs them
+in parallel threads and pays the Python and call overhead once. The call runs in a worker
+thread, so the event loop keeps accepting requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IndexCall = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class _Pending:
+    call: IndexCall  # the index the request's queries were built for
+    queries: np.ndarray
+    k: int
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        max_batch: int = 64,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def search(
+        self, call: IndexCall, queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``call(queries, k)``, batched with other requests for the same ``call``."""
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(call, queries, k, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            rows = len(batch[0].queries)
+            deadline = loop.time() + self.max_wait
+            while rows < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+                batch.append(item)
+                rows += len(item.queries)
+            # during a reload, requests built for the old and the new index can meet
+            calls: dict[int, list[_Pending]] = {}
+            for p in batch:
+                calls.setdefault(id(p.call), []).append(p)
+            for group in calls.values():
+                await self._serve(group)
+
+    async def _serve(self, batch: list[_Pending]) -> None:
+        k = max(p.k for p in batch)
+        queries = np.concatenate([p.queries for p in batch])
+        rows = len(queries)
+        try:
+            scores, ids = await asyncio.to_thread(batch[0].call, queries, k)
+        except Exception as error:  # every waiting request gets the failure, none hangs
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(error)
+            return
+        if self._on_batch is not None:
+            self._on_batch(rows)
+        start = 0
+        for p in batch:
+            end = start + len(p.queries)
+            if not p.future.done():
+                p.future.set_result((scores[start:end, : p.k], ids[start:end, : p.k]))
+            start = end

@@ -1,0 +1,88 @@
+"""Building the served bundle from an embedding matrix: index, tuning, concept labels."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from serving.artifact import IndexBundle
+from serving.index import IndexParams, Tuning, build, item_vectors, sample_queries, tune
+from training.embedding_store import EmbeddingMatrix
+
+
+def concept_labels(nodes: pa.Table, edges: pa.Table) -> pa.Table:
+    """``entity_id, concept`` (``"<relation>:<concept key>"``) of every entity->concept edge."""
+    concept = edges.filter(
+        pc.and_(
+            pc.equal(edges.column("src_type"), "entity"),
+            pc.not_equal(edges.column("dst_type"), "entity"),
+        )
+    ).select(["src", "relation", "dst_type", "dst"])
+    joined = concept.join(
+        nodes.select(["node_type", "node_id", "key"]),
+        keys=["dst_type", "dst"],
+        right_keys=["node_type", "node_id"],
+    )
+    labels = pc.binary_join_element_wise(joined.column("relation"), joined.column("key"), ":")
+    return pa.table({"entity_id": joined.column("src"), "concept": labels}).sort_by("entity_id")
+
+
+def served_items(matrix: EmbeddingMatrix) -> np.ndarray:
+    log_degree = matrix.entities.column("log_degree").to_numpy()
+    return item_vectors(np.asarray(matrix.vectors), log_degree, matrix.meta["popularity_prior"])
+
+
+def build_bundle(
+    matrix: EmbeddingMatrix, concepts: pa.Table, params: IndexParams, version: str
+) -> tuple[IndexBundle, Tuning, float]:
+    """The index over ``matrix`` with ``ef_search`` tuned to the target recall; the
+    tuning and the build seconds."""
+    ids = matrix.entities.column("entity_id").to_numpy()
+    if not np.array_equal(ids, np.arange(len(ids))):
+        raise ValueError("embedding_matrix rows must be entity ids 0..N-1 in order")
+    items = served_items(matrix)
+    weight = matrix.meta["popularity_weight"] if matrix.meta["popularity_prior"] else 0.0
+    start = time.perf_counter()
+    index = build(items, ids, params)
+    seconds = time.perf_counter() - start
+    queries = sample_queries(items, weight, params.sample_queries, params.seed)
+    tuning = tune(index, items, queries)
+    meta = {
+        "index_version": version,
+        "model_version": matrix.meta["model_version"],
+        "popularity_weight": weight,
+        "recall_at_10": tuning.recall_at_10,
+        "ef_search": tuning.ef_search,
+        "queries_per_second": tuning.queries_per_second,
+    }
+    entities = matrix.entities.select(["entity_id", "item_id", "log_degree"])
+    return IndexBundle(index, np.asarray(matrix.vectors), entities, concepts, meta), tuning, seconds
+
+
+def compare_variants(
+    matrix: EmbeddingMatrix, params: IndexParams, variants: tuple[str, ...]
+) -> list[dict[str, float | str]]:
+    """Recall, rate and memory of each quantization (and exact search) on the same queries."""
+    items = served_items(matrix)
+    ids = matrix.entities.column("entity_id").to_numpy()
+    weight = matrix.meta["popularity_weight"] if matrix.meta["popularity_prior"] else 0.0
+    queries = sample_queries(items, weight, params.sample_queries, params.seed)
+    rows = []
+    for kind, quantize in [("flat", "none"), *[("hnsw", q) for q in variants]]:
+        index = build(items, ids, replace(params, kind=kind, quantize=quantize))
+        tuning = tune(index, items, queries)
+        rows.append(
+            {
+                "index": "exact (flat)" if kind == "flat" else f"HNSW {quantize}",
+                "ef_search": tuning.ef_search if kind == "hnsw" else 0,
+                "recall_at_10": tuning.recall_at_10,
+                "queries_per_second": tuning.queries_per_second,
+                "bytes": int(faiss.serialize_index(index.index).nbytes),
+            }
+        )
+    return rows

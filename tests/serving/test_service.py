@@ -1,0 +1,176 @@
+"""The index, and the real service process on 127.0.0.1: endpoints, reload, bad input."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import requests
+
+from serving.artifact import load_bundle
+from serving.build import build_bundle
+from serving.index import IndexParams, item_vectors, query_vectors
+from serving.launch import similar_items_service
+from training.embedding_store import EmbeddingMatrix
+
+TOKEN = "s3cret-token"
+ONE = {"item_id": "item-1"}
+N, DIM, CLUSTERS = 2000, 16, 20
+
+
+def matrix(seed: int, version: str) -> tuple[EmbeddingMatrix, pa.Table]:
+    """Clustered vectors (a cluster shares a genre) plus 200 new items that share one
+    vector per cluster, as items with the same concepts and no history do."""
+    rng = np.random.default_rng(seed)
+    cluster = np.arange(N) % CLUSTERS
+    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    vectors = centres[cluster] + 0.3 * rng.normal(size=(N, DIM)).astype(np.float32)
+    vectors[-200:] = centres[cluster[-200:]]  # duplicates: the HNSW-breaking case
+    log_degree = np.where(np.arange(N) < N - 200, rng.uniform(0, 4, N), 0).astype(np.float32)
+    entities = pa.table(
+        {
+            "entity_id": np.arange(N),
+            "item_id": [f"item-{i}" for i in range(N)],
+            "log_degree": log_degree,
+            "inductive": np.arange(N) >= N - 200,
+        }
+    )
+    concepts = pa.table({"entity_id": np.arange(N), "concept": [f"genre:g{c}" for c in cluster]})
+    meta = {"model_version": version, "popularity_prior": True, "popularity_weight": 0.05}
+    return EmbeddingMatrix(vectors, entities, meta), concepts
+
+
+def publish(root: Path, version: str, seed: int) -> None:
+    m, concepts = matrix(seed, version)
+    bundle, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=200), version)
+    bundle.save(root / "ann_index" / version)
+    (root / "ann_index" / "LATEST").write_text(version)
+
+
+def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
+    m, concepts = matrix(0, "v1")
+    bundle, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=300), "v1")
+    assert tuning.recall_at_10 >= 0.95
+    assert bundle.index.index.ntotal < N  # identical vectors stored once
+    index = bundle.index
+    items = item_vectors(np.asarray(m.vectors), m.entities.column("log_degree").to_numpy(), True)
+    q = query_vectors(np.asarray(m.vectors)[:5], 0.05)
+    exact = q @ items.T
+    scores, ids = index.search(q, 10)
+    np.testing.assert_allclose(scores[:, 0], exact.max(1), rtol=1e-4)
+    # move item 7 and add a brand-new item 5000 at the same outlying vector (longer than
+    # any other, within the index's norm headroom): searching along it finds both first
+    longest = items[np.argmax(np.linalg.norm(items, axis=1))] * 1.2
+    index.upsert(np.array([7, 5000]), np.stack([longest, longest]))
+    scores, ids = index.search(query_vectors(longest[None, :-1], 0.05), 3)
+    assert set(ids[0, :2].tolist()) == {7, 5000} and scores[0, 0] == pytest.approx(scores[0, 1])
+    assert index.overflow == 0
+    assert len(index) == N + 1 and index.contains(5000)
+    bundle.save(tmp_path / "b")
+    again = load_bundle(tmp_path / "b")
+    assert np.array_equal(again.index.search(q, 10)[1], index.search(q, 10)[1])
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    lake = tmp_path_factory.mktemp("lake")
+    publish(lake, "v1", seed=0)
+    with similar_items_service(lake, {"COGRAPH_ADMIN_TOKEN": TOKEN}) as url:
+        yield url, lake
+
+
+def test_similar_items_with_shared_concepts(service):
+    url, _ = service
+    reply = requests.get(f"{url}/v1/items/item-3/similar", params={"k": 5, "explain": "true"})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["index_version"] == "v1" and len(body["results"]) == 5
+    assert all(r["item_id"] != "item-3" for r in body["results"])
+    assert all(r["shared_concepts"] == ["genre:g3"] for r in body["results"])
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    # a new item (no history, shared vector) gets neighbours from its cluster too
+    new = requests.get(f"{url}/v1/items/item-{N - 1}/similar", params={"explain": 1}).json()
+    assert len(new["results"]) == 10 and new["results"][0]["shared_concepts"]
+
+
+def test_recommend_both_strategies_skip_the_history(service):
+    url, _ = service
+    history = [{"item_id": "item-1", "event": "purchase"}, {"item_id": "item-21", "weight": 0.5}]
+    for strategy in ("mean", "multi_seed"):
+        reply = requests.post(
+            f"{url}/v1/recommend", json={"history": history, "k": 20, "strategy": strategy}
+        )
+        assert reply.status_code == 200, reply.text
+        items = [r["item_id"] for r in reply.json()["results"]]
+        assert len(items) == 20 and not {"item-1", "item-21"} & set(items)
+    partly = requests.post(
+        f"{url}/v1/recommend", json={"history": [{"item_id": "nope"}, {"item_id": "item-2"}]}
+    ).json()
+    assert partly["ignored_unknown_items"] == ["nope"] and partly["results"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "says"),
+    [
+        ("get", "/v1/items/missing-item/similar", {}, 404, "missing-item"),
+        ("get", "/v1/items/item-1/similar", {"params": {"k": 0}}, 422, "k must be"),
+        ("get", "/v1/items/item-1/similar", {"params": {"k": 1001}}, 422, "k must be"),
+        ("get", "/v1/items/item-1/similar", {"params": {"k": "ten"}}, 422, "k must be"),
+        ("post", "/v1/recommend", {"data": "{not json"}, 422, "Malformed JSON"),
+        ("post", "/v1/recommend", {"json": [1, 2]}, 422, "JSON object"),
+        ("post", "/v1/recommend", {"json": {"history": []}}, 422, "non-empty"),
+        ("post", "/v1/recommend", {"json": {"history": [{"item_id": "x"}]}}, 404, "'x'"),
+        ("post", "/v1/recommend", {"json": {"history": [{**ONE, "weight": -1}]}}, 422, "weight"),
+        ("post", "/v1/recommend", {"json": {"history": [{**ONE, "event": "zap"}]}}, 422, "'zap'"),
+        ("post", "/v1/recommend", {"json": {"history": [ONE], "k": 5000}}, 422, "k must"),
+        ("post", "/v1/recommend", {"data": "x" * 70_000}, 413, "Body over"),
+        ("post", "/v1/admin/reload", {}, 401, "bearer token"),
+        ("post", "/v1/admin/reload", {"headers": {"Authorization": "Bearer wrong"}}, 401, "bearer"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_the_documented_status(service, method, path, kwargs, status, says):
+    url, _ = service
+    reply = getattr(requests, method)(f"{url}{path}", timeout=10, **kwargs)
+    assert reply.status_code == status and says in reply.json()["detail"]
+
+
+def test_reload_under_load_fails_no_request(service):
+    url, lake = service
+    publish(lake, "v2", seed=1)
+    failures, versions, stop = [], set(), threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                reply = session.get(f"{url}/v1/items/item-5/similar", params={"k": 10}, timeout=10)
+                if reply.status_code != 200:
+                    failures.append(reply.status_code)
+                else:
+                    versions.add(reply.json()["index_version"])
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        reload = requests.post(
+            f"{url}/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        )
+        assert reload.status_code == 200
+        assert reload.json() == {"previous_version": "v1", "index_version": "v2"}
+        threading.Event().wait(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == [] and versions == {"v1", "v2"}
+    assert requests.get(f"{url}/healthz").json()["index_version"] == "v2"
+    metrics = requests.get(f"{url}/metrics").text
+    assert 'cograph_index_info{version="v2"} 1' in metrics
+    assert 'cograph_requests_total{route="similar",status="200"}' in metrics
+    assert (
+        "cograph_index_batch_rows_count" in metrics and "cograph_index_reloads_total 1" in metrics
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import hasp_partition, training
+from bench import hasp_partition, serving, training
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -37,3 +37,13 @@ def test_training_smoke(tmp_path):
     assert [row[0] for row in throughput] == ["RelationAttentionConv (ours)", "GATConv", "HGTConv"]
     assert [row[0] for row in hasp] == ["full graph", "HASP, 2 shards"]
     assert "<!-- training-cpu:start -->" in doc.read_text()
+
+
+def test_serving_smoke(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    rows = serving.main(
+        ["--synthetic", "1000", "--levels", "2", "--requests", "40", "--doc", str(doc)]
+    )
+    assert [(r[0], r[1], r[3]) for r in rows] == [("on", 2, 0), ("off", 2, 0)]
+    text = doc.read_text()
+    assert "<!-- serving:start -->" in text and "Recall@10 of the served answers" in text

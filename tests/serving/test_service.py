@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import requests
 
@@ -14,44 +13,22 @@ from serving.artifact import load_bundle
 from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, query_vectors
 from serving.launch import similar_items_service
-from training.embedding_store import EmbeddingMatrix
+from serving.synthetic import clustered_matrix
 
 TOKEN = "s3cret-token"
 ONE = {"item_id": "item-1"}
-N, DIM, CLUSTERS = 2000, 16, 20
-
-
-def matrix(seed: int, version: str) -> tuple[EmbeddingMatrix, pa.Table]:
-    """Clustered vectors (a cluster shares a genre) plus 200 new items that share one
-    vector per cluster, as items with the same concepts and no history do."""
-    rng = np.random.default_rng(seed)
-    cluster = np.arange(N) % CLUSTERS
-    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
-    vectors = centres[cluster] + 0.3 * rng.normal(size=(N, DIM)).astype(np.float32)
-    vectors[-200:] = centres[cluster[-200:]]  # duplicates: the HNSW-breaking case
-    log_degree = np.where(np.arange(N) < N - 200, rng.uniform(0, 4, N), 0).astype(np.float32)
-    entities = pa.table(
-        {
-            "entity_id": np.arange(N),
-            "item_id": [f"item-{i}" for i in range(N)],
-            "log_degree": log_degree,
-            "inductive": np.arange(N) >= N - 200,
-        }
-    )
-    concepts = pa.table({"entity_id": np.arange(N), "concept": [f"genre:g{c}" for c in cluster]})
-    meta = {"model_version": version, "popularity_prior": True, "popularity_weight": 0.05}
-    return EmbeddingMatrix(vectors, entities, meta), concepts
+N = 2000
 
 
 def publish(root: Path, version: str, seed: int) -> None:
-    m, concepts = matrix(seed, version)
+    m, concepts = clustered_matrix(N, seed=seed)
     bundle, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=200), version)
     bundle.save(root / "ann_index" / version)
     (root / "ann_index" / "LATEST").write_text(version)
 
 
 def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
-    m, concepts = matrix(0, "v1")
+    m, concepts = clustered_matrix(N, seed=0)
     bundle, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=300), "v1")
     assert tuning.recall_at_10 >= 0.95
     assert bundle.index.index.ntotal < N  # identical vectors stored once

@@ -28,7 +28,7 @@ def main() -> None:
         default=int(os.getenv("COGRAPH_MICRO_BATCHING", "1")),
     )
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
     args = parser.parse_args()
     config = ServiceConfig(
         index_root=Path(args.lake).resolve() / "ann_index",

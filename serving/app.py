@@ -45,7 +45,7 @@ class ServiceConfig:
     admin_token: str = ""  # empty: the admin endpoint refuses everyone
     micro_batching: bool = True
     max_batch: int = 64
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0
     max_body_bytes: int = 64 * 1024
 
 

@@ -1,9 +1,11 @@
 """Micro-batching: concurrent requests' queries go to the index in one call.
 
-Requests wait at most ``max_wait_ms`` for company and at most ``max_batch`` query rows
-go in one call (GMP-GR's inter-query aggregation): one faiss call over B rows runs them
-in parallel threads and pays the Python and call overhead once. The call runs in a worker
-thread, so the event loop keeps accepting requests meanwhile.
+At most ``max_batch`` query rows go in one call (GMP-GR's inter-query aggregation): one
+faiss call over B rows runs them in parallel threads and pays the Python and call
+overhead once. The call runs in a worker thread, so the event loop keeps accepting
+requests meanwhile, and those requests form the next batch. With ``max_wait_ms`` 0 (the
+default) a batch is whatever is queued when the previous call ends, so a lone request
+never waits; above 0, a batch also waits that long for company.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class MicroBatcher:
     def __init__(
         self,
         max_batch: int = 64,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.max_batch = max_batch
@@ -62,11 +64,12 @@ class MicroBatcher:
             deadline = loop.time() + self.max_wait
             while rows < self.max_batch:
                 timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
+                    if timeout <= 0:
+                        item = self._queue.get_nowait()
+                    else:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
                 batch.append(item)
                 rows += len(item.queries)

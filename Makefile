@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
-.PHONY: install demo test lint ui clean
+.PHONY: install demo test lint ui serve bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## The similar-items service on http://127.0.0.1:8000 over the demo lake's latest index.
+serve: install
+	$(BIN)/python -m serving --lake $(COGRAPH_LAKE_ROOT) --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf lake .dagster_home

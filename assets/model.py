@@ -11,7 +11,7 @@ from orchestration.measure import Measure
 from orchestration.plots import curves, png_markdown
 from orchestration.resources import env
 from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
-from training.compare import compare
+from training.compare import calibrate_priors, compare, validation_set
 from training.device import pick_device
 from training.kg_arrays import kg_arrays, kg_from_frames
 from training.model import SemanticGNN
@@ -183,13 +183,15 @@ def gnn_checkpoint(
         xlabel="epoch",
     )
     table = [
-        "| model | best val AUC | best epoch | epochs | seconds | peak RSS MiB | popularity w |",
+        "| model | best val AUC | best epoch | epochs | seconds | peak RSS MiB | learned prior w |",
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
     primary = models.best.result
     with Measure() as evaluation:
-        ranking = compare(models, shards, kg)
+        validation = validation_set(models, shards, kg)
+        priors_w = calibrate_priors(models, shards, validation)
+        ranking = compare(models, shards, validation)
     models.validation = [asdict(r) for r in ranking]
     validation = ["| model | validation MAP@10 | tuned weights |", "|---|---|---|"]
     validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in ranking]
@@ -203,6 +205,8 @@ def gnn_checkpoint(
             # learned models and no-learning baselines ranked on the trainer's held-out EELs
             "validation_map_at_10": dg.MetadataValue.md("\n".join(validation)),
             "evaluation_seconds": evaluation.seconds,
+            # popularity-prior weight: learned with the model, then fitted on validation
+            "popularity_weight_learned_to_chosen": dg.MetadataValue.json(priors_w),
             # β_r per relation and layer: how much each relation's attention logits count
             "relation_priors": dg.MetadataValue.json(priors),
             "n_shards": len(shards),

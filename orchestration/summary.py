@@ -35,6 +35,8 @@ def main() -> None:
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
     print(f"\nDagster runs and asset metadata: {home}")
     print("Open the UI:  make ui   (then http://127.0.0.1:3000, Assets -> View lineage)")
+    if (root / "ann_index" / LATEST).exists():
+        print("Query it:     make serve (then http://127.0.0.1:8000/v1/items/<item_id>/similar)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
-from training.compare import compare
+from training.compare import calibrate_priors, compare, validation_set
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
 from training.model import ModelConfig, SemanticGNN, build_model
@@ -162,7 +162,13 @@ def test_validation_comparison(kg, transe, setup):
     # the setup fixture split each shard with seed k: train with the same split
     result = train(graphs, config, dataclasses.replace(params, seed=0), CPU)
     ckpt = Checkpoint(config, params, result, transe.concept_embeddings, pa.table({"k": [0]}))
-    rows = {r.name: r for r in compare(ModelSet({"semantic": ckpt}, "semantic"), shards, kg)}
+    models = ModelSet({"semantic": ckpt}, "semantic")
+    validation = validation_set(models, shards, kg)
+    before = compare(models, shards, validation)[0].map_at_k
+    (learned, chosen) = calibrate_priors(models, shards, validation)["semantic"]
+    assert float(ckpt.result.state_dict["popularity_weight"]) == chosen
+    rows = {r.name: r for r in compare(models, shards, validation)}
+    assert rows["semantic"].map_at_k >= before  # the learned weight is in the grid
     names = ["semantic", "popularity", "itemcf", "concepts", "popularity+concepts", "blend"]
     assert list(rows) == names
     assert all(0.0 <= r.map_at_k <= 1.0 for r in rows.values())

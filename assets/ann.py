@@ -1,5 +1,6 @@
 """The ANN index the service loads: built only from a model that passed the quality gate."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +31,10 @@ class AnnIndexConfig(dg.Config):
     io_manager_key="folder_io_manager",
     # after the evaluation: its blocking quality gate keeps a bad model out of the index
     deps=["embedding_evaluation"],
+    # the nightly refresh rebuilds it; incremental updates publish versions in between
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=26), warn_window=timedelta(hours=24)
+    ),
 )
 def ann_index(
     context: dg.AssetExecutionContext,

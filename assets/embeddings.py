@@ -5,7 +5,6 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
@@ -13,7 +12,7 @@ from orchestration.measure import Measure
 from orchestration.resources import SparkResource, env
 from training.checkpoint import load_model_set
 from training.device import pick_device
-from training.embedding_store import EmbeddingMatrix
+from training.embedding_store import EmbeddingMatrix, embedding_rows
 from training.inference import embed_graph
 from training.kg_arrays import kg_from_frames
 
@@ -65,15 +64,13 @@ def entity_embeddings(
     vectors = out.vectors.numpy().astype(np.float32)
     if not np.isfinite(vectors).all():
         raise ValueError(f"Inference produced non-finite vectors for model {version}")
-    table = pa.table(
-        {
-            "entity_id": ids,
-            "item_id": entities.column("key"),
-            "model_version": pa.array([version] * len(ids)),
-            "embedding": pa.array(list(vectors), type=pa.list_(pa.float32())),
-            "log_degree": out.log_degree.numpy().astype(np.float32),
-            "inductive": out.inductive.numpy(),
-        }
+    table = embedding_rows(
+        ids,
+        entities.column("key"),
+        version,
+        vectors,
+        out.log_degree.numpy(),
+        out.inductive.numpy(),
     )
     weight = float(checkpoint.result.state_dict["popularity_weight"])
     meta = {

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import ann, embeddings, evaluation, graph, model, raw, shards
+from assets import ann, embeddings, evaluation, graph, incremental, model, raw, shards
 from orchestration.folder_io_manager import FolderIOManager
 from orchestration.io_manager import DeltaIOManager
 from orchestration.resources import LakeResource, SparkResource, env
+from orchestration.sensors import INCREMENTAL_JOB, inbox_sensor
 
 
 def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object]:
@@ -50,14 +51,25 @@ if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
         f"COGRAPH_DEPLOYMENT={DEPLOYMENT!r}; expected one of {sorted(RESOURCES_BY_DEPLOYMENT)}"
     )
 
-ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann]
+ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental]
 
-full_refresh = dg.define_asset_job("full_refresh", selection=dg.AssetSelection.all())
+UPDATES = dg.AssetSelection.assets("batch_updates")
+# rebuild edges, graph, shards, retrain, evaluate, gate, rebuild the index
+full_refresh = dg.define_asset_job("full_refresh", selection=dg.AssetSelection.all() - UPDATES)
+incremental_update = dg.define_asset_job(INCREMENTAL_JOB, selection=UPDATES)
+nightly_refresh = dg.ScheduleDefinition(
+    name="nightly_full_refresh",
+    job=full_refresh,
+    cron_schedule=env("NIGHTLY_CRON", "0 2 * * *"),
+    execution_timezone="UTC",
+)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[full_refresh],
+    jobs=[full_refresh, incremental_update],
+    schedules=[nightly_refresh],
+    sensors=[inbox_sensor],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
     executor=EXECUTOR_BY_DEPLOYMENT[DEPLOYMENT],
 )

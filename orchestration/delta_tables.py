@@ -226,3 +226,37 @@ def read_table(spark: SparkSession, path: str | Path, *, use_delta_spark: bool) 
     if not files:
         return spark.createDataFrame([], schema)
     return spark.read.schema(schema).parquet(*files)
+
+
+def merge_table(df: DataFrame, path: str | Path, keys: list[str], *, use_delta_spark: bool) -> int:
+    """Upsert ``df`` into the Delta table at ``path`` on ``keys`` (one new version): rows
+    whose keys match are replaced, the rest inserted. Returns the new version.
+
+    With delta-spark this is Delta's MERGE; offline, deltalake's merge over the rows as
+    Arrow (the rows to merge are an incremental batch, small by design).
+    """
+    path = Path(path).resolve()
+    if not is_table(path):
+        raise FileNotFoundError(f"No Delta table at {path} to merge into")
+    check_schema(path, to_arrow_schema(df.schema, timezone="UTC"), "append", False)
+    predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    if use_delta_spark:
+        from delta.tables import DeltaTable as SparkDeltaTable  # only with delta-spark
+
+        (
+            SparkDeltaTable.forPath(df.sparkSession, str(path))
+            .alias("t")
+            .merge(df.alias("s"), predicate)
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    else:
+        table = DeltaTable(str(path))
+        (
+            table.merge(df.toArrow(), predicate, source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+    return DeltaTable(str(path)).version()

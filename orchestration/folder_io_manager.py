@@ -15,6 +15,25 @@ class FolderArtifact(Protocol):
     def save(self, folder: Path) -> None: ...
 
 
+def publish(artifact: FolderArtifact, root: Path, version: str) -> Path:
+    """Save ``artifact`` as ``root/version`` and then point ``LATEST`` at it (atomically),
+    so readers never see a half-written version."""
+    folder = root / version
+    artifact.save(folder)
+    tmp = root / f"{LATEST}.tmp"
+    tmp.write_text(version)
+    os.replace(tmp, root / LATEST)  # atomic on POSIX
+    return folder
+
+
+def latest(root: Path) -> Path:
+    """The folder ``LATEST`` points at under ``root``."""
+    pointer = root / LATEST
+    if not pointer.exists():
+        raise FileNotFoundError(f"No {root.name} artifact under {root}; materialize it first")
+    return root / pointer.read_text().strip()
+
+
 class FolderIOManager(dg.ConfigurableIOManager):
     """Each materialization writes a new folder; downstream assets get the latest folder.
 
@@ -29,21 +48,11 @@ class FolderIOManager(dg.ConfigurableIOManager):
         return self.lake.path(*key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: FolderArtifact) -> None:
-        root = self._root(context.asset_key)
-        folder = root / context.run_id
-        obj.save(folder)
-        tmp = root / f"{LATEST}.tmp"
-        tmp.write_text(context.run_id)
-        os.replace(tmp, root / LATEST)  # atomic on POSIX
+        folder = publish(obj, self._root(context.asset_key), context.run_id)
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         context.add_output_metadata(
             {"path": dg.MetadataValue.path(str(folder)), "bytes_on_disk": size}
         )
 
     def load_input(self, context: dg.InputContext) -> Path:
-        root = self._root(context.asset_key)
-        pointer = root / LATEST
-        if not pointer.exists():
-            name = context.asset_key.to_user_string()
-            raise FileNotFoundError(f"No {name} artifact under {root}; materialize it first")
-        return root / pointer.read_text().strip()
+        return latest(self._root(context.asset_key))

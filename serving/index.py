@@ -20,6 +20,7 @@ is simply added. Row -> entity id lives beside the index (``labels``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,14 @@ def query_vectors(vectors: np.ndarray, weight: float) -> np.ndarray:
 
 
 NORM_HEADROOM = 1.25
+DIGEST_BYTES = 20
+
+
+def vector_digest(vector: np.ndarray) -> bytes:
+    """Identity of an item vector, for finding an identical row: rounded to 5 decimals, as
+    two inference runs differ in the last float bits (summation order)."""
+    rounded = np.round(np.asarray(vector, dtype=np.float64), 5) + 0.0  # -0.0 -> 0.0
+    return hashlib.sha1(rounded.tobytes()).digest()
 
 
 def to_l2_items(items: np.ndarray, max_norm: float) -> tuple[np.ndarray, int]:
@@ -95,6 +104,7 @@ class VectorIndex:
 
     index: faiss.Index
     members: list[np.ndarray]  # row -> int64 entity ids (sorted)
+    digests: list[bytes]  # row -> hash of its item vector, to find an identical one
     params: IndexParams
     max_norm: float  # M of the inner-product -> L2 reduction
     ef_search: int = 64
@@ -107,6 +117,7 @@ class VectorIndex:
         self.entity_row = np.full(top + 1, -1, dtype=np.int64)
         for row, ids in enumerate(self.members):
             self.entity_row[ids] = row
+        self.row_of = {d: r for r, d in enumerate(self.digests)}
 
     @property
     def dim(self) -> int:
@@ -164,8 +175,14 @@ class VectorIndex:
         return scores, ids
 
     def upsert(self, entity_ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add new entities, or move known ones to their new vector (one new row each)."""
+        """Add new entities, or move known ones to their new vector.
+
+        An entity whose vector equals an existing row's joins that row (new items with the
+        same concepts share a vector, and copies would crowd HNSW's graph again); any other
+        gets a new row. Rows left without a current member are masked.
+        """
         entity_ids = np.asarray(entity_ids, dtype=np.int64)
+        vectors = np.asarray(vectors, dtype=np.float32)
         if len(np.unique(entity_ids)) != len(entity_ids):
             raise ValueError("upsert got the same entity id twice")
         if len(entity_ids) and entity_ids.max() >= len(self.entity_row):
@@ -173,22 +190,35 @@ class VectorIndex:
             grown[: len(self.entity_row)] = self.entity_row
             self.entity_row = grown
         old_rows = set(self.entity_row[entity_ids][self.entity_row[entity_ids] >= 0].tolist())
-        first = len(self.members)
-        self.entity_row[entity_ids] = np.arange(first, first + len(entity_ids))
-        self.members.extend(entity_ids[:, None])
+        added = []
+        for entity, vector in zip(entity_ids.tolist(), vectors, strict=True):
+            digest = vector_digest(vector)
+            row = self.row_of.get(digest)
+            if row is None:
+                row = len(self.members)
+                self.members.append(np.array([entity], dtype=np.int64))
+                self.digests.append(digest)
+                self.row_of[digest] = row
+                added.append(vector)
+            else:
+                self.members[row] = np.union1d(self.members[row], [entity])
+                self.deleted.discard(row)
+            self.entity_row[entity] = row
         self.deleted.update(
             r for r in old_rows if not (self.entity_row[self.members[r]] == r).any()
         )
-        rows, overflow = to_l2_items(np.asarray(vectors, dtype=np.float32), self.max_norm)
-        self.index.add(rows)
-        self.overflow += overflow
+        if added:
+            rows, overflow = to_l2_items(np.stack(added), self.max_norm)
+            self.index.add(rows)
+            self.overflow += overflow
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / INDEX))
         sizes = np.array([len(m) for m in self.members], dtype=np.int64)
         flat = np.concatenate(self.members) if self.members else np.empty(0, np.int64)
-        np.savez(folder / MEMBERS, sizes=sizes, ids=flat)
+        digests = np.frombuffer(b"".join(self.digests), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
+        np.savez(folder / MEMBERS, sizes=sizes, ids=flat, digests=digests)
         meta = {
             **self.meta,
             "params": asdict(self.params),
@@ -214,6 +244,7 @@ def load_index(folder: Path) -> VectorIndex:
     return VectorIndex(
         faiss.read_index(str(folder / INDEX)),
         members,
+        [bytes(d) for d in groups["digests"]],
         params,
         meta.pop("max_norm"),
         meta.pop("ef_search"),
@@ -253,7 +284,7 @@ def build(items: np.ndarray, entity_ids: np.ndarray, params: IndexParams) -> Vec
     if not index.is_trained:
         index.train(rows)
     index.add(rows)
-    return VectorIndex(index, members, params, max_norm)
+    return VectorIndex(index, members, [vector_digest(u) for u in unique], params, max_norm)
 
 
 def recall_at_k(found_scores: np.ndarray, exact_scores: np.ndarray, tol: float = 1e-4) -> float:

@@ -49,3 +49,24 @@ def open_matrix(folder: Path) -> EmbeddingMatrix:
         pq.read_table(folder / ENTITIES),
         json.loads((folder / META).read_text()),
     )
+
+
+def embedding_rows(
+    entity_ids: np.ndarray,
+    item_ids: pa.Array | list[str],
+    model_version: str,
+    vectors: np.ndarray,
+    log_degree: np.ndarray,
+    inductive: np.ndarray,
+) -> pa.Table:
+    """Rows of the ``entity_embeddings`` Delta table (contract in docs/architecture.md)."""
+    return pa.table(
+        {
+            "entity_id": pa.array(entity_ids, pa.int64()),
+            "item_id": pa.array(item_ids, pa.string()),
+            "model_version": pa.array([model_version] * len(entity_ids), pa.string()),
+            "embedding": pa.array(list(vectors.astype(np.float32)), type=pa.list_(pa.float32())),
+            "log_degree": pa.array(log_degree, pa.float32()),
+            "inductive": pa.array(inductive, pa.bool_()),
+        }
+    )

@@ -1,0 +1,56 @@
+"""Refreshing a served bundle in place: new and changed entities' vectors go into the
+index without a rebuild (no retraining: the vectors come from the current checkpoint,
+inductively for new items)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from serving.artifact import IndexBundle
+from serving.index import item_vectors
+
+INDUCTIVE_SINCE_RETRAIN = "inductive_since_retrain"
+
+
+def refresh_bundle(
+    bundle: IndexBundle,
+    entities: pa.Table,
+    vectors: np.ndarray,
+    log_degree: np.ndarray,
+    affected: np.ndarray,
+    new_inductive: int,
+    concepts: pa.Table,
+    version: str,
+) -> IndexBundle:
+    """``bundle`` with ``affected`` entity ids moved to their rows of ``vectors``.
+
+    ``entities`` (``entity_id, item_id``) and ``concepts`` describe the whole updated graph;
+    ``vectors``/``log_degree`` hold every entity's new embedding and degree (row = id).
+    ``new_inductive`` entities embedded without retraining are added to the running count
+    that the drift check reads.
+    """
+    affected = np.unique(np.asarray(affected, dtype=np.int64))
+    items = item_vectors(vectors[affected], log_degree[affected], True)
+    bundle.index.upsert(affected, items)
+    all_vectors = np.array(bundle.vectors, dtype=np.float32)
+    if len(vectors) > len(all_vectors):
+        grown = np.zeros((len(vectors), all_vectors.shape[1]), dtype=np.float32)
+        grown[: len(all_vectors)] = all_vectors
+        all_vectors = grown
+    all_vectors[affected] = vectors[affected]
+    table = entities.select(["entity_id", "item_id"]).sort_by("entity_id")
+    table = table.append_column("log_degree", pa.array(log_degree[: table.num_rows], pa.float32()))
+    meta = {
+        **bundle.meta,
+        "index_version": version,
+        INDUCTIVE_SINCE_RETRAIN: int(bundle.meta.get(INDUCTIVE_SINCE_RETRAIN, 0)) + new_inductive,
+        "entities": table.num_rows,
+    }
+    kept = concepts.filter(pc.is_in(concepts.column("entity_id"), pa.array(affected)))
+    others = bundle.concepts.filter(
+        pc.invert(pc.is_in(bundle.concepts.column("entity_id"), pa.array(affected)))
+    )
+    merged = pa.concat_tables([others, kept.cast(others.schema)]).sort_by("entity_id")
+    return IndexBundle(bundle.index, all_vectors, table, merged, meta)

@@ -2,7 +2,8 @@
 
 Settings come from flags or ``COGRAPH_*`` variables: ``COGRAPH_LAKE_ROOT`` (the index is
 ``<lake>/ann_index/LATEST``), ``COGRAPH_ADMIN_TOKEN`` (bearer token of the reload
-endpoint; unset, reload is refused), ``COGRAPH_MICRO_BATCHING`` (1 or 0).
+endpoint; unset, reload is refused), ``COGRAPH_MICRO_BATCHING`` (1 or 0),
+``COGRAPH_RELOAD_POLL_SECONDS`` (follow ``LATEST`` by itself; 0 turns it off).
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def main() -> None:
     )
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=float(os.getenv("COGRAPH_RELOAD_POLL_SECONDS", "5")),
+        help="check <lake>/ann_index/LATEST this often and serve a new version (0: never)",
+    )
     args = parser.parse_args()
     config = ServiceConfig(
         index_root=Path(args.lake).resolve() / "ann_index",
@@ -36,6 +43,7 @@ def main() -> None:
         micro_batching=bool(args.micro_batching),
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        poll_seconds=args.poll_seconds,
     )
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
 

@@ -47,6 +47,7 @@ class ServiceConfig:
     max_batch: int = 64
     max_wait_ms: float = 0.0
     max_body_bytes: int = 64 * 1024
+    poll_seconds: float = 0.0  # > 0: reload by itself when LATEST moves (incremental updates)
 
 
 class BadRequest(Exception):
@@ -247,6 +248,25 @@ def create_app(config: ServiceConfig) -> Starlette:
     async def metrics_text(request: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    async def swap(folder: Path) -> str:
+        """Load ``folder`` off the event loop and serve it; returns the previous version."""
+        async with reload_lock:
+            bundle = await asyncio.to_thread(load_bundle, folder)
+            previous = state["served"].bundle.version
+            install(bundle)
+            metrics.reloads += 1
+        return previous
+
+    async def follow_latest() -> None:
+        while True:
+            await asyncio.sleep(config.poll_seconds)
+            try:
+                folder = latest_version(config.index_root)
+                if folder.name != state["served"].bundle.version:
+                    await swap(folder)
+            except (OSError, ValueError):  # a half-published or removed version: next time
+                continue
+
     async def reload(request: Request) -> Response:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
@@ -261,18 +281,19 @@ def create_app(config: ServiceConfig) -> Starlette:
         folder = config.index_root / version if version else latest_version(config.index_root)
         if not folder.exists():
             raise BadRequest(404, f"No index version {version!r} under {config.index_root}")
-        async with reload_lock:
-            bundle = await asyncio.to_thread(load_bundle, folder)
-            previous = state["served"].bundle.version
-            install(bundle)
-            metrics.reloads += 1
-        return JSONResponse({"previous_version": previous, "index_version": bundle.version})
+        previous = await swap(folder)
+        return JSONResponse(
+            {"previous_version": previous, "index_version": state["served"].bundle.version}
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # noqa: ANN202
         install(await asyncio.to_thread(load_bundle, latest_version(config.index_root)))
         batcher.start()
+        follower = asyncio.create_task(follow_latest()) if config.poll_seconds > 0 else None
         yield
+        if follower is not None:
+            follower.cancel()
         await batcher.stop()
 
     routes = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import hasp_partition, serving, training
+from bench import hasp_partition, incremental, serving, training
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -47,3 +47,13 @@ def test_serving_smoke(tmp_path):
     assert [(r[0], r[1], r[3]) for r in rows] == [("on", 2, 0), ("off", 2, 0)]
     text = doc.read_text()
     assert "<!-- serving:start -->" in text and "Recall@10 of the served answers" in text
+
+
+def test_incremental_smoke(tmp_path, spark):
+    doc = tmp_path / "benchmarks.md"
+    rows = incremental.main(
+        ["--items", "300", "--users", "200", "--interactions", "6000", "--batches", "300",
+         "--quick", "--doc", str(doc)]
+    )  # fmt: skip
+    assert len(rows) == 1 and rows[0][0] == "300" and float(rows[0][-1]) > 0
+    assert "<!-- incremental:start -->" in doc.read_text()

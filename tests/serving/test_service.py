@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,8 @@ def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
 def service(tmp_path_factory):
     lake = tmp_path_factory.mktemp("lake")
     publish(lake, "v1", seed=0)
-    with similar_items_service(lake, {"COGRAPH_ADMIN_TOKEN": TOKEN}) as url:
+    env = {"COGRAPH_ADMIN_TOKEN": TOKEN, "COGRAPH_RELOAD_POLL_SECONDS": "0"}
+    with similar_items_service(lake, env) as url:
         yield url, lake
 
 
@@ -151,3 +153,15 @@ def test_reload_under_load_fails_no_request(service):
     assert (
         "cograph_index_batch_rows_count" in metrics and "cograph_index_reloads_total 1" in metrics
     )
+
+
+def test_service_follows_a_new_latest_version(tmp_path):
+    """An incremental update publishes a version; the running service serves it unasked."""
+    publish(tmp_path, "v1", seed=0)
+    with similar_items_service(tmp_path, {"COGRAPH_RELOAD_POLL_SECONDS": "0.2"}) as url:
+        assert requests.get(f"{url}/healthz").json()["index_version"] == "v1"
+        publish(tmp_path, "v2", seed=1)
+        deadline = time.monotonic() + 20
+        while requests.get(f"{url}/healthz").json()["index_version"] != "v2":
+            assert time.monotonic() < deadline, "the service did not pick up v2"
+            time.sleep(0.2)

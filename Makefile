@@ -5,7 +5,14 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
-.PHONY: install demo test lint ui serve bench clean
+.PHONY: install demo test lint ui serve bench clean home
+
+## The Dagster instance folder; freshness policies are evaluated only when enabled there.
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'freshness:\n  enabled: true\ntelemetry:\n  enabled: false\n' > $@
+
+home: $(DAGSTER_HOME)/dagster.yaml
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +24,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 ## Materialize every asset on the built-in synthetic dataset, then say where to look.
-demo: install
-	mkdir -p $(DAGSTER_HOME)
+demo: install home
 	$(BIN)/dagster asset materialize -m orchestration.definitions --select '*'
 	$(BIN)/python -m orchestration.summary
 
@@ -29,13 +35,19 @@ test: install
 	$(BIN)/pytest
 
 ## The Dagster UI on http://127.0.0.1:3000 with the runs that `make demo` made.
-ui: install
-	mkdir -p $(DAGSTER_HOME)
+ui: install home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## The similar-items service on http://127.0.0.1:8000 over the demo lake's latest index.
 serve: install
 	$(BIN)/python -m serving --lake $(COGRAPH_LAKE_ROOT) --host 127.0.0.1 --port 8000
+
+## Every benchmark in bench/ (after `make demo`: some read its lake); writes docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.hasp_partition
+	$(BIN)/python -m bench.training --lake $(COGRAPH_LAKE_ROOT)
+	$(BIN)/python -m bench.serving --lake $(COGRAPH_LAKE_ROOT)
+	$(BIN)/python -m bench.incremental
 
 clean:
 	rm -rf lake .dagster_home

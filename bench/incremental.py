@@ -183,10 +183,14 @@ Synthetic lake of {args.items:,} items, {args.interactions:,} interactions
 
 {table}
 
-Where the time goes: the incremental run is Spark jobs on small frames (validation, the
-co-engagement recompute for touched pairs and its MERGE, graph appends), each a few
-hundred milliseconds of Spark overhead, plus one full-graph inference pass, which at this
-size is under a second; the full refresh adds retraining (most of it) and evaluation.
+Where the time goes: the incremental run is about 15 Spark actions on small frames
+(validation, the touched-pair recompute and its MERGE, graph appends) and 9 Delta commits,
+each a second or more of Spark job overhead on this 2-core machine, plus one full-graph
+inference pass (under 2 s here); it barely depends on the batch size. The full refresh
+adds retraining of every configured variant and the evaluation. What would move it: fewer
+Spark actions (one persisted frame per step instead of counts and re-reads), or doing the
+small-frame steps in Arrow/DuckDB in-process and keeping Spark for the full refresh; a
+per-step profile is issue 8's.
 """
     write_section("incremental", body, args.doc)
     return rows

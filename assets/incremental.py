@@ -130,6 +130,7 @@ def batch_updates(
         F.lit(json.dumps(counts)).alias("counts"),
         F.current_timestamp().alias("ts"),
     )
+    batch.unpersist()  # the session outlives the run
     context.log.info(f"Batch {sorted(fresh.values())}: {counts}")
     yield dg.Output(
         log,
@@ -238,6 +239,8 @@ def extend_and_publish(
     context.log_event(dg.AssetMaterialization("entity_embeddings"))
     folder = publish(bundle, lake.path("ann_index"), context.run_id)
     context.log_event(dg.AssetMaterialization("ann_index", metadata={"path": str(folder)}))
+    for df in (pairs, added_nodes, added_edges):  # the session outlives the run
+        df.unpersist()
     return Published(counts, bundle.version)
 
 

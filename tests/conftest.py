@@ -31,6 +31,16 @@ def spark(spark_and_caps: tuple[SparkSession, SparkCapabilities]) -> SparkSessio
     return spark_and_caps[0]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_cached_frames(request: pytest.FixtureRequest):
+    """Assets persist frames for their own writes; one session serves every test module,
+    so drop what a module cached before the next one runs (as a fresh run process would)."""
+    yield
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()
+
+
 @pytest.fixture(scope="session")
 def caps(spark_and_caps: tuple[SparkSession, SparkCapabilities]) -> SparkCapabilities:
     return spark_and_caps[1]

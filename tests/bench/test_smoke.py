@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import hasp_partition, incremental, serving, training
+from bench import coengagement, hasp_partition, incremental, serving, training
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -57,3 +57,13 @@ def test_incremental_smoke(tmp_path, spark):
     )  # fmt: skip
     assert len(rows) == 1 and rows[0][0] == "300" and float(rows[0][-1]) > 0
     assert "<!-- incremental:start -->" in doc.read_text()
+
+
+def test_coengagement_smoke(tmp_path, spark):
+    doc = tmp_path / "benchmarks.md"
+    rows = coengagement.main(["--sizes", "20000", "--doc", str(doc)])
+    assert len(rows) == 1 and rows[0][0] == "20,000" and rows[0][1] != "0"  # same pairs, both
+    assert (
+        "<!-- coengagement:start -->" in doc.read_text()
+        and (tmp_path / "coengagement.png").exists()
+    )

@@ -3,6 +3,7 @@ searchable with the current checkpoint, no retraining (``spark_jobs/incremental.
 ``serving/refresh.py``)."""
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def batch_updates(
     config: BatchConfig,
     spark: SparkResource,
     lake: LakeResource,
-):  # noqa: ANN201 (yields an output only when something was new)
+) -> Iterator[dg.Output]:  # yields only when something was new
     """Append the batch's interactions and items, MERGE recomputed co-engagement pairs,
     extend the graph, embed new and affected entities inductively and publish a new index
     version; one log row per file. Every table change is its own Delta version, and the

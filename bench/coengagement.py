@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
 
 from bench.report import DOC, markdown_table, stamp, write_section
 from orchestration.measure import Measure
@@ -50,7 +51,7 @@ COPY (
 """
 
 
-def make_interactions(spark, n: int, folder: Path) -> Path:  # noqa: ANN001 (SparkSession)
+def make_interactions(spark: SparkSession, n: int, folder: Path) -> Path:
     spec = SyntheticSpec(
         n_users=max(200, n // 50), n_items=max(1000, n // 25), n_interactions=n, bad_row_share=0
     )
@@ -59,7 +60,9 @@ def make_interactions(spark, n: int, folder: Path) -> Path:  # noqa: ANN001 (Spa
     return path
 
 
-def run_spark(spark, src: Path, out: Path, params: CoengagementParams) -> tuple[float, float, int]:  # noqa: ANN001
+def run_spark(
+    spark: SparkSession, src: Path, out: Path, params: CoengagementParams
+) -> tuple[float, float, int]:
     with Measure() as m:
         coengagement_edges(spark.read.parquet(str(src)), params).write.parquet(str(out))
     return m.seconds, m.peak_rss_mb, pq.ParquetDataset(out).read().num_rows

@@ -13,7 +13,7 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,14 +111,16 @@ def create_app(config: ServiceConfig) -> Starlette:
         metrics.index_version = bundle.version
         metrics.index_entities = len(bundle.index)
 
-    async def search(served: Served, queries: np.ndarray, k: int):  # noqa: ANN202
+    async def search(served: Served, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         call = served.bundle.index.search
         if config.micro_batching:
             return await batcher.search(call, queries, k)
         metrics.batch(len(queries))
         return await asyncio.to_thread(call, queries, k)
 
-    def handler(route: str, fn: Callable[[Request], Awaitable[Response]]):  # noqa: ANN202
+    def handler(
+        route: str, fn: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
             start = time.perf_counter()
             try:
@@ -287,7 +289,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         )
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # noqa: ANN202
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install(await asyncio.to_thread(load_bundle, latest_version(config.index_root)))
         batcher.start()
         follower = asyncio.create_task(follow_latest()) if config.poll_seconds > 0 else None

@@ -32,7 +32,7 @@ def spark(spark_and_caps: tuple[SparkSession, SparkCapabilities]) -> SparkSessio
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _release_cached_frames(request: pytest.FixtureRequest):
+def _release_cached_frames():
     """Assets persist frames for their own writes; one session serves every test module,
     so drop what a module cached before the next one runs (as a fresh run process would)."""
     yield

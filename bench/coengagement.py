@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
 
 Same synthetic interactions (Parquet), same window (30 days), per-user cap (200 most
 recent items) and minimum support (2); cosine score. Both must find the same pairs.
-Peak memory is the process tree's (Python + the Spark JVM; DuckDB runs in process).
+Peak memory is the process tree's RSS (Python + the Spark JVM); DuckDB runs in the same
+process while the JVM idles, so its column includes the JVM and overstates DuckDB.
 
 {table}
 

@@ -47,6 +47,8 @@ bench: install
 	$(BIN)/python -m bench.hasp_partition
 	$(BIN)/python -m bench.training --lake $(COGRAPH_LAKE_ROOT)
 	$(BIN)/python -m bench.serving --lake $(COGRAPH_LAKE_ROOT)
+	$(BIN)/python -m bench.inference --lake $(COGRAPH_LAKE_ROOT)
+	$(BIN)/python -m bench.coengagement
 	$(BIN)/python -m bench.incremental
 
 clean:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import coengagement, hasp_partition, incremental, serving, training
+from bench import coengagement, hasp_partition, incremental, inference, serving, training
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -67,3 +67,11 @@ def test_coengagement_smoke(tmp_path, spark):
         "<!-- coengagement:start -->" in doc.read_text()
         and (tmp_path / "coengagement.png").exists()
     )
+
+
+def test_inference_smoke(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    rows = inference.main(["--synthetic", "500", "--budgets", "1", "64", "--doc", str(doc)])
+    assert int(rows[1][1]) > 1  # the small budget really chunks
+    assert [r[0] for r in rows] == ["one pass (unchunked)", "1 MiB", "64 MiB"]
+    assert all(float(r[-1]) < 1e-5 for r in rows[1:])  # chunked equals one pass

@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python -m bench.inference --lake $(COGRAPH_LAKE_ROOT)
 	$(BIN)/python -m bench.coengagement
 	$(BIN)/python -m bench.incremental
+	$(BIN)/python -m bench.end_to_end
 
 clean:
 	rm -rf lake .dagster_home

@@ -12,7 +12,6 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,47 +21,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig, SyntheticConfig
+from bench.lineage import definitions, full_refresh
 from bench.report import DOC, markdown_table, stamp, write_section
-from orchestration.definitions import ASSET_MODULES, lake_resources
+from orchestration.definitions import lake_resources
 from orchestration.folder_io_manager import latest
 from orchestration.resources import LakeResource, SparkResource
 from orchestration.sensors import inbox_sensor
 from serving.artifact import load_bundle
 
 NEW_ITEMS = 20
-
-
-def definitions() -> list:
-    return [
-        *dg.load_assets_from_modules(ASSET_MODULES),
-        *dg.load_asset_checks_from_modules(ASSET_MODULES),
-    ]
-
-
-def full_refresh(resources: dict, synthetic: SyntheticConfig, quick: bool) -> float:
-    ops: dict = {"raw_tables": IngestConfig(synthetic=synthetic)}
-    if quick:
-        ops["concept_pretraining"] = TransEConfig(dim=16, epochs=3)
-        ops["gnn_checkpoint"] = TrainConfig(dim=16, epochs=2, models=["semantic"])
-    # this lake measures time, not quality: the gate must not stop the index being built
-    previous = os.environ.get("COGRAPH_GATE_MARGIN")
-    os.environ["COGRAPH_GATE_MARGIN"] = "1.0"
-    try:
-        start = time.perf_counter()
-        dg.materialize(
-            definitions(),
-            selection=dg.AssetSelection.all() - dg.AssetSelection.assets("batch_updates"),
-            resources=resources,
-            run_config=dg.RunConfig(ops=ops),
-        )
-        return time.perf_counter() - start
-    finally:
-        if previous is None:
-            os.environ.pop("COGRAPH_GATE_MARGIN")
-        else:
-            os.environ["COGRAPH_GATE_MARGIN"] = previous
 
 
 def drop_batch(lake: Path, size: int, tag: str, seed: int) -> list[str]:
@@ -144,7 +112,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         lake = Path(tmp)
         spark = SparkResource(master="local[2]", shuffle_partitions=4)
         resources = lake_resources(spark, LakeResource(root=str(lake)))
-        full = full_refresh(resources, synthetic, args.quick)
+        full = full_refresh(resources, IngestConfig(synthetic=synthetic), args.quick).seconds
         for k, size in enumerate(args.batches):
             new = drop_batch(lake, size, f"b{k}", seed=k)
             t = incremental(lake, resources, new)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bench import coengagement, hasp_partition, incremental, inference, serving, training
+from bench import (
+    coengagement,
+    end_to_end,
+    hasp_partition,
+    incremental,
+    inference,
+    serving,
+    training,
+)
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -75,3 +83,13 @@ def test_inference_smoke(tmp_path):
     assert int(rows[1][1]) > 1  # the small budget really chunks
     assert [r[0] for r in rows] == ["one pass (unchunked)", "1 MiB", "64 MiB"]
     assert all(float(r[-1]) < 1e-5 for r in rows[1:])  # chunked equals one pass
+
+
+def test_end_to_end_smoke(tmp_path, spark):
+    doc = tmp_path / "benchmarks.md"
+    steps = end_to_end.main(
+        ["--interactions", "6000", "--quick", "--skip-movielens", "--doc", str(doc)]
+    )
+    (only,) = steps.values()
+    assert {"raw_tables", "gnn_checkpoint", "ann_index"} <= set(only)
+    assert "<!-- end-to-end:start -->" in doc.read_text()

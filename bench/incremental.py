@@ -82,13 +82,7 @@ def incremental(lake: Path, resources: dict, new: list[str]) -> dict[str, float]
     )
     ran = time.perf_counter()
     bundle = load_bundle(latest(lake / "ann_index"))
-    ids = dict(
-        zip(
-            bundle.entities["item_id"].to_pylist(),
-            bundle.entities["entity_id"].to_pylist(),
-            strict=True,
-        )
-    )
+    ids = bundle.entity_ids()
     if not result.success or not all(bundle.index.contains(ids[i]) for i in new):
         raise RuntimeError("the batch's new items are not searchable")
     done = time.perf_counter()

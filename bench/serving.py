@@ -87,13 +87,7 @@ def served_recall(url: str, bundle: IndexBundle, entities: np.ndarray) -> float:
     exact = queries @ items.T
     exact[np.arange(len(entities)), entities] = -np.inf
     truth = -np.sort(-exact, axis=1)[:, :10]
-    entity_of = dict(
-        zip(
-            bundle.entities.column("item_id").to_pylist(),
-            bundle.entities.column("entity_id").to_pylist(),
-            strict=True,
-        )
-    )
+    entity_of = bundle.entity_ids()
     found = np.full((len(entities), 10), -np.inf)
     with requests.Session() as session:
         for row, entity in enumerate(entities):

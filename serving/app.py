@@ -61,10 +61,8 @@ class Served:
 
     def __init__(self, bundle: IndexBundle) -> None:
         self.bundle = bundle
-        ids = bundle.entities.column("entity_id").to_numpy()
-        items = bundle.entities.column("item_id").to_pylist()
-        self.entity_of = dict(zip(items, ids.tolist(), strict=True))
-        self.item_of = dict(zip(ids.tolist(), items, strict=True))
+        self.entity_of = bundle.entity_ids()
+        self.item_of = {entity: item for item, entity in self.entity_of.items()}
         concepts = bundle.concepts.group_by("entity_id").aggregate([("concept", "list")])
         self.concepts_of = dict(
             zip(

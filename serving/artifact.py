@@ -47,6 +47,16 @@ class IndexBundle:
     def version(self) -> str:
         return str(self.meta["index_version"])
 
+    def entity_ids(self) -> dict[str, int]:
+        """Item id -> entity id of every entity the bundle describes."""
+        return dict(
+            zip(
+                self.entities.column("item_id").to_pylist(),
+                self.entities.column("entity_id").to_pylist(),
+                strict=True,
+            )
+        )
+
     def query(self, entity_ids: np.ndarray) -> np.ndarray:
         """Query-side vectors ``[h, w]`` of entities."""
         return query_vectors(self.vectors[entity_ids], self.meta["popularity_weight"])

@@ -123,13 +123,7 @@ def test_batch_lands_and_becomes_searchable(lake):
     assert meta["new_items"].value == 3 and meta["interactions"].value == 120
 
     bundle = load_bundle(latest(lake / "ann_index"))
-    ids = dict(
-        zip(
-            bundle.entities["item_id"].to_pylist(),
-            bundle.entities["entity_id"].to_pylist(),
-            strict=True,
-        )
-    )
+    ids = bundle.entity_ids()
     new_ids = [ids[i] for i in NEW]
     assert all(bundle.index.contains(e) for e in new_ids)
     # the new items share every concept of the template, so the model embeds them like

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.raw import IngestConfig, SyntheticConfig
-from bench.lineage import definitions, full_refresh
+from bench.lineage import full_refresh
 from bench.report import DOC, markdown_table, stamp, write_section
-from orchestration.definitions import lake_resources
+from orchestration.definitions import ASSETS, CHECKS, lake_resources
 from orchestration.folder_io_manager import latest
 from orchestration.resources import LakeResource, SparkResource
 from orchestration.sensors import inbox_sensor
@@ -75,7 +75,7 @@ def incremental(lake: Path, resources: dict, new: list[str]) -> dict[str, float]
         request = inbox_sensor(context)
     tick = time.perf_counter()
     result = dg.materialize(
-        definitions(),
+        [*ASSETS, *CHECKS],
         selection=["batch_updates"],
         resources=resources,
         run_config=request.run_config,

@@ -10,20 +10,13 @@ import dagster as dg
 
 from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig
-from orchestration.definitions import ASSET_MODULES
+from orchestration.definitions import ASSETS, CHECKS
 
 
 @dataclass(frozen=True)
 class Refresh:
     seconds: float
     step_seconds: dict[str, float]  # Dagster step key -> its duration from the event log
-
-
-def definitions() -> list:
-    return [
-        *dg.load_assets_from_modules(ASSET_MODULES),
-        *dg.load_asset_checks_from_modules(ASSET_MODULES),
-    ]
 
 
 def full_refresh(resources: dict, ingest: IngestConfig, quick: bool = False) -> Refresh:
@@ -38,7 +31,7 @@ def full_refresh(resources: dict, ingest: IngestConfig, quick: bool = False) -> 
     try:
         start = time.perf_counter()
         result = dg.materialize(
-            definitions(),
+            [*ASSETS, *CHECKS],
             selection=dg.AssetSelection.all() - dg.AssetSelection.assets("batch_updates"),
             resources=resources,
             run_config=dg.RunConfig(ops=ops),

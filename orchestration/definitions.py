@@ -52,6 +52,8 @@ if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
     )
 
 ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental]
+ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 UPDATES = dg.AssetSelection.assets("batch_updates")
 # rebuild edges, graph, shards, retrain, evaluate, gate, rebuild the index
@@ -65,8 +67,8 @@ nightly_refresh = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    assets=ASSETS,
+    asset_checks=CHECKS,
     jobs=[full_refresh, incremental_update],
     schedules=[nightly_refresh],
     sensors=[inbox_sensor],

@@ -15,7 +15,7 @@ import pytest
 from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
-from orchestration.definitions import ASSET_MODULES
+from orchestration.definitions import ASSETS, CHECKS
 from orchestration.folder_io_manager import latest
 from orchestration.sensors import inbox_sensor
 from serving.artifact import load_bundle
@@ -43,10 +43,7 @@ def tick(lake: Path, cursor: str | None) -> tuple[list[dg.RunRequest], str | Non
 
 def execute(lake: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [
-            *dg.load_assets_from_modules(ASSET_MODULES),
-            *dg.load_asset_checks_from_modules(ASSET_MODULES),
-        ],
+        [*ASSETS, *CHECKS],
         selection=["batch_updates"],
         resources=resources(lake),
         run_config=request.run_config,

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig, SyntheticConfig
 from assets.shards import HaspConfig
-from orchestration.definitions import ASSET_MODULES, defs, lake_resources
+from orchestration.definitions import ASSETS, CHECKS, defs, lake_resources
 from orchestration.delta_tables import table_rows
 from orchestration.resources import LakeResource, SparkResource
 from tests.conftest import TEST_SPARK
@@ -49,10 +49,7 @@ def _materialize(
     lake: Path, ingest: IngestConfig, raise_on_error: bool
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [
-            *dg.load_assets_from_modules(ASSET_MODULES),
-            *dg.load_asset_checks_from_modules(ASSET_MODULES),
-        ],
+        [*ASSETS, *CHECKS],
         resources=resources(lake),
         run_config=dg.RunConfig(
             ops={

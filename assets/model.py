@@ -190,8 +190,8 @@ def gnn_checkpoint(
     primary = models.best.result
     with Measure() as evaluation:
         validation = validation_set(models, shards, kg)
-        priors_w = calibrate_priors(models, shards, validation)
-        ranking = compare(models, shards, validation)
+        priors_w = calibrate_priors(models, validation)
+        ranking = compare(models, validation)
     models.validation = [asdict(r) for r in ranking]
     validation = ["| model | validation MAP@10 | tuned weights |", "|---|---|---|"]
     validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in ranking]

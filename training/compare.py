@@ -61,10 +61,13 @@ def shard_embeddings(checkpoint: Checkpoint, shards: list[HeteroData]) -> Tensor
 
 @dataclass(frozen=True)
 class Validation:
-    """The graph-wide validation task and the training-graph signals baselines score from."""
+    """The graph-wide validation task, the training-graph signals baselines score from, and
+    each encoder's entity embeddings (every entity in its own shard). The embeddings do
+    not depend on the popularity-prior weight, so calibrating it reuses them."""
 
     task: RankingTask
     signals: Signals
+    embeddings: dict[str, Tensor]
 
 
 def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> Validation:
@@ -78,11 +81,13 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     )
     s = signals(kg, held_out)
     # every EEL not held out is known (cut EELs too, which ItemCF sees): not ranked
-    return Validation(RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities), s)
+    task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities)
+    embeddings = {name: shard_embeddings(c, shards) for name, c in models.checkpoints.items()}
+    return Validation(task, s, embeddings)
 
 
 def calibrate_priors(
-    models: ModelSet, shards: list[HeteroData], validation: Validation, k: int = 10
+    models: ModelSet, validation: Validation, k: int = 10
 ) -> dict[str, tuple[float, float]]:
     """Set each encoder's popularity-prior weight ``w`` to the value (the learned one or one
     of :data:`PRIOR_GRID`) with the best validation MAP@k; returns ``(learned, chosen)``.
@@ -98,7 +103,7 @@ def calibrate_priors(
     for name, checkpoint in models.checkpoints.items():
         if not checkpoint.config.popularity_prior:
             continue
-        h = shard_embeddings(checkpoint, shards)
+        h = validation.embeddings[name]
         learned = float(checkpoint.result.state_dict["popularity_weight"])
         grid = [(1.0, w) for w in (learned, *PRIOR_GRID)]
         values = validation.task.map_at_k_weighted([embedding_scores(h), pop], grid, k)
@@ -108,15 +113,13 @@ def calibrate_priors(
     return out
 
 
-def compare(
-    models: ModelSet, shards: list[HeteroData], validation: Validation, k: int = 10
-) -> list[Row]:
+def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     """MAP@k on validation of every variant in ``models`` and of the no-learning baselines."""
     task, s = validation.task, validation.signals
     rows = []
     everyone = torch.arange(s.log_degree.numel())
     for name, checkpoint in models.checkpoints.items():
-        model, h = checkpoint.model(), shard_embeddings(checkpoint, shards)
+        model, h = checkpoint.model(), validation.embeddings[name]
         # the model's own score, popularity prior included when it has one
         scores = lambda q, m=model, h=h: m.score_matrix(h, q, everyone, s.log_degree)  # noqa: E731
         rows.append(Row(name, task.map_at_k(scores, k)))

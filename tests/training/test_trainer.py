@@ -164,10 +164,10 @@ def test_validation_comparison(kg, transe, setup):
     ckpt = Checkpoint(config, params, result, transe.concept_embeddings, pa.table({"k": [0]}))
     models = ModelSet({"semantic": ckpt}, "semantic")
     validation = validation_set(models, shards, kg)
-    before = compare(models, shards, validation)[0].map_at_k
-    (learned, chosen) = calibrate_priors(models, shards, validation)["semantic"]
+    before = compare(models, validation)[0].map_at_k
+    (learned, chosen) = calibrate_priors(models, validation)["semantic"]
     assert float(ckpt.result.state_dict["popularity_weight"]) == chosen
-    rows = {r.name: r for r in compare(models, shards, validation)}
+    rows = {r.name: r for r in compare(models, validation)}
     assert rows["semantic"].map_at_k >= before  # the learned weight is in the grid
     names = ["semantic", "popularity", "itemcf", "concepts", "popularity+concepts", "blend"]
     assert list(rows) == names

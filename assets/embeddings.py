@@ -19,8 +19,12 @@ from training.kg_arrays import kg_from_frames
 GROUP = "embeddings"
 
 
+# one setting for every full-graph inference (refresh, evaluation, incremental updates)
+INFERENCE_BUDGET_MB = int(env("INFERENCE_MEMORY_BUDGET_MB", "256"))
+
+
 class InferenceConfig(dg.Config):
-    memory_budget_mb: int = int(env("INFERENCE_MEMORY_BUDGET_MB", "256"))
+    memory_budget_mb: int = INFERENCE_BUDGET_MB
 
 
 @dg.multi_asset(

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pyspark.sql import DataFrame
 
+from assets.embeddings import INFERENCE_BUDGET_MB
 from orchestration.measure import Measure
 from orchestration.plots import bars, png_markdown
 from orchestration.resources import LakeResource, SparkResource, env
@@ -35,7 +36,7 @@ class SplitConfig(dg.Config):
 
 
 class EvaluationConfig(dg.Config):
-    memory_budget_mb: int = int(env("INFERENCE_MEMORY_BUDGET_MB", "256"))
+    memory_budget_mb: int = INFERENCE_BUDGET_MB
 
 
 @dg.asset(group_name=GROUP)

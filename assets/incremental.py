@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from assets.embeddings import INFERENCE_BUDGET_MB
 from assets.graph import CoengagementConfig, GraphConfig
 from orchestration import delta_tables, inbox
 from orchestration.folder_io_manager import latest, publish
@@ -45,7 +46,7 @@ class BatchConfig(dg.Config):
     """``files`` empty: every file in the inbox whose batch is not recorded yet."""
 
     files: list[str] = []
-    memory_budget_mb: int = int(env("INFERENCE_MEMORY_BUDGET_MB", "256"))
+    memory_budget_mb: int = INFERENCE_BUDGET_MB
 
 
 @dg.asset(

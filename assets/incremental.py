@@ -17,9 +17,9 @@ from pyspark.sql import functions as F
 from assets.embeddings import INFERENCE_BUDGET_MB
 from assets.graph import CoengagementConfig, GraphConfig
 from orchestration import delta_tables, inbox
-from orchestration.folder_io_manager import latest, publish
 from orchestration.measure import Measure
 from orchestration.resources import LakeResource, SparkResource, env
+from orchestration.versions import latest, publish
 from serving.artifact import BUNDLE, load_bundle
 from serving.build import concept_labels
 from serving.refresh import INDUCTIVE_SINCE_RETRAIN, refresh_bundle

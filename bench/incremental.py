@@ -25,9 +25,9 @@ from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
 from bench.report import DOC, markdown_table, stamp, write_section
 from orchestration.definitions import ASSETS, CHECKS, lake_resources
-from orchestration.folder_io_manager import latest
 from orchestration.resources import LakeResource, SparkResource
 from orchestration.sensors import inbox_sensor
+from orchestration.versions import latest
 from serving.artifact import load_bundle
 
 NEW_ITEMS = 20

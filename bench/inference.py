@@ -21,8 +21,8 @@ import torch
 
 from bench.report import DOC, markdown_table, stamp, write_section
 from bench.training import lake_kg
-from orchestration.folder_io_manager import latest
 from orchestration.measure import Measure
+from orchestration.versions import latest
 from training.checkpoint import load_model_set
 from training.device import pick_device
 from training.hasp import EEL

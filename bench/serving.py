@@ -26,6 +26,7 @@ import numpy as np
 import requests
 
 from bench.report import DOC, markdown_table, stamp, write_section
+from orchestration.versions import latest, publish
 from serving.artifact import IndexBundle, load_bundle
 from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, recall_at_k
@@ -36,8 +37,7 @@ from serving.synthetic import clustered_matrix
 def synthetic_lake(root: Path, n: int) -> Path:
     matrix, concepts = clustered_matrix(n, dim=64, clusters=max(4, n // 200))
     bundle, _, _ = build_bundle(matrix, concepts, IndexParams(sample_queries=200), "bench")
-    bundle.save(root / "ann_index" / "bench")
-    (root / "ann_index" / "LATEST").write_text("bench")
+    publish(bundle, root / "ann_index", "bench")
     return root
 
 
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         lake = synthetic_lake(Path(tmp), args.synthetic) if args.synthetic else args.lake
-        root = lake / "ann_index"
-        bundle = load_bundle(root / (root / "LATEST").read_text().strip())
+        bundle = load_bundle(latest(lake / "ann_index"))
         rng = np.random.default_rng(0)
         n = len(bundle.entities)
         sample = rng.choice(n, size=min(n, 500), replace=False)

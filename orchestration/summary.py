@@ -8,8 +8,8 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from orchestration.delta_tables import table_rows
-from orchestration.folder_io_manager import LATEST
 from orchestration.resources import env
+from orchestration.versions import LATEST
 
 
 def lake_tables(root: Path) -> list[tuple[str, int, int]]:

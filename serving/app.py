@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from orchestration.versions import latest
 from serving.artifact import IndexBundle, load_bundle
 from serving.batcher import MicroBatcher
 from serving.metrics import Metrics
@@ -77,13 +78,6 @@ class Served:
         if entity is None or not self.bundle.index.contains(entity):
             raise BadRequest(404, f"Unknown item_id {item_id!r}")
         return entity
-
-
-def latest_version(root: Path) -> Path:
-    pointer = root / "LATEST"
-    if not pointer.exists():
-        raise FileNotFoundError(f"No index under {root}: materialize ann_index first")
-    return root / pointer.read_text().strip()
 
 
 def parse_k(raw: str | int | None, default: int = 10) -> int:
@@ -261,7 +255,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         while True:
             await asyncio.sleep(config.poll_seconds)
             try:
-                folder = latest_version(config.index_root)
+                folder = latest(config.index_root)
                 if folder.name != state["served"].bundle.version:
                     await swap(folder)
             except (OSError, ValueError):  # a half-published or removed version: next time
@@ -278,7 +272,7 @@ def create_app(config: ServiceConfig) -> Starlette:
             not isinstance(version, str) or "/" in version or version.startswith(".")
         ):
             raise BadRequest(422, "version must be a folder name under the index root")
-        folder = config.index_root / version if version else latest_version(config.index_root)
+        folder = config.index_root / version if version else latest(config.index_root)
         if not folder.exists():
             raise BadRequest(404, f"No index version {version!r} under {config.index_root}")
         previous = await swap(folder)
@@ -288,7 +282,7 @@ def create_app(config: ServiceConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        install(await asyncio.to_thread(load_bundle, latest_version(config.index_root)))
+        install(await asyncio.to_thread(load_bundle, latest(config.index_root)))
         batcher.start()
         follower = asyncio.create_task(follow_latest()) if config.poll_seconds > 0 else None
         yield

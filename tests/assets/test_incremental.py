@@ -16,8 +16,8 @@ from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
 from orchestration.definitions import ASSETS, CHECKS
-from orchestration.folder_io_manager import latest
 from orchestration.sensors import inbox_sensor
+from orchestration.versions import latest
 from serving.artifact import load_bundle
 from tests.assets.test_materialize import SMALL, resources, run, versions
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import requests
 
+from orchestration.versions import publish as publish_version
 from serving.artifact import load_bundle
 from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, query_vectors
@@ -24,8 +25,7 @@ N = 2000
 def publish(root: Path, version: str, seed: int) -> None:
     m, concepts = clustered_matrix(N, seed=seed)
     bundle, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=200), version)
-    bundle.save(root / "ann_index" / version)
-    (root / "ann_index" / "LATEST").write_text(version)
+    publish_version(bundle, root / "ann_index", version)
 
 
 def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):

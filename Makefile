@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
-.PHONY: install demo test lint ui serve bench clean home
+.PHONY: install demo test lint ui serve bench bench-devices clean home
 
 ## The Dagster instance folder; freshness policies are evaluated only when enabled there.
 $(DAGSTER_HOME)/dagster.yaml:
@@ -43,14 +43,20 @@ serve: install
 	$(BIN)/python -m serving --lake $(COGRAPH_LAKE_ROOT) --host 127.0.0.1 --port 8000
 
 ## Every benchmark in bench/ (after `make demo`: some read its lake); writes docs/benchmarks.md.
-bench: install
+bench: install bench-devices
 	$(BIN)/python -m bench.hasp_partition
-	$(BIN)/python -m bench.training --lake $(COGRAPH_LAKE_ROOT)
 	$(BIN)/python -m bench.serving --lake $(COGRAPH_LAKE_ROOT)
-	$(BIN)/python -m bench.inference --lake $(COGRAPH_LAKE_ROOT)
 	$(BIN)/python -m bench.coengagement
+	$(BIN)/python -m bench.graph_build
 	$(BIN)/python -m bench.incremental
 	$(BIN)/python -m bench.end_to_end
+
+## The benchmarks with a CPU and a CUDA column (run them on a GPU machine too), then the join.
+bench-devices: install
+	$(BIN)/python -m bench.training --synthetic 50000 --repeats 3
+	$(BIN)/python -m bench.inference --synthetic 200000 --budgets 256 512 1024 4096
+	$(BIN)/python -m bench.ann
+	$(BIN)/python -m bench.devices
 
 clean:
 	rm -rf lake .dagster_home

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from bench.report import DOC, markdown_table, stamp, write_section
+from bench.spark_stages import last_stage, profile_table, stage_profile, step
 from orchestration.measure import Measure
 from orchestration.plots import curves
 from spark_jobs.coengagement import CoengagementParams, coengagement_edges
@@ -51,19 +52,24 @@ COPY (
 """
 
 
-def make_interactions(spark: SparkSession, n: int, folder: Path) -> Path:
+def make_inputs(spark: SparkSession, n: int, folder: Path) -> dict[str, Path]:
+    """The clean ``interactions``, ``catalog`` and ``concepts`` of a synthetic lake of
+    ``n`` interactions (users and items scaled with it), as Parquet folders."""
     spec = SyntheticSpec(
         n_users=max(200, n // 50), n_items=max(1000, n // 25), n_interactions=n, bad_row_share=0
     )
-    path = folder / f"interactions-{n}.parquet"
-    ingest(synthetic_inputs(spark, spec), "bench").interactions.write.parquet(str(path))
-    return path
+    clean = ingest(synthetic_inputs(spark, spec), "bench")
+    paths = {}
+    for name in ("interactions", "catalog", "concepts"):
+        paths[name] = folder / f"{name}-{n}.parquet"
+        getattr(clean, name).write.parquet(str(paths[name]))
+    return paths
 
 
 def run_spark(
     spark: SparkSession, src: Path, out: Path, params: CoengagementParams
 ) -> tuple[float, float, int]:
-    with Measure() as m:
+    with Measure() as m, step(spark, "co-engagement pairs"):
         coengagement_edges(spark.read.parquet(str(src)), params).write.parquet(str(out))
     return m.seconds, m.peak_rss_mb, pq.ParquetDataset(out).read().num_rows
 
@@ -93,8 +99,10 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for n in args.sizes:
-            src = make_interactions(spark, n, folder)
+            src = make_inputs(spark, n, folder)["interactions"]
+            before = last_stage(spark)
             s = run_spark(spark, src, folder / f"spark-{n}", params)
+            stages = stage_profile(spark, before)  # the largest size's is reported
             d = run_duckdb(src, folder / f"duck-{n}.parquet", params)
             if s[2] != d[2]:
                 raise RuntimeError(f"Spark found {s[2]} pairs, DuckDB {d[2]}, at {n} interactions")
@@ -143,6 +151,10 @@ process while the JVM idles, so its column includes the JVM and overstates DuckD
 {table}
 
 ![seconds against interactions](coengagement.png)
+
+Spark's longest stages at {args.sizes[-1]:,} interactions (from its UI's REST API):
+
+{profile_table(stages)}
 
 On one 2-core machine DuckDB's vectorised, single-process engine wins at every size
 tried: Spark pays for task scheduling, shuffles through local disk and a JVM of its own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -28,8 +29,35 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+def results_path(name: str, doc: Path = DOC) -> Path:
+    return doc.parent / "results" / f"{name}.json"
+
+
+Table = tuple[list[str], list[list[object]]]  # header, rows
+
+
+def write_section(
+    name: str,
+    body: str,
+    doc: Path = DOC,
+    tables: dict[str, Table] | None = None,
+    device: str = "cpu",
+) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+
+    ``tables``, when given, are also kept as JSON beside the document, for sections that
+    compare runs made on different machines (``bench.devices``), with the ``device`` that
+    ran them."""
+    if tables:
+        path = results_path(name, doc)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "machine": machine(),
+            "device": device,
+            "date": dt.date.today().isoformat(),
+            "tables": {key: {"header": h, "rows": r} for key, (h, r) in tables.items()},
+        }
+        path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = doc.read_text() if doc.exists() else HEADER
     block = f"{start}\n{body.strip()}\n{end}"

@@ -111,6 +111,7 @@ class VectorIndex:
     deleted: set[int] = field(default_factory=set)  # rows with no current member
     overflow: int = 0  # vectors added with a norm above max_norm (clamped)
     meta: dict = field(default_factory=dict)
+    _solo_cache: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         top = max((int(m.max()) for m in self.members if len(m)), default=-1)
@@ -162,7 +163,15 @@ class VectorIndex:
         row_scores = (q_sq + self.max_norm**2 - distances) / 2
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
-        for b in range(len(queries)):
+        # Most rows stand for one entity: a query whose rows all do (or are faiss's -1
+        # padding) maps row for row, in one step for the batch. Only queries that meet a
+        # shared row (tied new items) expand it in the loop below; a per-query loop for
+        # every query capped a 16-core machine at ~16k queries a second.
+        solo = np.where(rows >= 0, self._solo()[np.maximum(rows, 0)], -1)
+        simple = ((solo >= 0) | (rows < 0)).all(axis=1)
+        ids[simple] = solo[simple]
+        scores[simple] = np.where(rows[simple] >= 0, row_scores[simple], -np.inf)
+        for b in np.flatnonzero(~simple):
             filled = 0
             for row, score in zip(rows[b], row_scores[b], strict=True):
                 if row < 0 or filled == k:
@@ -174,6 +183,20 @@ class VectorIndex:
                 filled += len(group)
         return scores, ids
 
+    def _solo(self) -> np.ndarray:
+        """``(rows,)`` the entity of each row with exactly one current member, else ``-1``;
+        cached until the next upsert."""
+        if self._solo_cache is None:
+            sizes = np.fromiter(map(len, self.members), np.int64, len(self.members))
+            flat = np.concatenate(self.members) if self.members else np.empty(0, np.int64)
+            row = np.repeat(np.arange(len(self.members)), sizes)
+            current = self.entity_row[flat] == row
+            solo = np.full(len(self.members), -1, dtype=np.int64)
+            solo[row[current]] = flat[current]
+            solo[np.bincount(row[current], minlength=len(self.members)) != 1] = -1
+            self._solo_cache = solo
+        return self._solo_cache
+
     def upsert(self, entity_ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add new entities, or move known ones to their new vector.
 
@@ -183,6 +206,7 @@ class VectorIndex:
         """
         entity_ids = np.asarray(entity_ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32)
+        self._solo_cache = None
         if len(np.unique(entity_ids)) != len(entity_ids):
             raise ValueError("upsert got the same entity id twice")
         if len(entity_ids) and entity_ids.max() >= len(self.entity_row):

@@ -14,3 +14,10 @@ def pick_device(preference: str | None = None) -> torch.device:
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"Device {choice!r} requested but CUDA is not available")
     return torch.device(choice)
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu`` or the CUDA card's name, for reports."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type

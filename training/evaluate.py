@@ -55,11 +55,14 @@ def rank_rows(s: Tensor, k: int) -> Tensor:
     whose k-th score is tied with a score left out are sorted in full (stably) instead.
     """
     k = min(k, s.shape[1])
-    values, ids = s.topk(k, dim=1)
-    ids = torch.sort(ids, dim=1).values  # id order first, so the stable sort keeps it on ties
+    values, ids = s.topk(min(k + 1, s.shape[1]), dim=1)
+    # a tie crosses the boundary exactly when the (k+1)-th best score equals the k-th:
+    # one more top-k column instead of a pass comparing every score with the k-th
+    ambiguous = torch.zeros(len(s), dtype=torch.bool, device=s.device)
+    if values.shape[1] > k:
+        ambiguous = values[:, k - 1] == values[:, k]
+    ids = torch.sort(ids[:, :k], dim=1).values  # id order first: the stable sort keeps it
     ids = ids.gather(1, torch.argsort(s.gather(1, ids), dim=1, descending=True, stable=True))
-    kth = values[:, -1:]
-    ambiguous = (s == kth).sum(1) > (s.gather(1, ids) == kth).sum(1)
     if ambiguous.any():
         rows = ambiguous.nonzero().squeeze(1)
         ids[rows] = torch.argsort(s[rows], dim=1, descending=True, stable=True)[:, :k]
@@ -88,8 +91,12 @@ def top_k(
 
 
 def _mask(s: Tensor, exclude: list[Tensor]) -> None:
-    for row, ids in enumerate(exclude):
-        s[row, ids.to(s.device)] = -torch.inf
+    """``s[row, exclude[row]] = -inf`` for every row in one indexed write: a write (and a
+    host-to-device copy) per row made GPU validation launch-bound."""
+    sizes = torch.tensor([ids.numel() for ids in exclude])
+    rows = torch.repeat_interleave(torch.arange(len(exclude)), sizes)
+    cols = torch.cat([ids.long().cpu() for ids in exclude])
+    s[rows.to(s.device), cols.to(s.device)] = -torch.inf
 
 
 @dataclass(frozen=True)

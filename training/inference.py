@@ -80,12 +80,12 @@ def embed(
     edge_index, edge_type = graph.edge_index[:, order], graph.edge_type[order]
     h = model.inputs(graph, keep_id=known, keep_popularity=known)
     bounds = chunk_bounds(edge_index[1], len(h), max_edges)
-    starts = torch.searchsorted(edge_index[1], torch.tensor([lo for lo, _ in bounds]))
-    ends = torch.searchsorted(edge_index[1], torch.tensor([hi for _, hi in bounds]))
-    spans = list(zip(bounds, starts.tolist(), ends.tolist(), strict=True))
+    # each chunk's first and last edge: targets are sorted, so node ranges are edge ranges
+    edge_spans = torch.searchsorted(edge_index[1], torch.tensor(bounds, device=h.device))
+    spans = list(zip(bounds, edge_spans.tolist(), strict=True))
     for i in range(model.config.layers):
         out = h.clone()
-        for c, ((lo, hi), a, b) in enumerate(spans):
+        for c, ((lo, hi), (a, b)) in enumerate(spans):
             out[lo:hi] = model.layer(i, h, edge_index[:, a:b], edge_type[a:b])[lo:hi]
             if progress is not None:
                 progress(i * len(bounds) + c + 1, model.config.layers * len(bounds))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from training.arrays import unique_ints
 from training.hasp import KGArrays
 
 TEST, INDUCTIVE, WARMUP = "test", "inductive", "warmup"
@@ -79,7 +80,7 @@ def _undirected(eel: np.ndarray) -> np.ndarray:
 def make_split(kg: KGArrays, params: SplitParams) -> EvaluationSplit:
     rng = np.random.default_rng(params.seed)
     pairs = _undirected(kg.eel)
-    linked = np.unique(pairs)
+    linked = unique_ints(pairs)
     inductive = np.sort(
         rng.choice(linked, size=int(params.inductive_share * len(linked)), replace=False)
     )

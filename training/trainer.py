@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -263,6 +264,7 @@ def train(
     tasks = {k: validation_task(graphs[k]) for k in mine}
     best, best_score = TrainResult({}, -1, -math.inf), -math.inf
     for epoch in range(params.epochs):
+        epoch_start = time.perf_counter()
         model.train()
         loss_sum = 0.0
         for step in range(steps):
@@ -282,6 +284,9 @@ def train(
             if world_size > 1:
                 _all_reduce_gradients(model)
             optimizer.step()
+        # loss.item() has waited for each shard's kernels, and validation ends in host
+        # copies: so the split of the epoch's time is the device's too, not only Python's
+        val_start = time.perf_counter()
         model.eval()
         scores = [validation_scores(model, graphs[k].to(device), tasks[k], params, k) for k in mine]
         scores = [s for s in scores if not math.isnan(s[0])]
@@ -294,6 +299,8 @@ def train(
             "loss": totals[0] / n,
             "val_auc": totals[1] / count,
             "val_map": totals[2] / count,
+            "train_seconds": val_start - epoch_start,
+            "val_seconds": time.perf_counter() - val_start,
         }
         best.curve.append(point)
         if progress is not None and rank == 0:

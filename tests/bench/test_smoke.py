@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pytest
+
 from bench import (
+    ann,
     coengagement,
+    devices,
     end_to_end,
+    graph_build,
     hasp_partition,
     incremental,
     inference,
     serving,
     training,
 )
+from bench.report import results_path
 
 
 def test_hasp_partition_smoke(tmp_path):
@@ -88,8 +97,39 @@ def test_inference_smoke(tmp_path):
 def test_end_to_end_smoke(tmp_path, spark):
     doc = tmp_path / "benchmarks.md"
     steps = end_to_end.main(
-        ["--interactions", "6000", "--quick", "--skip-movielens", "--doc", str(doc)]
+        ["--synthetic", "6000", "--quick", "--skip-demo", "--skip-movielens", "--doc", str(doc)]
     )
     (only,) = steps.values()
     assert {"raw_tables", "gnn_checkpoint", "ann_index"} <= set(only)
     assert "<!-- end-to-end:start -->" in doc.read_text()
+
+
+def test_ann_smoke(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    (row,) = ann.main(["--sizes", "3000", "--queries", "300", "--doc", str(doc)])
+    assert row[0] == "3,000" and float(row[5]) >= 0.9 and float(row[7]) == 1.0  # recalls
+    assert "<!-- ann-cpu:start -->" in doc.read_text()
+    record = json.loads(results_path("ann-cpu", doc).read_text())
+    assert record["device"] == "cpu" and record["tables"]["sizes"]["rows"] == [row]
+
+
+def test_devices_joins_cpu_and_cuda_results(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    with pytest.raises(SystemExit, match="No benchmark has results"):
+        devices.main(["--doc", str(doc)])
+    inference.main(["--synthetic", "300", "--budgets", "64", "--doc", str(doc)])
+    # a CUDA run's file, as the device machine writes it: here the same numbers again
+    shutil.copy(results_path("inference-cpu", doc), results_path("inference-cuda", doc))
+    rows = devices.main(["--doc", str(doc)])
+    assert [r[1] for r in rows] == ["one pass (unchunked)", "64 MiB"]
+    assert all(r[2] == r[3] and r[4] == "1.0×" for r in rows)
+    assert "<!-- devices:start -->" in doc.read_text()
+
+
+def test_graph_build_smoke(tmp_path, spark):
+    doc = tmp_path / "benchmarks.md"
+    (row,) = graph_build.main(["--sizes", "20000", "--doc", str(doc)])
+    assert row[0] == "20,000" and all(int(c.replace(",", "")) > 0 for c in row[1:5])
+    text = doc.read_text()
+    assert "<!-- graph-build:start -->" in text and "Spark's longest stages" in text
+    assert (tmp_path / "graph_build.png").exists()

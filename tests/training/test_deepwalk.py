@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from training.deepwalk import DeepWalkParams, context_pairs, random_walks, train_deepwalk
+from training.device import pick_device
 from training.synthetic_kg import community_kg
 
 
@@ -28,9 +29,7 @@ def test_context_pairs_window():
 
 def test_embeddings_group_communities_including_cold_entities():
     kg = community_kg(n_entities=400, communities=8, seed=1)
-    emb = train_deepwalk(
-        kg, DeepWalkParams(dim=32, epochs=4, walks_per_node=8), torch.device("cpu")
-    )
+    emb = train_deepwalk(kg, DeepWalkParams(dim=32, epochs=4, walks_per_node=8), pick_device())
     assert emb.shape == (400, 32)
     linked = np.unique(kg.eel)
     cold = torch.from_numpy(np.setdiff1d(np.arange(400), linked))

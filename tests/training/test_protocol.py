@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from training.checkpoint import Checkpoint, ModelSet
+from training.device import pick_device
 from training.hasp import EEL, HaspParams, build_hasp
 from training.inference import embed, embed_graph, whole_graph
 from training.model import ModelConfig, build_model
@@ -30,7 +31,8 @@ from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, train
 from training.transe import TransEParams, train_transe
 
-CPU = torch.device("cpu")
+# CUDA where present, so a GPU machine runs these same checks on it; CPU in CI
+DEVICE = pick_device()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def test_settings_and_rare_concepts(kg, split):
 def trained(kg, split):
     """SemanticGNN trained on the training view, as the assets do."""
     train_kg = training_view(kg, split)
-    transe = train_transe(train_kg, TransEParams(dim=16, epochs=100, batch_size=256), CPU)
+    transe = train_transe(train_kg, TransEParams(dim=16, epochs=100, batch_size=256), DEVICE)
     relations = [EEL, *transe.relations]
     shards = build_hasp(train_kg, HaspParams(memory_budget_bytes=10**9, device_count=2)).shards
     graphs = [
@@ -104,7 +106,7 @@ def trained(kg, split):
     config = ModelConfig(kg.num_entities, 16, tuple(relations), dim=32)
     params = TrainParams(epochs=30, lr=0.02, patience=30)
     vectors = spectral_embedding(torch.from_numpy(train_kg.eel), kg.num_entities, 32, 0)
-    result = train(graphs, config, params, CPU, id_vectors=vectors)
+    result = train(graphs, config, params, DEVICE, id_vectors=vectors)
     return Checkpoint(config, params, result, transe.concept_embeddings, pa.table({"k": [0]}))
 
 
@@ -128,7 +130,7 @@ def test_chunked_inference_equals_one_forward_pass(kg, trained, kind):
 def test_unseen_entity_neighbours_share_its_concepts(kg, split, trained):
     """Inductive entities never had a trained id or an EEL in training; embedded from their
     concept edges alone, their nearest neighbours share their genre far above chance."""
-    out = embed_graph(trained, training_view(kg, split), 64, CPU)
+    out = embed_graph(trained, training_view(kg, split), 64, DEVICE)
     assert out.inductive[split.inductive].all() and not out.inductive.all()
     h = out.vectors
     queries = torch.from_numpy(split.inductive)
@@ -149,7 +151,7 @@ def test_entities_added_after_training_embed_as_new(kg, split, trained):
             for key, edges in kg.concept_edges.items()
         },
     )
-    out = embed_graph(trained, training_view(bigger, split), 64, CPU)
+    out = embed_graph(trained, training_view(bigger, split), 64, DEVICE)
     assert out.vectors.shape[0] == kg.num_entities + 1 and out.inductive[-1]
     assert torch.isfinite(out.vectors[-1]).all() and out.vectors[-1].norm() > 0
 
@@ -172,7 +174,7 @@ def test_protocol_and_gate_block_a_broken_model(kg, split, trained):
         kg,
         split,
         memory_budget_mb=64,
-        device=CPU,
+        device=DEVICE,
     )
     assert set(results) == {
         "semantic", "broken", "popularity", "itemcf", "concepts", "popularity+concepts", "blend"

@@ -11,6 +11,7 @@ import torch
 
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
 from training.compare import calibrate_priors, compare, validation_set
+from training.device import pick_device
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
 from training.model import ModelConfig, SemanticGNN, build_model
@@ -20,7 +21,9 @@ from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, train_transe
 from training.variants import Variant, concept_inputs
 
-CPU = torch.device("cpu")
+# CUDA where present, so a GPU machine runs these same checks on it; CPU in CI
+DEVICE = pick_device()
+CPU = torch.device("cpu")  # the data-parallel tests run gloo on CPU
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def kg():
 
 @pytest.fixture(scope="module")
 def transe(kg):
-    return train_transe(kg, TransEParams(dim=16, epochs=200, batch_size=256, seed=0), CPU)
+    return train_transe(kg, TransEParams(dim=16, epochs=200, batch_size=256, seed=0), DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_transe_learns_the_concepts(transe):
 def test_trained_model_separates_held_out_eels(setup, objective):
     graphs, config = setup
     params = TrainParams(epochs=40, lr=0.02, patience=8, objective=objective)
-    result = train(graphs, config, params, CPU)
+    result = train(graphs, config, params, DEVICE)
     assert result.best_val_auc > 0.8
     assert result.curve[-1]["loss"] < result.curve[0]["loss"]
 
@@ -73,14 +76,14 @@ def test_trained_model_separates_held_out_eels(setup, objective):
 def test_relational_baselines_train(setup, kind):
     graphs, config = setup
     baseline = dataclasses.replace(config, kind=kind)
-    result = train(graphs, baseline, TrainParams(epochs=15, lr=0.02), CPU)
+    result = train(graphs, baseline, TrainParams(epochs=15, lr=0.02), DEVICE)
     assert result.best_val_auc > 0.7
     assert build_model(baseline)(graphs[0]).shape == (graphs[0].num_entities, config.dim)
 
 
 def test_cold_entities_get_embeddings_from_concepts(setup, kg):
     graphs, config = setup
-    result = train(graphs, config, TrainParams(epochs=25, lr=0.02), CPU)
+    result = train(graphs, config, TrainParams(epochs=25, lr=0.02), DEVICE)
     model = SemanticGNN(config)
     model.load_state_dict(result.state_dict)
     g = graphs[0]
@@ -110,7 +113,7 @@ def test_two_processes_match_one(setup):
 def test_checkpoint_reproduces_embeddings(setup, transe, tmp_path):
     graphs, config = setup
     params = TrainParams(epochs=2)
-    result = train(graphs, config, params, CPU)
+    result = train(graphs, config, params, DEVICE)
     id_map = pa.table({"node_id": [0, 0], "node_type": ["entity", "genre"], "key": ["i0", "g"]})
     ckpt = Checkpoint(config, params, result, transe.concept_embeddings, id_map, {"revision": "t"})
     ckpt.save(tmp_path)
@@ -160,7 +163,7 @@ def test_validation_comparison(kg, transe, setup):
     shards = build_hasp(kg, HaspParams(memory_budget_bytes=10**9, device_count=4, seed=0)).shards
     params = TrainParams(epochs=25, lr=0.02, val_share=0.15)
     # the setup fixture split each shard with seed k: train with the same split
-    result = train(graphs, config, dataclasses.replace(params, seed=0), CPU)
+    result = train(graphs, config, dataclasses.replace(params, seed=0), DEVICE)
     ckpt = Checkpoint(config, params, result, transe.concept_embeddings, pa.table({"k": [0]}))
     models = ModelSet({"semantic": ckpt}, "semantic")
     validation = validation_set(models, shards, kg)
@@ -192,7 +195,7 @@ def test_deepwalk_never_walks_held_out_eels(kg, transe, monkeypatch):
     monkeypatch.setattr(variants, "train_deepwalk", capture)
     table = variants.train_variant(
         Variant.parse("deepwalk"), shards, transe, kg, pa.table({"k": [0]}),
-        variants.EncoderShape(dim=8), params, CPU,
+        variants.EncoderShape(dim=8), params, DEVICE,
     )  # fmt: skip
     assert table.embeddings.shape == (kg.num_entities, 8)
     n = kg.num_entities

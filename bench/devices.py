@@ -47,7 +47,7 @@ def joined(doc: Path) -> tuple[list[list[object]], dict[str, str]]:
             if not path.exists():
                 break
             record = json.loads(path.read_text())
-            machines[device] = f"{record['device']} on {record['machine']}, {record['date']}"
+            machines[device] = f"{record['device']}, {record['machine']}, {record['date']}"
             runs[device] = record["tables"][table]
         if len(runs) < 2:
             continue
@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     table = markdown_table(["measure", "case", "CPU", "CUDA", "CUDA speed-up"], rows)
     body = f"""## CPU and CUDA side by side
 
-CPU: {machines["cpu"]}. CUDA: {machines["cuda"]}. Rows are the cases both runs measured,
-on the same inputs (the same planted graph, the same clustered vectors); the device
-sections below hold the full tables.
+CPU run: {machines["cpu"]}.
+CUDA run: {machines["cuda"]}.
+
+Rows are the cases both runs measured, on the same inputs (the same planted graph, the
+same clustered vectors); the device sections hold the full tables. The HNSW rows run on
+each machine's CPU cores, not on the GPU: they compare the two hosts.
 
 {table}
 """

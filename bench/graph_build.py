@@ -129,13 +129,14 @@ def run_duckdb(
 
 
 ROWS = ("triples", "nodes", "edges")
-GRAPH_NOTE = """Where the time goes: the graph stage is a handful of small shuffles (dense ids
-by a window per node type, top-k by a window per entity over both directions, two joins
-of the edges to the ids); at these sizes each is well under a second of work, so Spark's
-time is mostly per-stage scheduling and the shuffle files each stage writes and reads
+GRAPH_NOTE = """Where the time goes: the `edges` step carries the work: EEL pruning
+(a window that ranks every entity's links in both directions for the top-k, then the
+mirrored union made distinct) and the two joins of the edges to the dense ids; triples
+and nodes are small. At these sizes each stage is seconds of work or less, so Spark's
+time is also its per-stage scheduling and the shuffle files each stage writes and reads
 back, which DuckDB's pipelined in-memory plan does not have. What would move it on one
-machine: fewer shuffles (the entity ids could come from the catalog's order instead of a
-window), and on a cluster, nothing: this is the part that scales out."""
+machine: one shuffle fewer (the top-k and the mirrored distinct could share the window's
+partitioning); on a cluster, nothing: this is the part that scales out."""
 HEADER = [
     "interactions",
     "co-engagement pairs in",
@@ -211,7 +212,7 @@ DuckDB's column.
 
 ![seconds against interactions](graph_build.png)
 
-Spark's longest stages at {args.sizes[-1]:,} interactions (from its UI's REST API; one
+Spark's costliest stages at {args.sizes[-1]:,} interactions (from its UI's REST API; one
 write per step, stage times overlap when stages run side by side):
 
 {profile_table(stages)}

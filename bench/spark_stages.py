@@ -1,9 +1,9 @@
 """Where a Spark job's time goes: stage times from Spark's own UI (its REST API).
 
 Wrap each step of a job in ``step(spark, "name")``: its jobs carry that description, and
-:func:`stage_profile` then sums, per step, the stages' wall time (submission to
-completion), their tasks' run time and the bytes they shuffled, as the Spark UI's stage
-page would show them.
+:func:`stage_profile` then lists the costliest stages since a given one, with their step,
+wall time (submission to completion), their tasks' run time and the bytes they read and
+shuffled, as the Spark UI's stage page shows them.
 """
 
 from __future__ import annotations

@@ -131,5 +131,5 @@ def test_graph_build_smoke(tmp_path, spark):
     (row,) = graph_build.main(["--sizes", "20000", "--doc", str(doc)])
     assert row[0] == "20,000" and all(int(c.replace(",", "")) > 0 for c in row[1:5])
     text = doc.read_text()
-    assert "<!-- graph-build:start -->" in text and "Spark's longest stages" in text
+    assert "<!-- graph-build:start -->" in text and "Spark's costliest stages" in text
     assert (tmp_path / "graph_build.png").exists()

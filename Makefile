@@ -46,8 +46,8 @@ serve: install
 bench: install bench-devices
 	$(BIN)/python -m bench.hasp_partition
 	$(BIN)/python -m bench.serving --lake $(COGRAPH_LAKE_ROOT)
-	$(BIN)/python -m bench.coengagement
-	$(BIN)/python -m bench.graph_build
+	$(BIN)/python -m bench.coengagement --sizes 100000 1000000 10000000
+	$(BIN)/python -m bench.graph_build --sizes 100000 1000000 10000000
 	$(BIN)/python -m bench.incremental
 	$(BIN)/python -m bench.end_to_end
 

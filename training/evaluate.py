@@ -81,6 +81,8 @@ def top_k(
 
     ``scores(q)`` returns the ``(len(q), N)`` score rows of a batch of queries.
     """
+    if not len(queries):  # a setting can be empty: a lake without rare concepts, say
+        return torch.empty(0, k, dtype=torch.long)
     out = []
     for start in range(0, len(queries), batch_size):
         batch = queries[start : start + batch_size]

@@ -55,6 +55,17 @@ def test_ranking_task_from_pairs():
     assert task.map_at_k(lambda q: scores[q], k=2) == 1.0
 
 
+def test_a_task_without_queries_scores_nan_not_an_error():
+    # the semantic setting of a lake whose concepts are all common has no pairs at all
+    task = RankingTask.from_links(
+        torch.empty(2, 0, dtype=torch.long), torch.empty(2, 0, dtype=torch.long), 4
+    )
+    per_query = task.per_query(lambda q: torch.zeros(len(q), 4), ks=(2, 3))
+    assert set(per_query) == {"map@2", "recall@2", "map@3", "recall@3"}
+    assert all(v.shape == (0,) for v in per_query.values())
+    assert math.isnan(task.map_at_k(lambda q: torch.zeros(len(q), 4), k=2))
+
+
 @pytest.fixture
 def kg() -> KGArrays:
     # entities 0-3; EELs 0-2 and 1-2 (weight 1), 0-3 (weight 2)

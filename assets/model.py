@@ -135,10 +135,8 @@ def gnn_checkpoint(
         for variant in variants:
 
             def progress(point: dict[str, float], name: str = variant.name) -> None:
-                context.log.info(
-                    f"{name} epoch {point['epoch']}: loss {point['loss']:.4f}, "
-                    f"val AUC {point['val_auc']:.4f}"
-                )
+                auc = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
+                context.log.info(f"{name} epoch {point['epoch']}: loss {point['loss']:.4f}{auc}")
 
             context.log.info(f"Training {variant.name}")
             with Measure() as m:
@@ -188,6 +186,7 @@ def gnn_checkpoint(
         *rows,
     ]
     primary = models.best.result
+    context.log.info("Ranking every model and baseline on the validation EELs")
     with Measure() as evaluation:
         validation = validation_set(models, shards, kg)
         priors_w = calibrate_priors(models, validation)

@@ -69,8 +69,13 @@ def signals(kg: KGArrays, held_out: Tensor) -> Signals:
     )
 
 
-def _rows(matrix: Tensor, queries: Tensor) -> Tensor:
-    return matrix.index_select(0, queries).to_dense()
+def _cosine(matrix: Tensor) -> Scores:
+    """``M_q Mᵀ`` for a sparse ``matrix`` of L2-normalised rows: the queries' cosine with
+    every row. Sparse times sparse touches only the queries' neighbours' rows; a sparse
+    matrix times the queries' dense rows swept all of ``M`` per batch (4.3 s against
+    0.04 s for 256 ItemCF queries over 40,000 entities and 2.4M EELs)."""
+    transposed = matrix.t().coalesce()
+    return lambda q: torch.sparse.mm(matrix.index_select(0, q), transposed).to_dense()
 
 
 def popularity(s: Signals) -> Scores:
@@ -78,11 +83,11 @@ def popularity(s: Signals) -> Scores:
 
 
 def itemcf(s: Signals) -> Scores:
-    return lambda q: torch.sparse.mm(s.eel, _rows(s.eel, q).t()).t()
+    return _cosine(s.eel)
 
 
 def concepts(s: Signals) -> Scores:
-    return lambda q: torch.sparse.mm(s.concepts, _rows(s.concepts, q).t()).t()
+    return _cosine(s.concepts)
 
 
 def blend(s: Signals, a: float, b: float, c: float) -> Scores:

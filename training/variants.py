@@ -87,7 +87,12 @@ def train_variant(
     )
     if not variant.is_encoder:
         walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
-        table = train_deepwalk(kg.without_eels(held.numpy()), walk, device)
+        table = train_deepwalk(
+            kg.without_eels(held.numpy()),
+            walk,
+            device,
+            None if progress is None else lambda e, loss: progress({"epoch": e, "loss": loss}),
+        )
         return EmbeddingTable(table, asdict(walk))
     features = concept_inputs(transe.concept_embeddings, variant, params.seed)
     graphs = [

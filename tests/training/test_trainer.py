@@ -188,7 +188,7 @@ def test_deepwalk_never_walks_held_out_eels(kg, transe, monkeypatch):
     params = TrainParams(val_share=0.15)
     walked = {}
 
-    def capture(graph, walk_params, device):
+    def capture(graph, walk_params, device, progress=None):
         walked["eel"] = graph.eel
         return torch.zeros(graph.num_entities, walk_params.dim)
 

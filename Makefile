@@ -49,7 +49,7 @@ bench: install bench-devices
 	$(BIN)/python -m bench.coengagement --sizes 100000 1000000 10000000
 	$(BIN)/python -m bench.graph_build --sizes 100000 1000000 10000000
 	$(BIN)/python -m bench.incremental
-	$(BIN)/python -m bench.end_to_end
+	$(BIN)/python -m bench.end_to_end --synthetic 1000000
 
 ## The benchmarks with a CPU and a CUDA column (run them on a GPU machine too), then the join.
 bench-devices: install

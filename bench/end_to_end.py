@@ -20,6 +20,24 @@ from bench.report import DOC, markdown_table, stamp, write_section
 from orchestration.definitions import lake_resources
 from orchestration.resources import LakeResource, SparkResource
 
+WHERE_TIME_GOES = """Where the time goes: `gnn_checkpoint` (six variants trained, then the
+validation comparison) and `embedding_evaluation` grow fastest; `raw_tables` includes
+starting Spark's JVM and, for synthetic lakes, generating the data. The Spark stages' own
+split is in the co-engagement and graph-build sections, the trainer's in the training
+sections. The steps' log lines split the 10^6-interaction lake (40,000 items; 2026-11-25):
+in `gnn_checkpoint`, 49 s for the five GNN variants (HASP shards, full batch), 156 s for
+DeepWalk's walks and skip-gram and 312 s for the validation comparison, about 74 rankings
+of every validation query against every entity (prior calibration, baselines, their
+weight grids), each a top-k over a queries × entities score matrix, so quadratic in the
+items; `embedding_evaluation` is the same work over four settings; `concept_pretraining`
+is 100 TransE epochs over the entity-concept triples. ItemCF used to multiply the sparse
+co-engagement matrix by the queries' dense rows, a sweep of the whole matrix per batch,
+and a run of this lake was stopped after 25 minutes in evaluation; sparse times sparse is
+100x faster per batch. What would move it next: a fixed sample of validation queries for
+the weight grids, and a GPU (the device sections). A 10^7-interaction lake (400,000
+items) is 100x this ranking work, out of reach of a 2-core machine; its Spark stages are
+timed on their own in the co-engagement and graph-build sections."""
+
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,13 +90,7 @@ after another (in-process executor).
 
 {table}
 
-Where the time goes: `gnn_checkpoint` (six variants trained, then the validation
-comparison) is the largest step and grows with the graph's entities and links;
-`raw_tables` includes starting Spark's JVM and, for synthetic lakes, generating the data.
-The Spark stages' own split is in the co-engagement and graph-build sections above, the
-trainer's (steps against validation) in the training sections. A 10^7-interaction lake
-(400,000 items) is out of reach of a 2-core machine with the default six variants: the
-co-engagement section times its first stage alone.
+{WHERE_TIME_GOES}
 """
     write_section("end-to-end", body, args.doc)
     return steps

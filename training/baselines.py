@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -36,6 +37,16 @@ class Signals:
     eel: Tensor  # (N, N) sparse COO, training EEL weights, rows L2-normalised
     concepts: Tensor  # (N, C) sparse COO, L2-normalised TF-IDF rows
     log_degree: Tensor  # (N,)
+
+    # the transposes the cosine scores multiply by, built once however many scorers (the
+    # baselines, each blend, each comparison) are made from these signals
+    @cached_property
+    def eel_t(self) -> Tensor:
+        return self.eel.t().coalesce()
+
+    @cached_property
+    def concepts_t(self) -> Tensor:
+        return self.concepts.t().coalesce()
 
 
 def signals(kg: KGArrays, held_out: Tensor) -> Signals:
@@ -70,12 +81,11 @@ def signals(kg: KGArrays, held_out: Tensor) -> Signals:
     )
 
 
-def _cosine(matrix: Tensor) -> Scores:
+def _cosine(matrix: Tensor, transposed: Tensor) -> Scores:
     """``M_q Mᵀ`` for a sparse ``matrix`` of L2-normalised rows: the queries' cosine with
     every row. Sparse times sparse touches only the queries' neighbours' rows; a sparse
     matrix times the queries' dense rows swept all of ``M`` per batch (4.3 s against
     0.04 s for 256 ItemCF queries over 40,000 entities and 2.4M EELs)."""
-    transposed = matrix.t().coalesce()
 
     def scores(q: Tensor) -> Tensor:
         with warnings.catch_warnings():
@@ -91,11 +101,11 @@ def popularity(s: Signals) -> Scores:
 
 
 def itemcf(s: Signals) -> Scores:
-    return _cosine(s.eel)
+    return _cosine(s.eel, s.eel_t)
 
 
 def concepts(s: Signals) -> Scores:
-    return _cosine(s.concepts)
+    return _cosine(s.concepts, s.concepts_t)
 
 
 def blend(s: Signals, a: float, b: float, c: float) -> Scores:

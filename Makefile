@@ -7,16 +7,18 @@ export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
 .PHONY: install demo test lint ui serve bench bench-devices clean home
 
-## The Dagster instance folder; freshness policies are evaluated only when enabled there.
-$(DAGSTER_HOME)/dagster.yaml:
+## The Dagster instance folder: freshness policies on, one lake-writing run at a time
+## (full refresh, incremental update, maintenance), dead runs marked failed by the daemon.
+$(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	printf 'freshness:\n  enabled: true\ntelemetry:\n  enabled: false\n' > $@
+	cp orchestration/dagster.yaml $@
 
 home: $(DAGSTER_HOME)/dagster.yaml
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first, pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build
+	# torch first, pinned (a local CPU wheel where pip finds one; else PyPI's CUDA build,
+	# which runs on the CPU too: about 3 minutes and 5 GB here)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@

@@ -4,40 +4,22 @@ searchable with the current checkpoint, no retraining (``spark_jobs/incremental.
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from assets.embeddings import INFERENCE_BUDGET_MB
 from assets.graph import CoengagementConfig, GraphConfig
-from orchestration import delta_tables, inbox
+from orchestration import inbox
+from orchestration.incremental_batch import BatchSettings, applied_batches, apply_batch
+from orchestration.io_manager import lake_tables
+from orchestration.lake_log import INCREMENTAL_UNIT
 from orchestration.measure import Measure
 from orchestration.resources import LakeResource, SparkResource, env
-from orchestration.versions import latest, publish
-from serving.artifact import BUNDLE, load_bundle
-from serving.build import concept_labels
-from serving.refresh import INDUCTIVE_SINCE_RETRAIN, refresh_bundle
-from spark_jobs import constants as C
+from orchestration.versions import latest
+from serving.artifact import BUNDLE
+from serving.refresh import INDUCTIVE_SINCE_RETRAIN
 from spark_jobs.coengagement import CoengagementParams
-from spark_jobs.incremental import (
-    is_items_file,
-    new_edges,
-    new_nodes,
-    read_batch,
-    recompute_pairs,
-    touched_pairs,
-)
-from training.checkpoint import load_model_set
-from training.device import pick_device
-from training.embedding_store import embedding_rows
-from training.inference import embed_graph
-from training.kg_arrays import kg_arrays
 
 GROUP = "incremental"
 
@@ -47,203 +29,71 @@ class BatchConfig(dg.Config):
 
     files: list[str] = []
     memory_budget_mb: int = INFERENCE_BUDGET_MB
+    encoding: str = env("INPUT_ENCODING", "utf-8")  # of CSV batch files
 
 
 @dg.asset(
     group_name=GROUP,
     deps=["ann_index"],
     output_required=False,  # a batch seen before writes nothing
-    metadata={"write_mode": "append"},
 )
 def batch_updates(
     context: dg.AssetExecutionContext,
     config: BatchConfig,
     spark: SparkResource,
     lake: LakeResource,
-) -> Iterator[dg.Output]:  # yields only when something was new
-    """Append the batch's interactions and items, MERGE recomputed co-engagement pairs,
-    extend the graph, embed new and affected entities inductively and publish a new index
-    version; one log row per file. Every table change is its own Delta version, and the
-    index moves only after the tables did."""
-    session, use_delta = spark.session, spark.capabilities.delta
-    tables = lake.path("tables")
+) -> Iterator[dg.MaterializeResult]:  # yields only when something was new
+    """Apply the inbox batch to the lake: append its rows, MERGE recomputed co-engagement
+    pairs, extend the graph, embed new and affected entities inductively, log one row per
+    file, then publish a new index version (``orchestration/incremental_batch.py``).
 
-    def read(name: str) -> DataFrame:
-        return delta_tables.read_table(session, tables / name, use_delta_spark=use_delta)
-
-    inbox_dir = lake.path("inbox")
-    files = [Path(f) for f in config.files] or inbox.candidates(inbox_dir)
-    seen = {r[0] for r in read("raw_interactions").select(C.BATCH_ID).distinct().collect()}
-    if delta_tables.is_table(tables / "batch_updates"):
-        seen |= {r[0] for r in read("batch_updates").select(C.BATCH_ID).collect()}
-    batches = {f: inbox.batch_id(f) for f in files if f.exists()}
-    fresh = {f: b for f, b in batches.items() if b not in seen}
-    if not fresh:
-        context.log.info(f"Nothing new in {[f.name for f in files]}: every batch was seen")
-        return
-    with Measure() as m:
-        rows = read_batch(
-            session,
-            fresh,
-            read("raw_interactions"),
-            read("item_catalog"),
-            read("item_concepts"),
-            read("quarantine"),
-        )
-        batch = rows.interactions.persist()
-        counts = {
-            "interactions": batch.count(),
-            "new_items": rows.catalog.count(),
-            "new_concepts": rows.concepts.count(),
-            "quarantined": rows.quarantine.count(),
-        }
-        custom = {"dagster_run_id": context.run_id, "asset": "batch_updates"}
-
-        def append(df: DataFrame, name: str) -> None:
-            delta_tables.write_table(
-                df, tables / name, use_delta_spark=use_delta, mode="append", custom_metadata=custom
-            )
-            context.log_event(dg.AssetMaterialization(name, metadata={"incremental": True}))
-
-        for df, name, key in (
-            (rows.quarantine, "quarantine", "quarantined"),
-            (rows.catalog, "item_catalog", "new_items"),
-            (rows.concepts, "item_concepts", "new_concepts"),
-            (batch, "raw_interactions", "interactions"),
-        ):
-            if counts[key]:  # an empty append would still be a version
-                append(df, name)
-        version = latest(lake.path("ann_index")).name
-        if counts["interactions"] or counts["new_items"]:
-            update = extend_and_publish(
-                context, spark, lake, batch, rows.catalog, rows.concepts, config
-            )
-            counts.update(update.counts)
-            version = update.index_version
-    log = session.createDataFrame(
-        [(b, str(f), "items" if is_items_file(f) else "interactions") for f, b in fresh.items()],
-        [C.BATCH_ID, "file", "kind"],
-    ).select(
-        C.BATCH_ID,
-        "file",
-        "kind",
-        F.lit(context.run_id).alias("run_id"),
-        F.lit(version).alias("index_version"),
-        F.lit(json.dumps(counts)).alias("counts"),
-        F.current_timestamp().alias("ts"),
+    One writer at a time holds the lake. The batch is one unit: readers see all of it or
+    none, a killed run resumes from its last finished step, and a batch is applied once.
+    """
+    tables = lake_tables(lake, spark)
+    settings = BatchSettings(
+        coengagement=CoengagementParams(**CoengagementConfig().model_dump()),
+        min_support=GraphConfig().min_support,
+        memory_budget_mb=config.memory_budget_mb,
+        index_root=lake.path("ann_index"),
+        checkpoint_root=lake.path("gnn_checkpoint"),
+        encoding=config.encoding,
     )
-    batch.unpersist()  # the session outlives the run
-    context.log.info(f"Batch {sorted(fresh.values())}: {counts}")
-    yield dg.Output(
-        log,
+    inbox_dir = lake.path("inbox")
+    with tables.log.writer_lease(lake.writer_lease_seconds), Measure() as m:
+        # what a killed run left first, then the files of this run not applied yet
+        work = [
+            {Path(p): b for p, b in journal["facts"]["files"].items()}
+            for journal in tables.log.journals(INCREMENTAL_UNIT).values()
+        ]
+        done = applied_batches(spark.session, tables)
+        done |= {b for files in work for b in files.values()}
+        files = [Path(f) for f in config.files] or inbox.candidates(inbox_dir)
+        fresh = {f: inbox.batch_id(f) for f in files if f.exists()}
+        fresh = {f: b for f, b in fresh.items() if b not in done}
+        if fresh:
+            work.append(fresh)
+        applied = [
+            apply_batch(spark.session, tables, w, settings, context.run_id, context.log.info)
+            for w in work
+        ]
+    if not applied:
+        context.log.info(f"Nothing new in {[f.name for f in files]}: every batch was applied")
+        return
+    assets = {t.split("/")[0] for a in applied for t in a.tables} - {"batch_updates"}
+    for name in sorted(assets):
+        context.log_event(dg.AssetMaterialization(name, metadata={"incremental": True}))
+    counts = {k: sum(a.counts.get(k, 0) for a in applied) for k in applied[-1].counts}
+    context.log.info(f"Batches {[sorted(a.batches.values()) for a in applied]}: {counts}")
+    yield dg.MaterializeResult(
         metadata={
-            **{k: int(v) for k, v in counts.items()},
-            "files": dg.MetadataValue.json([str(f) for f in fresh]),
-            "index_version": version,
+            **counts,
+            "files": dg.MetadataValue.json(sorted(f for a in applied for f in a.batches)),
+            "resumed_from": dg.MetadataValue.json([a.resumed_from for a in applied]),
+            "index_version": applied[-1].index_version,
             **m.metadata("update"),
         },
     )
-
-
-@dataclass(frozen=True)
-class Published:
-    counts: dict[str, int]
-    index_version: str
-
-
-def extend_and_publish(
-    context: dg.AssetExecutionContext,
-    spark: SparkResource,
-    lake: LakeResource,
-    batch: DataFrame,
-    new_catalog: DataFrame,
-    new_concepts: DataFrame,
-    config: BatchConfig,
-) -> Published:
-    """After the batch's rows are appended: MERGE recomputed co-engagement pairs, extend
-    the graph, embed new and affected entities and publish the next index version."""
-    session, use_delta = spark.session, spark.capabilities.delta
-    tables = lake.path("tables")
-    custom = {"dagster_run_id": context.run_id, "asset": "batch_updates"}
-    counts: dict[str, int] = {}
-
-    def read(name: str) -> DataFrame:
-        return delta_tables.read_table(session, tables / name, use_delta_spark=use_delta)
-
-    params = CoengagementParams(**CoengagementConfig().model_dump())
-    interactions = read("raw_interactions")
-    pairs = recompute_pairs(interactions, touched_pairs(batch, interactions, params), params)
-    pairs = pairs.persist()
-    counts["pairs_merged"] = pairs.count()
-    if counts["pairs_merged"]:
-        delta_tables.merge_table(
-            pairs, tables / "coengagement_edges", [C.SRC, C.DST], use_delta_spark=use_delta
-        )
-        context.log_event(dg.AssetMaterialization("coengagement_edges"))
-
-    nodes, edges = read("knowledge_graph/nodes"), read("knowledge_graph/edges")
-    added_nodes = new_nodes(nodes, new_catalog, new_concepts).persist()
-    all_nodes = nodes.unionByName(added_nodes)
-    min_support = GraphConfig().min_support
-    added_edges = new_edges(all_nodes, edges, pairs, new_concepts, min_support).persist()
-    counts["new_nodes"], counts["new_edges"] = added_nodes.count(), added_edges.count()
-    for name, df in (("nodes", added_nodes), ("edges", added_edges)):
-        delta_tables.write_table(
-            df,
-            tables / "knowledge_graph" / name,
-            use_delta_spark=use_delta,
-            mode="append",
-            custom_metadata=custom,
-        )
-    context.log_event(dg.AssetMaterialization("knowledge_graph"))
-
-    node_table, edge_table = all_nodes.toArrow(), read("knowledge_graph/edges").toArrow()
-    kg = kg_arrays(node_table, edge_table)
-    checkpoints = latest(lake.path("gnn_checkpoint"))
-    models = load_model_set(checkpoints)
-    embedded = embed_graph(models.best, kg, config.memory_budget_mb, pick_device())
-    new_entities = added_nodes.where(F.col(C.NODE_TYPE) == C.ENTITY).toArrow()
-    touched = added_edges.where(F.col(C.SRC_TYPE) == C.ENTITY).select(C.SRC).toArrow()
-    affected = np.unique(
-        np.concatenate(
-            [
-                new_entities.column(C.NODE_ID).to_numpy(),
-                touched.column(C.SRC).to_numpy(),
-            ]
-        )
-    ).astype(np.int64)
-    counts["embedded"] = len(affected)
-    entities = node_table.filter(pc.equal(node_table.column(C.NODE_TYPE), C.ENTITY))
-    entities = entities.select([C.NODE_ID, C.KEY]).rename_columns(["entity_id", "item_id"])
-    bundle = refresh_bundle(
-        load_bundle(latest(lake.path("ann_index"))),
-        entities,
-        embedded.vectors.numpy(),
-        embedded.log_degree.numpy(),
-        affected,
-        new_entities.num_rows,
-        concept_labels(node_table, edge_table),
-        context.run_id,
-    )
-    update = session.createDataFrame(
-        embedding_rows(
-            affected,
-            entities.sort_by("entity_id").column("item_id").take(pa.array(affected)),
-            checkpoints.name,
-            embedded.vectors.numpy()[affected],
-            embedded.log_degree.numpy()[affected],
-            embedded.inductive.numpy()[affected],
-        )
-    )
-    delta_tables.merge_table(
-        update, tables / "entity_embeddings", ["entity_id"], use_delta_spark=use_delta
-    )
-    context.log_event(dg.AssetMaterialization("entity_embeddings"))
-    folder = publish(bundle, lake.path("ann_index"), context.run_id)
-    context.log_event(dg.AssetMaterialization("ann_index", metadata={"path": str(folder)}))
-    for df in (pairs, added_nodes, added_edges):  # the session outlives the run
-        df.unpersist()
-    return Published(counts, bundle.version)
 
 
 @dg.asset_check(asset=batch_updates)

@@ -7,6 +7,7 @@ import dagster as dg
 from assets import ann, embeddings, evaluation, graph, incremental, model, raw, shards
 from orchestration.folder_io_manager import FolderIOManager
 from orchestration.io_manager import DeltaIOManager
+from orchestration.maintenance import lake_maintenance, weekly_lake_maintenance
 from orchestration.resources import LakeResource, SparkResource, env
 from orchestration.sensors import INCREMENTAL_JOB, inbox_sensor
 
@@ -56,9 +57,15 @@ ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 UPDATES = dg.AssetSelection.assets("batch_updates")
-# rebuild edges, graph, shards, retrain, evaluate, gate, rebuild the index
-full_refresh = dg.define_asset_job("full_refresh", selection=dg.AssetSelection.all() - UPDATES)
-incremental_update = dg.define_asset_job(INCREMENTAL_JOB, selection=UPDATES)
+# Runs that write the lake share this tag; the instance config that `make` writes limits
+# it to one run at a time (the lake's own writer lease backs that up in the code).
+LAKE_WRITER = {"cograph/lake-writer": "lake"}
+# ingest the configured source (added once), rebuild edges, graph, shards, retrain,
+# evaluate, gate, rebuild the index
+full_refresh = dg.define_asset_job(
+    "full_refresh", selection=dg.AssetSelection.all() - UPDATES, tags=LAKE_WRITER
+)
+incremental_update = dg.define_asset_job(INCREMENTAL_JOB, selection=UPDATES, tags=LAKE_WRITER)
 nightly_refresh = dg.ScheduleDefinition(
     name="nightly_full_refresh",
     job=full_refresh,
@@ -69,8 +76,8 @@ nightly_refresh = dg.ScheduleDefinition(
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[full_refresh, incremental_update],
-    schedules=[nightly_refresh],
+    jobs=[full_refresh, incremental_update, lake_maintenance],
+    schedules=[nightly_refresh, weekly_lake_maintenance],
     sensors=[inbox_sensor],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
     executor=EXECUTOR_BY_DEPLOYMENT[DEPLOYMENT],

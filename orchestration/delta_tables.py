@@ -66,6 +66,9 @@ class StagedWrite:
         if self.folder is not None:
             shutil.rmtree(self.path / self.folder, ignore_errors=True)
 
+    def is_empty(self) -> bool:
+        return self.df.isEmpty() if self.df is not None else self.rows == 0
+
 
 def is_table(path: str | Path) -> bool:
     return DeltaTable.is_deltatable(str(path))
@@ -213,14 +216,19 @@ def write_table(
     return commit(staged)
 
 
-def read_table(spark: SparkSession, path: str | Path, *, use_delta_spark: bool) -> DataFrame:
-    """The latest snapshot of the Delta table at ``path`` as a DataFrame."""
+def read_table(
+    spark: SparkSession, path: str | Path, *, use_delta_spark: bool, version: int | None = None
+) -> DataFrame:
+    """The Delta table at ``path`` as a DataFrame, at ``version`` (default: the latest)."""
     path = Path(path).resolve()
     if not is_table(path):
         raise FileNotFoundError(f"No Delta table at {path} (was its asset materialized?)")
     if use_delta_spark:
-        return spark.read.format("delta").load(str(path))
-    table = DeltaTable(str(path))
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(str(path))
+    table = DeltaTable(str(path), version=version)
     schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
     files = table.file_uris()
     if not files:

@@ -9,8 +9,9 @@ same content under any name is one batch.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from spark_jobs.readers import content_hash
 
 SUFFIXES = (".csv", ".parquet")
 DONE = ".done"
@@ -46,8 +47,4 @@ def scan(inbox: Path, seen: dict[str, str], done: set[str]) -> tuple[list[Path],
 
 
 def batch_id(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
+    return content_hash([path])

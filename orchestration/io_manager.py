@@ -1,21 +1,35 @@
 """An IO manager that stores Spark DataFrames as Delta tables in the lake.
 
-An asset returns a DataFrame (one table) or a ``dict`` of DataFrames (a table set,
-stored as ``<table>/<name>``). Every table of an output is written first and committed
-after, so a failure anywhere leaves all of them at their last good version. Output
-metadata per table: path, Delta version, rows, schema and the write's seconds and
-peak memory (Spark is lazy: the write is where the stage's work happens).
+An asset returns a DataFrame (one table), a ``dict`` of DataFrames (a table set, stored
+as ``<table>/<name>``) or a :class:`TableWrite` (a DataFrame with its write mode). The
+tables of every output of one step are one unit (:mod:`orchestration.lake_transaction`):
+each is committed as a Delta version and journaled, and one record after the step's last
+output makes all of them visible together, so a failure anywhere (between two tables, or
+between two outputs of a multi-asset) leaves readers on the last recorded versions.
+Inputs are read at the recorded versions. Output metadata per table: path, Delta version,
+rows, schema and the write's seconds and peak memory (Spark is lazy: the write is where
+the stage's work happens).
 """
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from pyspark.sql import DataFrame
 
 from orchestration import delta_tables
+from orchestration.lake_transaction import LakeTables
 from orchestration.measure import Measure
 from orchestration.resources import LakeResource, SparkResource
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """A DataFrame and how to write it, where the mode depends on the run (an append of
+    new rows, or a replacement)."""
+
+    df: DataFrame
+    mode: delta_tables.WriteMode
 
 
 def table_metadata(commit: delta_tables.TableCommit, prefix: str = "") -> dict[str, Any]:
@@ -30,66 +44,92 @@ def table_metadata(commit: delta_tables.TableCommit, prefix: str = "") -> dict[s
     }
 
 
+def lake_tables(lake: LakeResource, spark: SparkResource) -> LakeTables:
+    return LakeTables(lake.path("tables"), use_delta_spark=spark.capabilities.delta)
+
+
 class DeltaIOManager(dg.ConfigurableIOManager):
     """Reads and writes assets as Delta tables under ``<lake>/tables/<asset>``."""
 
     lake: dg.ResourceDependency[LakeResource]
     spark: dg.ResourceDependency[SparkResource]
 
-    def _path(self, key: dg.AssetKey) -> Path:
-        return self.lake.path("tables", *key.path)
+    @staticmethod
+    def _name(key: dg.AssetKey) -> str:
+        return "/".join(key.path)
 
     def handle_output(
-        self, context: dg.OutputContext, obj: DataFrame | dict[str, DataFrame]
+        self, context: dg.OutputContext, obj: DataFrame | dict[str, DataFrame] | TableWrite
     ) -> None:
-        path = self._path(context.asset_key)
+        tables = lake_tables(self.lake, self.spark)
+        name = self._name(context.asset_key)
         meta = context.definition_metadata or {}
         mode = meta.get("write_mode", "overwrite")
-        tables = obj if isinstance(obj, dict) else {"": obj}
-        use_delta = self.spark.capabilities.delta
+        if isinstance(obj, TableWrite):
+            obj, mode = obj.df, obj.mode
+        frames = obj if isinstance(obj, dict) else {"": obj}
         custom = {"dagster_run_id": context.run_id, "asset": context.asset_key.to_user_string()}
+        txn = tables.transaction(
+            f"{context.run_id}.{context.step_key}", unit=context.step_key, run_id=context.run_id
+        )
         with Measure() as m:
-            staged = []
+            staged: dict[str, delta_tables.StagedWrite] = {}
             try:
-                for name, df in tables.items():
-                    staged.append(
-                        delta_tables.stage(
-                            df,
-                            path / name,
-                            use_delta_spark=use_delta,
-                            mode=mode,
-                            custom_metadata=custom,
-                        )
-                    )
+                for sub, df in frames.items():
+                    path = tables.path(f"{name}/{sub}" if sub else name)
+                    staged[sub] = delta_tables.stage(
+                        df, path, use_delta_spark=tables.use_delta_spark, mode=mode,
+                        custom_metadata=custom,
+                    )  # fmt: skip
             except BaseException:
-                for s in staged:
+                for s in staged.values():
                     s.discard()
                 raise
-            commits = {name: delta_tables.commit(s) for name, s in zip(tables, staged, strict=True)}
+            # one writer at a time: an incremental batch in flight has commits no record
+            # names yet, which this unit's rollback of unrecorded commits must not undo
+            with tables.log.writer_lease(self.lake.writer_lease_seconds):
+                commits = {
+                    sub: txn.commit(f"{name}/{sub}" if sub else name, s)
+                    for sub, s in staged.items()
+                }
+                txn.step(context.name)
+                if self._last_output(context, txn.steps):
+                    txn.record({"asset": context.asset_key.to_user_string()})
         metadata: dict[str, Any] = m.metadata("write")
-        for name, commit in commits.items():
-            metadata.update(table_metadata(commit, f"{name}/" if name else ""))
-        if "" in commits:
+        for sub, commit in commits.items():
+            if commit is not None:
+                metadata.update(table_metadata(commit, f"{sub}/" if sub else ""))
+        if commits.get("") is not None:
             metadata["dagster/row_count"] = commits[""].table_rows
         context.add_output_metadata(metadata)
         context.log.info(
             "Committed "
-            + ", ".join(f"{c.path} v{c.version} ({c.rows_written} rows)" for c in commits.values())
+            + (
+                ", ".join(
+                    f"{c.path} v{c.version} ({c.rows_written} rows)"
+                    for c in commits.values()
+                    if c is not None
+                )
+                or "nothing (no new rows)"
+            )
         )
 
+    @staticmethod
+    def _last_output(context: dg.OutputContext, done: list[str]) -> bool:
+        """Whether every output of the step that this manager stores has been written."""
+        mine = context.op_def.output_def_named(context.name).io_manager_key
+        return all(o.name in done for o in context.op_def.output_defs if o.io_manager_key == mine)
+
     def load_input(self, context: dg.InputContext) -> DataFrame | dict[str, DataFrame]:
-        path = self._path(context.asset_key)
-        spark, use_delta = self.spark.session, self.spark.capabilities.delta
-        if delta_tables.is_table(path):
-            return delta_tables.read_table(spark, path, use_delta_spark=use_delta)
-        if path.is_dir():
-            subtables = sorted(p for p in path.iterdir() if delta_tables.is_table(p))
-            if subtables:
-                return {
-                    p.name: delta_tables.read_table(spark, p, use_delta_spark=use_delta)
-                    for p in subtables
-                }
+        tables = lake_tables(self.lake, self.spark)
+        name = self._name(context.asset_key)
+        spark, snapshot = self.spark.session, tables.log.snapshot()
+        if snapshot.version(name) is not None:
+            return tables.read(spark, name)
+        subtables = sorted(t for t in snapshot.tables if t.startswith(f"{name}/"))
+        if subtables:
+            return {t.split("/", 1)[1]: tables.read(spark, t) for t in subtables}
         raise FileNotFoundError(
-            f"No Delta table for asset {context.asset_key.to_user_string()} at {path}; "
-            "materialize it first."
+            f"No recorded Delta table for asset {context.asset_key.to_user_string()} under "
+            f"{tables.root}; materialize it first."
         )

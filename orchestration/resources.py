@@ -52,6 +52,8 @@ class LakeResource(dg.ConfigurableResource):
     """The lake root: Delta tables under ``<root>/<group>/<table>``, artifacts beside them."""
 
     root: str = "lake"
+    # how long a writer waits for the lake's single-writer lease before failing
+    writer_lease_seconds: float = float(env("WRITER_LEASE_SECONDS", "1800"))
 
     def path(self, *parts: str) -> Path:
         return Path(self.root).resolve().joinpath(*parts)

@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from orchestration.inbox import fingerprint, scan
+from orchestration.lake_log import INCREMENTAL_UNIT, LakeLog
 from orchestration.resources import LakeResource
 
 INCREMENTAL_JOB = "incremental_update"
@@ -18,7 +19,8 @@ def inbox_sensor(
 ) -> dg.RunRequest | dg.SkipReason:
     """One run per tick for the files that are ready (a ``.done`` marker, or size and
     mtime unchanged since the last tick). The cursor remembers what was handed out, so a
-    file counts once; the run itself skips batches it has already recorded."""
+    file counts once; the run itself skips batches it has already applied, and finishes
+    any batch a killed run left journaled, which a tick with no ready file requests too."""
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "done": []}
     ready, now = scan(lake.path("inbox"), state["seen"], set(state["done"]))
     marks = [fingerprint(p) for p in ready]
@@ -26,6 +28,14 @@ def inbox_sensor(
         json.dumps({"seen": now, "done": (state["done"] + marks)[-MAX_REMEMBERED:]})
     )
     if not ready:
+        resumable = LakeLog(lake.path("tables")).journals(INCREMENTAL_UNIT)
+        if resumable:  # a killed run left a batch half done: finish it without waiting
+            key, journal = next(iter(sorted(resumable.items())))
+            return dg.RunRequest(
+                run_key=f"resume-{key}-{len(journal['steps'])}",  # once per point reached
+                run_config={"ops": {"batch_updates": {"config": {"files": []}}}},
+                tags={"cograph/resumes": key},
+            )
         return dg.SkipReason(f"No ready file in {lake.path('inbox')}")
     return dg.RunRequest(
         run_key=hashlib.sha256("|".join(marks).encode()).hexdigest()[:24],

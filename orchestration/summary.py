@@ -8,24 +8,30 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from orchestration.delta_tables import table_rows
+from orchestration.lake_log import LakeLog
 from orchestration.resources import env
 from orchestration.versions import LATEST
 
 
-def lake_tables(root: Path) -> list[tuple[str, int, int]]:
-    """(table path relative to the lake, latest version, rows) for every Delta table."""
-    found = []
-    for log_dir in sorted(root.rglob("_delta_log")):
-        table = DeltaTable(str(log_dir.parent))
-        found.append((str(log_dir.parent.relative_to(root)), table.version(), table_rows(table)))
-    return found
+def recorded_tables(root: Path) -> list[tuple[str, int, int]]:
+    """(table path relative to the lake, recorded version, rows at it) for every table
+    the lake's newest record names: what readers see."""
+    snapshot = LakeLog(root / "tables").snapshot()
+    return [
+        (
+            f"tables/{name}",
+            version,
+            table_rows(DeltaTable(str(root / "tables" / name), version=version)),
+        )
+        for name, version in sorted(snapshot.tables.items())
+    ]
 
 
 def main() -> None:
     root = Path(env("LAKE_ROOT", "lake")).resolve()
     print(f"\nLake: {root}")
     print(f"{'table':<40} {'version':>7} {'rows':>12}")
-    for name, version, rows in lake_tables(root):
+    for name, version, rows in recorded_tables(root):
         print(f"{name:<40} {version:>7} {rows:>12,}")
     artifacts = sorted(root.glob(f"*/{LATEST}"))
     if artifacts:

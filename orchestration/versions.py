@@ -5,6 +5,8 @@ without Dagster) reads through it.
 """
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -17,13 +19,31 @@ class FolderArtifact(Protocol):
 
 def publish(artifact: FolderArtifact, root: Path, version: str) -> Path:
     """Save ``artifact`` as ``root/version`` and then point ``LATEST`` at it (atomically),
-    so readers never see a half-written version."""
+    so readers never see a half-written version.
+
+    The folder is written under a temporary name and renamed into place, so a publisher
+    killed mid-save leaves no folder by that version's name; publishing a version again
+    replaces a folder that ``LATEST`` does not point at. Every temporary name is unique,
+    so that concurrent publishers do not write into each other's files.
+    """
     folder = root / version
-    artifact.save(folder)
-    tmp = root / f"{LATEST}.tmp"
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    staging = root / f".{version}.{tag}.tmp"
+    artifact.save(staging)
+    if folder.exists():
+        if _pointed(root) == version:
+            raise FileExistsError(f"{folder} is the served version; publish a new one")
+        shutil.rmtree(folder)
+    os.rename(staging, folder)
+    tmp = root / f"{LATEST}.{tag}.tmp"
     tmp.write_text(version)
     os.replace(tmp, root / LATEST)  # atomic on POSIX
     return folder
+
+
+def _pointed(root: Path) -> str | None:
+    pointer = root / LATEST
+    return pointer.read_text().strip() if pointer.exists() else None
 
 
 def latest(root: Path) -> Path:

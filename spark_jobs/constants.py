@@ -23,6 +23,7 @@ CONCEPT_COLUMNS = (ITEM_ID, RELATION, CONCEPT)
 
 # quarantine
 SOURCE = "source"
+LINE = "line"  # the rejected row's line (CSV) or row (Parquet) in its input, 1-based
 ROW = "row"
 REASON = "reason"
 QUARANTINED_AT = "ts"

@@ -26,9 +26,15 @@ from pyspark.sql import types as T
 
 from spark_jobs import constants as C
 from spark_jobs.coengagement import CoengagementParams, coengagement_edges, user_items
+from spark_jobs.csv_lines import BAD_BYTES, LINE
 from spark_jobs.graph import build_edges
 from spark_jobs.readers import read_file
-from spark_jobs.validation import check_catalog, check_concepts, check_interactions
+from spark_jobs.validation import (
+    QUARANTINE_SCHEMA,
+    check_catalog,
+    check_concepts,
+    check_interactions,
+)
 
 EDGE_KEYS = [C.SRC_TYPE, C.SRC, C.RELATION, C.DST_TYPE, C.DST]
 
@@ -126,11 +132,10 @@ def is_items_file(path: Path) -> bool:
     return path.name.lower().startswith("items")
 
 
-def _unreadable(spark: SparkSession, path: Path, error: Exception, batch_id: str) -> DataFrame:
-    row = (str(path), json.dumps({"file": path.name}), f"unreadable file: {error}"[:500], batch_id)
-    return spark.createDataFrame([row], [C.SOURCE, C.ROW, C.REASON, C.BATCH_ID]).withColumn(
-        C.QUARANTINED_AT, F.current_timestamp()
-    )
+def _unreadable(spark: SparkSession, path: Path, reason: str, batch_id: str) -> DataFrame:
+    row = (str(path), None, json.dumps({"file": path.name}), reason[:500], batch_id)
+    schema = T.StructType(QUARANTINE_SCHEMA.fields[:-1])  # the time is set below
+    return spark.createDataFrame([row], schema).withColumn(C.QUARANTINED_AT, F.current_timestamp())
 
 
 def read_batch(
@@ -140,27 +145,39 @@ def read_batch(
     catalog: DataFrame,
     concepts: DataFrame,
     quarantine: DataFrame,
+    encoding: str = "utf-8",
 ) -> BatchRows:
     """Validate ``files`` (path -> batch id) against the current tables (whose schemas the
     results take). Items files go first, so that a batch's interactions may name the items
-    it introduces; a file that cannot be read is quarantined whole and the rest go on."""
+    it introduces; a file that cannot be read, or holds no data row, is quarantined whole
+    (one row) and the rest go on."""
     good_i, new_items, good_c = [interactions.limit(0)], [catalog.limit(0)], [concepts.limit(0)]
     bad = [quarantine.limit(0)]
     known = catalog.select(C.ITEM_ID)
+    read = functools.partial(read_file, spark, encoding=encoding)
     for path, batch_id in sorted(files.items(), key=lambda f: not is_items_file(f[0])):
         try:
             if is_items_file(path):
-                raw = read_file(spark, path, C.CONCEPT_COLUMNS, (C.DOMAIN, C.TITLE))
-                raw.limit(1).collect()  # a corrupt file fails here, not in a later write
+                raw = read(path, C.CONCEPT_COLUMNS, (C.DOMAIN, C.TITLE))
+            else:
+                raw = read(path, (C.USER_ID, C.ITEM_ID, C.TS), (C.EVENT, C.WEIGHT))
+            if raw.isEmpty():  # a corrupt file fails here, not in a later write
+                bad.append(_unreadable(spark, path, "no data rows in file", batch_id))
+                continue
+            if is_items_file(path):
+                decoded = raw.where(F.col(BAD_BYTES).isNull())
                 items = check_catalog(
-                    raw.select(C.ITEM_ID, C.DOMAIN, C.TITLE).dropDuplicates([C.ITEM_ID]),
+                    decoded.select(C.ITEM_ID, C.DOMAIN, C.TITLE, LINE).dropDuplicates([C.ITEM_ID]),
                     source=str(path),
                     batch_id=batch_id,
                 )
                 fresh = items.good.join(known, C.ITEM_ID, "left_anti")
                 known = known.unionByName(fresh.select(C.ITEM_ID))
                 triples = check_concepts(
-                    raw.select(*C.CONCEPT_COLUMNS), known, source=str(path), batch_id=batch_id
+                    raw.select(*C.CONCEPT_COLUMNS, LINE, BAD_BYTES),
+                    known,
+                    source=str(path),
+                    batch_id=batch_id,
                 )
                 new_items.append(
                     fresh.withColumn(C.FIRST_SEEN, F.lit(None).cast(T.TimestampType()))
@@ -168,8 +185,6 @@ def read_batch(
                 good_c.append(triples.good)
                 bad += [items.bad, triples.bad]
             else:
-                raw = read_file(spark, path, (C.USER_ID, C.ITEM_ID, C.TS), (C.EVENT, C.WEIGHT))
-                raw.limit(1).collect()
                 raw = raw.withColumn(
                     C.WEIGHT, F.coalesce(F.col(C.WEIGHT).cast("string"), F.lit("1.0"))
                 )
@@ -177,7 +192,7 @@ def read_batch(
                 good_i.append(checked.good)
                 bad.append(checked.bad)
         except (ValueError, OSError, AnalysisException, Py4JJavaError) as error:
-            bad.append(_unreadable(spark, path, error, batch_id))
+            bad.append(_unreadable(spark, path, f"unreadable file: {error}", batch_id))
 
     def union(frames: list[DataFrame], like: DataFrame) -> DataFrame:
         cols = like.columns

@@ -7,6 +7,11 @@ table) instead of becoming a silent null in Spark's type inference.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import tempfile
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import constants as C
+from spark_jobs.csv_lines import BAD_BYTES, LINE, number_lines
 
 NO_GENRE = "(no genres listed)"  # MovieLens's marker for a movie without genres
 
@@ -23,6 +29,8 @@ class RawInputs:
     """Unvalidated input frames and where each came from (named in quarantine rows).
 
     The three sources are distinct, so that quarantined rows count against their input.
+    ``fingerprint`` identifies the content (a hash of the files, or of the generator's
+    spec): ingesting the same content twice is one batch.
     """
 
     interactions: DataFrame
@@ -31,6 +39,7 @@ class RawInputs:
     interactions_source: str
     items_source: str
     concepts_source: str
+    fingerprint: str
 
     def __post_init__(self) -> None:
         if len({self.interactions_source, self.items_source, self.concepts_source}) != 3:
@@ -39,62 +48,107 @@ class RawInputs:
             )
 
 
+def content_hash(paths: Iterable[str | Path]) -> str:
+    """A short hash of the bytes of ``paths`` (a folder: its files, in name order)."""
+    digest = hashlib.sha256()
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            with file.open("rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:20]
+
+
 def read_file(
     spark: SparkSession,
     path: str | Path,
     required: tuple[str, ...],
     optional: tuple[str, ...] = (),
+    *,
+    encoding: str = "utf-8",
+    staging: Path | None = None,
 ) -> DataFrame:
     """Read one CSV (header, all text) or Parquet file or folder and check its columns.
 
-    Missing optional columns come back as nulls, so later stages see one schema.
+    Missing optional columns come back as nulls, so later stages see one schema. Every
+    row carries ``_line`` (its line in a CSV, its row in a Parquet file, 1-based) and
+    ``_bad_bytes`` (set on a CSV line that does not decode in ``encoding``; see
+    :mod:`spark_jobs.csv_lines`, whose UTF-8 copy goes under ``staging``).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Input file not found: {path}")
     if path.suffix.lower() == ".csv":
-        df = spark.read.option("header", True).option("inferSchema", False).csv(str(path))
+        folder = staging or Path(tempfile.mkdtemp(prefix="cograph-csv-"))
+        copy = number_lines(path, folder / f"{uuid.uuid4().hex[:8]}-{path.name}", encoding)
+        df = (
+            spark.read.option("header", True)
+            .option("inferSchema", False)
+            .option("multiLine", True)  # a quoted field may hold a newline
+            .csv(str(copy))
+            .withColumn(LINE, F.col(LINE).cast("long"))
+        )
     elif path.suffix.lower() == ".parquet" or path.is_dir():
         df = spark.read.parquet(str(path))
+        df = df.select(
+            "*",
+            (F.col("_metadata.row_index") + 1).alias(LINE),
+            F.lit(None).cast("string").alias(BAD_BYTES),
+        )
     else:
         raise ValueError(f"Input file {path} has suffix '{path.suffix}'; expected .csv or .parquet")
-    missing = [c for c in required if c not in df.columns]
+    found = [c for c in df.columns if c not in (LINE, BAD_BYTES)]
+    missing = [c for c in required if c not in found]
     if missing:
         raise ValueError(
-            f"Input file {path} lacks column(s) {missing}; required {list(required)}, "
-            f"found {df.columns}"
+            f"Input file {path} lacks column(s) {missing}; required {list(required)}, found {found}"
         )
     for col in optional:
         if col not in df.columns:
             df = df.withColumn(col, F.lit(None).cast("string"))
-    return df.select(*required, *optional)
+    return df.select(*required, *optional, LINE, BAD_BYTES)
 
 
-def read_movielens(spark: SparkSession, root: str | Path) -> RawInputs:
+def no_lines(df: DataFrame) -> DataFrame:
+    """``df`` with empty ``_line`` and ``_bad_bytes``: rows made, not read from a file."""
+    return df.select(
+        "*", F.lit(None).cast("long").alias(LINE), F.lit(None).cast("string").alias(BAD_BYTES)
+    )
+
+
+def read_movielens(
+    spark: SparkSession, root: str | Path, *, encoding: str = "utf-8", staging: Path | None = None
+) -> RawInputs:
     """MovieLens (ml-latest-small layout): ratings, movie genres and free-text tags."""
     root = Path(root)
-    ratings = read_file(spark, root / "ratings.csv", ("userId", "movieId", "rating", "timestamp"))
-    movies = read_file(spark, root / "movies.csv", ("movieId", "title", "genres"))
-    tags = read_file(spark, root / "tags.csv", ("userId", "movieId", "tag", "timestamp"))
+    read = functools.partial(read_file, spark, encoding=encoding, staging=staging)
+    ratings = read(root / "ratings.csv", ("userId", "movieId", "rating", "timestamp"))
+    movies = read(root / "movies.csv", ("movieId", "title", "genres"))
+    tags = read(root / "tags.csv", ("userId", "movieId", "tag", "timestamp"))
+    lines = (F.col(LINE), F.col(BAD_BYTES))
     interactions = ratings.select(
         F.col("userId").alias(C.USER_ID),
         F.col("movieId").alias(C.ITEM_ID),
         F.lit("rating").alias(C.EVENT),
         F.col("rating").alias(C.WEIGHT),
         F.col("timestamp").alias(C.TS),
+        *lines,
     )
     items = movies.select(
-        F.col("movieId").alias(C.ITEM_ID), F.lit("movie").alias(C.DOMAIN), F.col(C.TITLE)
+        F.col("movieId").alias(C.ITEM_ID), F.lit("movie").alias(C.DOMAIN), F.col(C.TITLE), *lines
     )
     genres = movies.select(
         F.col("movieId").alias(C.ITEM_ID),
         F.lit("genre").alias(C.RELATION),
         F.explode(F.split(F.col("genres"), r"\|")).alias(C.CONCEPT),
+        *lines,
     ).where(F.col(C.CONCEPT) != NO_GENRE)
     tag_triples = tags.select(
         F.col("movieId").alias(C.ITEM_ID),
         F.lit("tag").alias(C.RELATION),
         F.col("tag").alias(C.CONCEPT),
+        *lines,
     )
     return RawInputs(
         interactions=interactions,
@@ -103,6 +157,7 @@ def read_movielens(spark: SparkSession, root: str | Path) -> RawInputs:
         interactions_source=str(root / "ratings.csv"),
         items_source=str(root / "movies.csv"),
         concepts_source=f"{root / 'movies.csv'}, {root / 'tags.csv'}",
+        fingerprint=content_hash(root / f for f in ("ratings.csv", "movies.csv", "tags.csv")),
     )
 
 
@@ -111,21 +166,25 @@ def read_generic(
     interactions: str | Path,
     concepts: str | Path,
     items: str | Path | None = None,
+    *,
+    encoding: str = "utf-8",
+    staging: Path | None = None,
 ) -> RawInputs:
     """Interactions ``user_id, item_id, ts[, event, weight]`` and concept triples.
 
     Without an items file the catalog is every item named in either file.
     """
-    inter = read_file(spark, interactions, (C.USER_ID, C.ITEM_ID, C.TS), (C.EVENT, C.WEIGHT))
+    read = functools.partial(read_file, spark, encoding=encoding, staging=staging)
+    inter = read(interactions, (C.USER_ID, C.ITEM_ID, C.TS), (C.EVENT, C.WEIGHT))
     inter = inter.withColumn(C.WEIGHT, F.coalesce(F.col(C.WEIGHT).cast("string"), F.lit("1.0")))
-    triples = read_file(spark, concepts, C.CONCEPT_COLUMNS)
+    triples = read(concepts, C.CONCEPT_COLUMNS)
     if items is not None:
-        catalog = read_file(spark, items, (C.ITEM_ID,), (C.DOMAIN, C.TITLE))
+        catalog = read(items, (C.ITEM_ID,), (C.DOMAIN, C.TITLE))
         items_source = str(items)
     else:
-        catalog = (
-            inter.select(C.ITEM_ID)
-            .unionByName(triples.select(C.ITEM_ID))
+        named = inter.where(F.col(BAD_BYTES).isNull()).select(C.ITEM_ID)
+        catalog = no_lines(
+            named.unionByName(triples.where(F.col(BAD_BYTES).isNull()).select(C.ITEM_ID))
             .where(F.col(C.ITEM_ID).isNotNull())
             .distinct()
             .select(
@@ -135,4 +194,13 @@ def read_generic(
             )
         )
         items_source = f"items named in {interactions} and {concepts}"
-    return RawInputs(inter, catalog, triples, str(interactions), items_source, str(concepts))
+    files = [interactions, concepts] + ([items] if items is not None else [])
+    return RawInputs(
+        inter,
+        catalog,
+        triples,
+        str(interactions),
+        items_source,
+        str(concepts),
+        fingerprint=content_hash(files),
+    )

@@ -10,13 +10,17 @@ quarantine path.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from spark_jobs import constants as C
+from spark_jobs.csv_lines import BAD_BYTES, LINE
 from spark_jobs.readers import RawInputs
 
 DAY = 86_400
@@ -181,11 +185,19 @@ def _break_rows(rng: np.random.Generator, df: pd.DataFrame, share: float) -> Non
 def synthetic_inputs(spark: SparkSession, spec: SyntheticSpec) -> RawInputs:
     interactions, items, concepts = generate(spec)
     source = f"synthetic(seed={spec.seed})"
+    # the generator is deterministic: its spec identifies the content
+    spec_hash = hashlib.sha256(repr(dataclasses.astuple(spec)).encode()).hexdigest()[:20]
+
+    def frame(df: pd.DataFrame) -> DataFrame:
+        rows = df.assign(**{LINE: np.arange(1, len(df) + 1), BAD_BYTES: None})
+        return spark.createDataFrame(rows).withColumn(BAD_BYTES, F.col(BAD_BYTES).cast("string"))
+
     return RawInputs(
-        interactions=spark.createDataFrame(interactions),
-        items=spark.createDataFrame(items),
-        concepts=spark.createDataFrame(concepts),
+        interactions=frame(interactions),
+        items=frame(items),
+        concepts=frame(concepts),
         interactions_source=f"{source}/interactions",
         items_source=f"{source}/items",
         concepts_source=f"{source}/concepts",
+        fingerprint=f"synthetic-{spec_hash}",
     )

@@ -1,7 +1,11 @@
 """Row-level checks that split raw input into clean rows and quarantined rows.
 
-Nothing is dropped silently: every rejected row leaves with its original content as
-JSON and the first reason it failed, for the ``quarantine`` table.
+Nothing is dropped silently: every rejected row leaves with its line in the input, its
+original content as JSON and the first reason it failed, for the ``quarantine`` table.
+A line that did not decode in the declared encoding is rejected before any other check
+(its content is the line with the bad bytes escaped); an exact repeat of an earlier
+interaction row (every field equal) is rejected as a duplicate of that row's line, so
+that per input, rows in = rows kept + rows quarantined.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import constants as C
+from spark_jobs.csv_lines import BAD_BYTES, LINE
 
 QUARANTINE_SCHEMA = T.StructType(
     [
         T.StructField(C.SOURCE, T.StringType()),
+        T.StructField(C.LINE, T.LongType()),
         T.StructField(C.ROW, T.StringType()),
         T.StructField(C.REASON, T.StringType()),
         T.StructField(C.BATCH_ID, T.StringType()),
@@ -50,6 +56,15 @@ def blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col.cast(T.StringType())) == "")
 
 
+def input_columns(df: DataFrame) -> list[str]:
+    """The input's own columns, without the reader's line bookkeeping."""
+    return [c for c in df.columns if c not in (LINE, BAD_BYTES)]
+
+
+def _line(df: DataFrame) -> Column:
+    return F.col(LINE) if LINE in df.columns else F.lit(None).cast(T.LongType())
+
+
 def split_rows(
     df: DataFrame,
     rules: list[tuple[Column, Column | str]],
@@ -59,6 +74,12 @@ def split_rows(
     original_columns: list[str],
 ) -> Checked:
     """Apply ``rules`` (bad-row condition, reason) in order; the first match is the reason."""
+    if BAD_BYTES in df.columns:
+        undecodable = F.concat(F.lit("bytes not valid in the encoding: "), F.col(BAD_BYTES))
+        rules = [(F.col(BAD_BYTES).isNotNull(), undecodable), *rules]
+        as_read = F.coalesce(F.col(BAD_BYTES), F.to_json(F.struct(*original_columns)))
+    else:
+        as_read = F.to_json(F.struct(*[F.col(c) for c in original_columns]))
     reason = F.coalesce(
         *[F.when(cond, r if isinstance(r, Column) else F.lit(r)) for cond, r in rules],
         F.lit(None).cast(T.StringType()),
@@ -66,7 +87,8 @@ def split_rows(
     flagged = df.withColumn("_reason", reason)
     bad = flagged.where(F.col("_reason").isNotNull()).select(
         F.lit(source).alias(C.SOURCE),
-        F.to_json(F.struct(*[F.col(c) for c in original_columns])).alias(C.ROW),
+        _line(flagged).alias(C.LINE),
+        as_read.alias(C.ROW),
         F.col("_reason").alias(C.REASON),
         F.lit(batch_id).alias(C.BATCH_ID),
         F.current_timestamp().alias(C.QUARANTINED_AT),
@@ -77,9 +99,10 @@ def split_rows(
 
 def check_catalog(items: DataFrame, *, source: str, batch_id: str) -> Checked:
     """Items need an id; a repeated id keeps its first row and quarantines the others."""
-    original = items.columns
+    original = input_columns(items)
+    first = Window.partitionBy(C.ITEM_ID).orderBy(_line(items), F.col(C.TITLE))
     df = items.withColumn(C.ITEM_ID, F.trim(F.col(C.ITEM_ID).cast("string"))).withColumn(
-        "_dup", F.row_number().over(Window.partitionBy(C.ITEM_ID).orderBy(F.col(C.TITLE)))
+        "_dup", F.row_number().over(first)
     )
     checked = split_rows(
         df,
@@ -109,10 +132,14 @@ def unknown_item_rule() -> tuple[Column, Column]:
 def check_interactions(
     raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str
 ) -> Checked:
-    """Ids present, timestamp parseable, weight a non-negative number, item in the catalog."""
-    original = raw.columns
+    """Ids present, timestamp parseable, weight a finite non-negative number, item in the
+    catalog, and not an exact repeat of an earlier row."""
+    original = input_columns(raw)
+    same = Window.partitionBy(*original).orderBy(_line(raw))
     df = raw.select(
-        *original,
+        *raw.columns,
+        F.row_number().over(same).alias("_repeat"),
+        F.first(_line(raw)).over(same).alias("_first_line"),
         F.trim(F.col(C.USER_ID).cast("string")).alias("_user"),
         F.trim(F.col(C.ITEM_ID).cast("string")).alias("_item"),
         parse_timestamp(F.col(C.TS), raw.schema[C.TS].dataType).alias("_ts"),
@@ -129,8 +156,16 @@ def check_interactions(
                 F.concat(F.lit("unparseable ts: "), F.col(C.TS).cast("string")),
             ),
             (F.col("_w").isNull() | F.isnan("_w"), "weight is not a number"),
+            (F.col("_w") == float("inf"), "weight is not finite"),
             (F.col("_w") < 0, "negative weight"),
             unknown_item_rule(),
+            (
+                F.col("_repeat") > 1,
+                F.concat(
+                    F.lit("duplicate row: same as line "),
+                    F.coalesce(F.col("_first_line").cast("string"), F.lit("?")),
+                ),
+            ),
         ],
         source=source,
         batch_id=batch_id,
@@ -149,9 +184,9 @@ def check_interactions(
 
 def check_concepts(raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str) -> Checked:
     """Triples need all three fields, a relation usable as a node type and a known item."""
-    original = raw.columns
+    original = input_columns(raw)
     df = raw.select(
-        *original,
+        *raw.columns,
         F.trim(F.col(C.ITEM_ID).cast("string")).alias("_item"),
         F.lower(F.trim(F.col(C.RELATION).cast("string"))).alias("_rel"),
         F.lower(F.trim(F.col(C.CONCEPT).cast("string"))).alias("_concept"),

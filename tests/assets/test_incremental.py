@@ -14,21 +14,18 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from assets.raw import IngestConfig
 from orchestration.definitions import ASSETS, CHECKS
 from orchestration.sensors import inbox_sensor
 from orchestration.versions import latest
 from serving.artifact import load_bundle
-from tests.assets.test_materialize import SMALL, resources, run, versions
+from tests.assets.lakes import lake_copy, resources, versions
 
 NEW = ["new-item-a", "new-item-b", "new-item-c"]
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory) -> Path:
-    lake = tmp_path_factory.mktemp("lake")
-    assert run(lake, IngestConfig(synthetic=SMALL)).success
-    return lake
+def lake(materialized_lake, tmp_path_factory) -> Path:
+    return lake_copy(materialized_lake.lake, tmp_path_factory.mktemp("incremental"))
 
 
 def tick(lake: Path, cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:

@@ -8,17 +8,13 @@ import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
-from assets.model import TrainConfig, TransEConfig
-from assets.raw import IngestConfig, SyntheticConfig
-from assets.shards import HaspConfig
-from orchestration.definitions import ASSETS, CHECKS, defs, lake_resources
+from assets.raw import IngestConfig
+from orchestration.definitions import defs
 from orchestration.delta_tables import table_rows
-from orchestration.resources import LakeResource, SparkResource
-from tests.conftest import TEST_SPARK
+from tests.assets.lakes import SMALL, lake_copy, recorded, run, versions
 from training.checkpoint import load_model_set
 from training.shard_store import open_shards
 
-SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
 ISSUE_ASSETS = {
     "raw_interactions", "item_catalog", "item_concepts", "quarantine",
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
@@ -28,65 +24,23 @@ ISSUE_ASSETS = {
 }  # fmt: skip
 
 
-def resources(lake: Path) -> dict[str, object]:
-    spark = SparkResource(
-        master=TEST_SPARK.master,
-        driver_memory=TEST_SPARK.driver_memory,
-        shuffle_partitions=TEST_SPARK.shuffle_partitions,
-    )
-    return lake_resources(spark, LakeResource(root=str(lake)))
-
-
-def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    with pytest.MonkeyPatch.context() as mp:
-        # two epochs of training are not meant to beat ItemCF: the gate's own test is in
-        # tests/training/test_protocol.py; here it must let the wiring through
-        mp.setenv("COGRAPH_GATE_MARGIN", "1.0")
-        return _materialize(lake, ingest, raise_on_error)
-
-
-def _materialize(
-    lake: Path, ingest: IngestConfig, raise_on_error: bool
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [*ASSETS, *CHECKS],
-        resources=resources(lake),
-        run_config=dg.RunConfig(
-            ops={
-                "raw_tables": ingest,
-                "hasp_shards": HaspConfig(memory_budget_mb=4),
-                "concept_pretraining": TransEConfig(dim=16, epochs=3),
-                "gnn_checkpoint": TrainConfig(
-                    dim=16, epochs=2, models=["semantic", "sage", "deepwalk"]
-                ),
-            }
-        ),
-        raise_on_error=raise_on_error,
-    )
-
-
-def versions(lake: Path) -> dict[str, int]:
-    return {
-        str(p.parent.relative_to(lake)): DeltaTable(str(p.parent)).version()
-        for p in lake.rglob("_delta_log")
-    }
-
-
 def test_definitions_load():
     assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == ISSUE_ASSETS
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("lake")
+def first_run(materialized_lake) -> dg.ExecuteInProcessResult:
+    return materialized_lake.result
 
 
 @pytest.fixture(scope="module")
-def first_run(lake) -> dg.ExecuteInProcessResult:
-    return run(lake, IngestConfig(synthetic=SMALL))
+def lake(materialized_lake, tmp_path_factory) -> Path:
+    """A copy of the materialized lake, for the tests that change it."""
+    return lake_copy(materialized_lake.lake, tmp_path_factory.mktemp("rematerialize"))
 
 
-def test_materializes_every_asset_with_metadata(first_run, lake):
+def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
+    lake = materialized_lake.lake
     assert first_run.success
     materialized = {
         m.asset_key.to_user_string() for m in first_run.get_asset_materialization_events()
@@ -141,14 +95,19 @@ def test_materializes_every_asset_with_metadata(first_run, lake):
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"
 
 
-def test_rematerialize_adds_one_version_per_table(first_run, lake):
+def test_rematerialize_same_input_adds_no_rows(first_run, lake):
+    """The raw tables accumulate by batch: the same input again is the same batch, so
+    they stay as they are, and everything downstream is rebuilt from them."""
     before = versions(lake)
     assert run(lake, IngestConfig(synthetic=SMALL)).success
     after = versions(lake)
     assert after.keys() == before.keys()
-    assert all(after[t] == before[t] + 1 for t in before)
-    quarantine = DeltaTable(str(lake / "tables/quarantine"))  # appended, not replaced
-    assert table_rows(quarantine) == 2 * 8
+    raw = {"tables/raw_interactions", "tables/item_catalog", "tables/item_concepts"}
+    assert all(after[t] == before[t] for t in raw | {"tables/quarantine"})
+    assert all(after[t] == before[t] + 1 for t in set(before) - raw - {"tables/quarantine"})
+    quarantine = DeltaTable(str(lake / "tables/quarantine"))  # not quarantined twice
+    assert table_rows(quarantine) == 8
+    assert recorded(lake) == after
 
 
 def test_bad_input_over_the_limit_fails_and_changes_nothing(first_run, lake):

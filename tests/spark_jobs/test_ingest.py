@@ -136,3 +136,87 @@ def test_synthetic_bad_rows_are_quarantined(spark):
     out = ingest(synthetic_inputs(spark, spec), "s")
     assert out.quarantine.count() == 20
     assert out.interactions.count() == 1_980
+
+
+@pytest.fixture
+def messy_files(tmp_path):
+    """Interactions with two undecodable lines, a non-finite weight and a repeated row."""
+    lines = [
+        b"user_id,item_id,event,weight,ts",
+        b"u1,a,view,1,1704153600",  # line 2
+        b"u2,caf\xe9,view,1,1704153600",  # line 3: Latin-1, not UTF-8
+        b"u3,a,view,Infinity,1704153600",  # line 4
+        b"",  # a blank line is no row
+        b"u1,a,view,1,1704153600",  # line 6: the same as line 2
+        b"u4,caf\xea,view,1,1704153600",  # line 7: another Latin-1 value
+        b'u5,b,"long\nview",1,1704153600',  # lines 8-9: one record
+        b"u6,b,view,2,1704153601",  # line 10
+    ]
+    (tmp_path / "interactions.csv").write_bytes(b"\n".join(lines) + b"\n")
+    items = "item_id,title\na,A\nb,B\ncafé,C1\ncafê,C2\n".encode("latin-1")
+    (tmp_path / "items.csv").write_bytes(items)
+    pd.DataFrame({"item_id": ["a"], "relation": ["genre"], "concept": ["x"]}).to_csv(
+        tmp_path / "concepts.csv", index=False
+    )
+    return tmp_path
+
+
+def read_messy(spark, folder, **options):
+    return read_generic(
+        spark,
+        folder / "interactions.csv",
+        folder / "concepts.csv",
+        folder / "items.csv",
+        staging=folder / "staging",
+        **options,
+    )
+
+
+def test_bad_bytes_infinity_and_repeats_are_quarantined_with_their_lines(spark, messy_files):
+    raw = read_messy(spark, messy_files)
+    out = ingest(raw, "b1")
+    quarantined = {
+        r[C.LINE]: (r[C.REASON], r[C.ROW])
+        for r in out.quarantine.where(f"{C.SOURCE} = '{raw.interactions_source}'").collect()
+    }
+    assert sorted(quarantined) == [3, 4, 6, 7]
+    assert quarantined[3][0].startswith("bytes not valid in the encoding: ")
+    assert "caf\\xe9" in quarantined[3][1] and "caf\\xea" in quarantined[7][1]  # not merged
+    assert quarantined[4][0] == "weight is not finite"
+    assert quarantined[6][0] == "duplicate row: same as line 2"
+    clean = out.interactions.collect()
+    assert sorted(r[C.USER_ID] for r in clean) == ["u1", "u5", "u6"]
+    assert next(r for r in clean if r[C.USER_ID] == "u5")[C.EVENT] == "long\nview"
+    assert len(clean) + len(quarantined) == 7  # rows in = rows kept + rows quarantined
+    # the items file is Latin-1 too: both of its accented lines are quarantined, not merged
+    items = out.quarantine.where(f"{C.SOURCE} = '{raw.items_source}'").collect()
+    assert sorted(r[C.LINE] for r in items) == [4, 5]
+
+
+def test_a_declared_encoding_reads_what_utf8_would_reject(spark, messy_files):
+    out = ingest(read_messy(spark, messy_files, encoding="latin-1"), "b1")
+    items = {r[C.ITEM_ID] for r in out.interactions.collect()}
+    assert {"café", "cafê"} <= items  # two values, decoded, still two
+    reasons = {r[C.REASON] for r in out.quarantine.collect()}
+    assert not any(r.startswith("bytes not valid") for r in reasons)
+
+
+def test_an_inbox_file_without_data_rows_is_quarantined_whole(spark, tmp_path):
+    from spark_jobs.incremental import read_batch
+
+    header_only = tmp_path / "interactions-empty.csv"
+    header_only.write_text("user_id,item_id,ts\n")
+    out = ingest(
+        synthetic_inputs(spark, SyntheticSpec(n_users=10, n_items=20, n_interactions=50)), "s"
+    )
+    rows = read_batch(
+        spark,
+        {header_only: "e1"},
+        out.interactions,
+        out.catalog,
+        out.concepts,
+        out.quarantine,
+    )
+    assert rows.interactions.count() == 0
+    (row,) = rows.quarantine.collect()
+    assert row[C.REASON] == "no data rows in file" and row[C.SOURCE] == str(header_only)

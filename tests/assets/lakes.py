@@ -1,0 +1,77 @@
+"""Small materialized lakes for the asset tests: the input, the run, the helpers that
+compare table versions, and copies (Delta logs, lake records and pointers are relative)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from deltalake import DeltaTable
+
+from assets.model import TrainConfig, TransEConfig
+from assets.raw import IngestConfig, SyntheticConfig
+from assets.shards import HaspConfig
+from orchestration.definitions import ASSETS, CHECKS, lake_resources
+from orchestration.lake_log import LakeLog
+from orchestration.resources import LakeResource, SparkResource
+from tests.conftest import TEST_SPARK
+
+SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
+
+
+def resources(lake: Path) -> dict[str, object]:
+    spark = SparkResource(
+        master=TEST_SPARK.master,
+        driver_memory=TEST_SPARK.driver_memory,
+        shuffle_partitions=TEST_SPARK.shuffle_partitions,
+    )
+    return lake_resources(spark, LakeResource(root=str(lake)))
+
+
+def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    with pytest.MonkeyPatch.context() as mp:
+        # two epochs of training are not meant to beat ItemCF: the gate's own test is in
+        # tests/training/test_protocol.py; here it must let the wiring through
+        mp.setenv("COGRAPH_GATE_MARGIN", "1.0")
+        return _materialize(lake, ingest, raise_on_error)
+
+
+def _materialize(
+    lake: Path, ingest: IngestConfig, raise_on_error: bool
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        resources=resources(lake),
+        run_config=dg.RunConfig(ops={"raw_tables": ingest, **training_ops()}),
+        raise_on_error=raise_on_error,
+    )
+
+
+def versions(lake: Path) -> dict[str, int]:
+    return {
+        str(p.parent.relative_to(lake)): DeltaTable(str(p.parent)).version()
+        for p in lake.rglob("_delta_log")
+    }
+
+
+def recorded(lake: Path) -> dict[str, int]:
+    """The table versions the lake's newest record makes visible."""
+    snapshot = LakeLog(lake / "tables").snapshot()
+    return {f"tables/{name}": v for name, v in snapshot.tables.items()}
+
+
+def training_ops(models: tuple[str, ...] = ("semantic", "sage", "deepwalk")) -> dict:
+    """Shards, pretraining and training small enough for a test."""
+    return {
+        "hasp_shards": HaspConfig(memory_budget_mb=4),
+        "concept_pretraining": TransEConfig(dim=16, epochs=3),
+        "gnn_checkpoint": TrainConfig(dim=16, epochs=2, models=list(models)),
+    }
+
+
+def lake_copy(source: Path, folder: Path) -> Path:
+    lake = folder / "lake"
+    shutil.copytree(source, lake)
+    return lake

@@ -100,6 +100,8 @@ def embedding_evaluation(
             "map_at_10": report.value(models.primary),
             "strict_cold_start_map_at_10": report.value(models.primary, STRICT),
             "comparison": dg.MetadataValue.md(table),
+            # strict cold-start queries: how much of each model's top 10 is best-sellers
+            "cold_query_exposure": dg.MetadataValue.md(report.exposure_markdown()),
             "map_at_10_plot": png_markdown(plot, "MAP@10 by setting"),
             **m.metadata("compute"),
         },

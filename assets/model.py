@@ -1,7 +1,6 @@
 """Model assets: TransE concept pretraining, then SemanticGNN trained over the HASP shards."""
 
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -10,16 +9,16 @@ from pyspark.sql import DataFrame
 from orchestration.measure import Measure
 from orchestration.plots import curves, png_markdown
 from orchestration.resources import env
-from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
-from training.compare import calibrate_priors, compare, validation_set
+from training.baselines import EASE_MAX_ENTITIES, ease_fits
+from training.checkpoint import ModelSet
 from training.device import pick_device
 from training.kg_arrays import kg_arrays, kg_from_frames
-from training.model import SemanticGNN
+from training.model_set import VariantRun, train_model_set, validate_model_set
 from training.shard_store import open_shards
 from training.split import EvaluationSplit, training_view
 from training.trainer import TrainParams
 from training.transe import TransEParams, TransEResult, load_transe, train_transe
-from training.variants import EncoderShape, Variant, train_variant
+from training.variants import EncoderShape, Variant
 
 GROUP = "model"
 
@@ -128,51 +127,20 @@ def gnn_checkpoint(
         shards_per_step=config.world_size,
     )
     device = pick_device()
-    revision = _revision()
-    trained: dict[str, Checkpoint | EmbeddingTable] = {}
-    rows, aucs, priors = [], {}, {}
+    lineage = {
+        "revision": _revision(),
+        "hasp_shards": str(hasp_shards),
+        "concept_pretraining": str(concept_pretraining),
+        "device": str(device),
+        "world_size": config.world_size,
+    }
     with Measure() as total:
-        for variant in variants:
-
-            def progress(point: dict[str, float], name: str = variant.name) -> None:
-                auc = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
-                context.log.info(f"{name} epoch {point['epoch']}: loss {point['loss']:.4f}{auc}")
-
-            context.log.info(f"Training {variant.name}")
-            with Measure() as m:
-                out = train_variant(
-                    variant, shards, transe, kg, id_map, shape, params, device,
-                    config.world_size, progress,
-                )  # fmt: skip
-            out.lineage = {
-                "revision": revision,
-                "hasp_shards": str(hasp_shards),
-                "concept_pretraining": str(concept_pretraining) if variant.pretrained else None,
-                "device": str(device),
-                "world_size": config.world_size,
-                "seconds": m.seconds,
-                "process_peak_rss_mb": m.peak_rss_mb,
-            }
-            trained[variant.name] = out
-            if isinstance(out, EmbeddingTable):
-                rows.append(
-                    f"| {variant.name} | – | – | – | {m.seconds:.1f} | {m.peak_rss_mb:.0f} | – |"
-                )
-                continue
-            result, weights = out.result, out.result.state_dict
-            rows.append(
-                f"| {variant.name} | {result.best_val_auc:.4f} | {result.best_epoch} "
-                f"| {len(result.curve)} | {m.seconds:.1f} | {m.peak_rss_mb:.0f} "
-                f"| {float(weights['popularity_weight']):.3f} |"
-            )
-            aucs[variant.name] = [p["val_auc"] for p in result.curve]
-            if isinstance(model := out.model(), SemanticGNN):
-                priors[variant.name] = model.relation_priors()
-    models = ModelSet(
-        {n: c for n, c in trained.items() if isinstance(c, Checkpoint)},
-        variants[0].name,
-        {n: t for n, t in trained.items() if isinstance(t, EmbeddingTable)},
-    )
+        run = train_model_set(
+            variants, shards, transe, kg, id_map, shape, params, device, config.world_size,
+            lineage, Measure, context.log.info,
+        )  # fmt: skip
+    models = run.models
+    aucs = {r.name: r.val_auc for r in run.runs if r.best_val_auc is not None}
     longest = max(len(v) for v in aucs.values())
     plot = curves(
         range(longest),
@@ -183,17 +151,17 @@ def gnn_checkpoint(
     table = [
         "| model | best val AUC | best epoch | epochs | seconds | peak RSS MiB | learned prior w |",
         "|---|---|---|---|---|---|---|",
-        *rows,
+        *(_summary_row(r) for r in run.runs),
     ]
     primary = models.best.result
+    if not ease_fits(kg.num_entities):
+        context.log.info(
+            f"EASE left out: {kg.num_entities} entities, above its dense limit {EASE_MAX_ENTITIES}"
+        )
     context.log.info("Ranking every model and baseline on the validation EELs")
-    with Measure() as evaluation:
-        validation = validation_set(models, shards, kg)
-        priors_w = calibrate_priors(models, validation)
-        ranking = compare(models, validation)
-    models.validation = [asdict(r) for r in ranking]
+    validated = validate_model_set(models, shards, kg)
     validation = ["| model | validation MAP@10 | tuned weights |", "|---|---|---|"]
-    validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in ranking]
+    validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in validated.rows]
     context.log.info("\n".join(validation))
     return dg.Output(
         models,
@@ -203,11 +171,11 @@ def gnn_checkpoint(
             "comparison": dg.MetadataValue.md("\n".join(table)),
             # learned models and no-learning baselines ranked on the trainer's held-out EELs
             "validation_map_at_10": dg.MetadataValue.md("\n".join(validation)),
-            "evaluation_seconds": evaluation.seconds,
+            "evaluation_seconds": validated.seconds,
             # popularity-prior weight: learned with the model, then fitted on validation
-            "popularity_weight_learned_to_chosen": dg.MetadataValue.json(priors_w),
+            "popularity_weight_learned_to_chosen": dg.MetadataValue.json(validated.prior_weights),
             # β_r per relation and layer: how much each relation's attention logits count
-            "relation_priors": dg.MetadataValue.json(priors),
+            "relation_priors": dg.MetadataValue.json(run.relation_priors),
             "n_shards": len(shards),
             "device": str(device),
             "shard_peak_mb": dg.MetadataValue.json(
@@ -219,4 +187,13 @@ def gnn_checkpoint(
             "validation_auc": png_markdown(plot, "validation AUC per model"),
             **total.metadata("train"),
         },
+    )
+
+
+def _summary_row(r: VariantRun) -> str:
+    if r.best_val_auc is None:  # an embedding table: no validation curve, no prior
+        return f"| {r.name} | – | – | – | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | – |"
+    return (
+        f"| {r.name} | {r.best_val_auc:.4f} | {r.best_epoch} | {r.epochs} | {r.seconds:.1f} "
+        f"| {r.peak_rss_mb:.0f} | {r.learned_prior:.3f} |"
     )

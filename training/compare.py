@@ -3,8 +3,9 @@
 The split is the trainer's: each shard's held-out EEL pairs (absent from message passing
 and from training targets), mapped to graph-wide ids. Each entity with held-out links
 ranks all entities except itself and its training links, by exact scores; the metric is
-MAP@K. Baselines with weights (popularity + concepts, the blend) are tuned on this split,
-and so is the weight of each encoder's popularity prior (:func:`calibrate_priors`).
+MAP@K. Baselines with weights or parameters (popularity + concepts, the blend, RP3β's β,
+EASE's λ) are tuned on this split, and so is the weight of each encoder's popularity prior
+(:func:`calibrate_priors`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from training.baselines import (
     Signals,
     best_of,
     concepts,
+    ease,
+    ease_fits,
     embedding_scores,
     itemcf,
     popularity,
+    rp3,
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
@@ -32,6 +36,8 @@ from training.shard_graph import held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 PRIOR_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
+BETA_GRID = (0.0, 0.25, 0.5, 0.75)  # RP3β's popularity penalty
+LAMBDA_GRID = (3.0, 30.0, 300.0, 3000.0)  # EASE's ridge, times the mean of diag(AᵀA)
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,9 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
 def calibrate_priors(
     models: ModelSet, validation: Validation, k: int = 10
 ) -> dict[str, tuple[float, float]]:
-    """Set each encoder's popularity-prior weight ``w`` to the value (the learned one or one
-    of :data:`PRIOR_GRID`) with the best validation MAP@k; returns ``(learned, chosen)``.
+    """For each encoder with a popularity prior, the weight ``w`` (the learned one or one of
+    :data:`PRIOR_GRID`) with the best validation MAP@k: ``{name: (learned, chosen)}``.
+    :func:`set_prior_weights` makes the checkpoints use the chosen ones.
 
     Trained jointly, ``w`` stays small (about 0.03 on MovieLens, 0.06 on the demo data):
     the objective only needs popularity to tell a link from a uniform random pair, while
@@ -108,9 +115,14 @@ def calibrate_priors(
         grid = [(1.0, w) for w in (learned, *PRIOR_GRID)]
         values = validation.task.map_at_k_weighted([embedding_scores(h), pop], grid, k)
         (_, chosen), _ = best_of(grid, values)
-        checkpoint.result.state_dict["popularity_weight"] = torch.tensor(chosen)
         out[name] = (learned, chosen)
     return out
+
+
+def set_prior_weights(models: ModelSet, weights: dict[str, tuple[float, float]]) -> None:
+    """Make each named checkpoint score with its chosen popularity-prior weight."""
+    for name, (_, chosen) in weights.items():
+        models.checkpoints[name].result.state_dict["popularity_weight"] = torch.tensor(chosen)
 
 
 def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
@@ -137,4 +149,14 @@ def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     grid = [(1.0, b, c) for b, c in itertools.product(GRID, GRID)]
     weights, value = best_of(grid, task.map_at_k_weighted(parts, grid, k))
     rows.append(Row("blend", value, weights))
+    rows.append(_tuned("rp3", [task.map_at_k(rp3(s, b), k) for b in BETA_GRID], BETA_GRID))
+    if ease_fits(s.eel.shape[0]):  # else left out, and the caller says why
+        rows.append(
+            _tuned("ease", [task.map_at_k(ease(s, lam), k) for lam in LAMBDA_GRID], LAMBDA_GRID)
+        )
     return rows
+
+
+def _tuned(name: str, values: list[float], grid: tuple[float, ...]) -> Row:
+    (param,), value = best_of([(g,) for g in grid], values)
+    return Row(name, value, (param,))

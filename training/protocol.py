@@ -14,6 +14,11 @@ Settings, each a :class:`~training.evaluate.RankingTask` over all entities:
 
 Learned encoders embed each setting's graph with :func:`training.inference.embed`; no-
 learning baselines score from the same graph; their weights come from validation.
+
+Besides ranking quality, **cold-query exposure** (:func:`cold_query_exposure`): over the
+strict cold-start queries, the share of each model's top 10 that are the catalogue's 20
+most engaged items (best-sellers), and the share that share a concept with the query.
+A model whose cold lists are its best-sellers serves the same list to every new item.
 """
 
 from __future__ import annotations
@@ -33,18 +38,23 @@ from training.baselines import (
     Signals,
     blend,
     concepts,
+    ease,
+    ease_fits,
     embedding_scores,
     itemcf,
     popularity,
+    rp3,
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
-from training.evaluate import RankingTask
+from training.evaluate import RankingTask, top_k
 from training.hasp import KGArrays
 from training.inference import embed, whole_graph
 from training.split import EvaluationSplit, training_view, warmup_view
 
 KS = (10, 50, 100)
+COLD_EXPOSURE = "cold_query_exposure"  # a results "setting" holding the two shares
+BEST_SELLERS = 20
 GROUPS = {"group0": (-math.inf, 3), "group1": (3, 6), "group2": (6, math.inf)}
 TRANSDUCTIVE, STRICT, WARMUP, SEMANTIC = "transductive", "strict_cold_start", "warm_up", "semantic"
 NO_EDGES = torch.empty(2, 0, dtype=torch.long)
@@ -123,6 +133,10 @@ def baseline_scores(s: Signals, tuned: dict[str, tuple[float, ...]]) -> dict[str
         out["popularity+concepts"] = blend(s, 0.0, 1.0, *tuned["popularity+concepts"])
     if "blend" in tuned:
         out["blend"] = blend(s, *tuned["blend"])
+    if "rp3" in tuned:
+        out["rp3"] = rp3(s, *tuned["rp3"])
+    if "ease" in tuned and ease_fits(s.eel.shape[0]):
+        out["ease"] = ease(s, *tuned["ease"])
     return out
 
 
@@ -149,6 +163,7 @@ def evaluate_models(
         empty = torch.empty(2, 0, dtype=torch.long)
         scorers[view].update(baseline_scores(signals(graph, empty), models.tuned_weights()))
     results: Results = {name: {} for name in scorers["train"]}
+    train_signals = signals(views["train"], torch.empty(2, 0, dtype=torch.long))
     for name in results:
         for setting_name, setting in cases.items():
             if progress is not None:
@@ -157,7 +172,31 @@ def evaluate_models(
             results[name][setting_name] = _means(per_query)
             for group, mask in setting.groups.items():
                 results[name][f"{setting_name}/{group}"] = _means(per_query, mask)
+        results[name][COLD_EXPOSURE] = cold_query_exposure(
+            cases[STRICT].task, scorers["train"][name], train_signals
+        )
     return results
+
+
+def cold_query_exposure(
+    task: RankingTask, scores: Scores, s: Signals, k: int = 10, best_sellers: int = BEST_SELLERS
+) -> dict[str, float]:
+    """Over ``task``'s queries: the share of the top ``k`` that are the ``best_sellers`` most
+    engaged entities of ``s``, and the share that share at least one concept with the query."""
+    ranked = top_k(scores, task.queries, k, task.exclude)
+    if not len(ranked):
+        return {"bestseller_share": math.nan, "concept_overlap_share": math.nan}
+    top = torch.topk(s.log_degree, min(best_sellers, s.log_degree.numel())).indices
+    shared = 0.0
+    for start in range(0, len(ranked), 256):  # dense concept rows, a batch at a time
+        q, r = task.queries[start : start + 256], ranked[start : start + 256]
+        rows = s.concepts.index_select(0, torch.cat([q, r.flatten()])).to_dense() > 0
+        query, found = rows[: len(q)], rows[len(q) :].view(*r.shape, -1)
+        shared += float((found & query.unsqueeze(1)).any(-1).sum())
+    return {
+        "bestseller_share": float(torch.isin(ranked, top).float().mean()),
+        "concept_overlap_share": shared / ranked.numel(),
+    }
 
 
 def _means(per_query: dict[str, Tensor], mask: Tensor | None = None) -> dict[str, float]:
@@ -234,6 +273,21 @@ class EvaluationReport:
             ratio = self.value(self.primary, s, m) / best if best > 0 else math.nan
             lift.append(f"{ratio:.2f}× ({name})")
         lines.append(f"| {self.primary} ÷ best other | " + " | ".join(lift) + " |")
+        return "\n".join(lines)
+
+    def exposure_markdown(self) -> str:
+        """Cold-query exposure of every model (see :func:`cold_query_exposure`)."""
+        lines = [
+            f"| model | top-10 among the {BEST_SELLERS} best-sellers | top-10 sharing a concept |",
+            "|---|---|---|",
+        ]
+        for model, r in self.results.items():
+            share = r.get(COLD_EXPOSURE)
+            if share is not None:
+                lines.append(
+                    f"| {model} | {share['bestseller_share']:.1%} "
+                    f"| {share['concept_overlap_share']:.1%} |"
+                )
         return "\n".join(lines)
 
 

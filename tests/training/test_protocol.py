@@ -183,6 +183,11 @@ def test_protocol_and_gate_block_a_broken_model(kg, split, trained):
     for setting in (TRANSDUCTIVE, STRICT, WARMUP, SEMANTIC, f"{TRANSDUCTIVE}/group2"):
         assert 0 <= good[setting]["map@10"] <= 1 and good[setting]["queries"] > 0
         assert good[setting]["recall@10"] <= good[setting]["recall@100"]
+    exposure = {name: r["cold_query_exposure"] for name, r in results.items()}
+    assert exposure["popularity"]["bestseller_share"] >= 0.9  # its list is the best-sellers
+    assert exposure["concepts"]["concept_overlap_share"] > 0.9  # its list shares concepts
+    for shares in exposure.values():
+        assert all(0.0 <= v <= 1.0 for v in shares.values())
     # the trained model finds new items' neighbours; a random one does not
     assert good[STRICT]["map@10"] > 2 * results["broken"][STRICT]["map@10"]
     value, bad = good[TRANSDUCTIVE]["map@10"], results["broken"][TRANSDUCTIVE]["map@10"]

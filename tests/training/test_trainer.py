@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
-from training.compare import calibrate_priors, compare, validation_set
+from training.compare import calibrate_priors, compare, set_prior_weights, validation_set
 from training.device import pick_device
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
@@ -168,17 +168,24 @@ def test_validation_comparison(kg, transe, setup):
     models = ModelSet({"semantic": ckpt}, "semantic")
     validation = validation_set(models, shards, kg)
     before = compare(models, validation)[0].map_at_k
-    (learned, chosen) = calibrate_priors(models, validation)["semantic"]
+    weights = calibrate_priors(models, validation)
+    (learned, chosen) = weights["semantic"]
+    assert float(ckpt.result.state_dict["popularity_weight"]) == learned  # not changed
+    set_prior_weights(models, weights)
     assert float(ckpt.result.state_dict["popularity_weight"]) == chosen
     rows = {r.name: r for r in compare(models, validation)}
     assert rows["semantic"].map_at_k >= before  # the learned weight is in the grid
-    names = ["semantic", "popularity", "itemcf", "concepts", "popularity+concepts", "blend"]
+    names = [
+        "semantic", "popularity", "itemcf", "concepts", "popularity+concepts", "blend", "rp3",
+        "ease",
+    ]  # fmt: skip
     assert list(rows) == names
     assert all(0.0 <= r.map_at_k <= 1.0 for r in rows.values())
     # on a planted-community graph the learned model must beat popularity by a margin
     assert rows["semantic"].map_at_k > rows["popularity"].map_at_k + 0.02
     assert rows["blend"].map_at_k >= rows["itemcf"].map_at_k  # a = 1, b = c = 0 is in the grid
     assert len(rows["blend"].weights) == 3 and len(rows["popularity+concepts"].weights) == 1
+    assert len(rows["rp3"].weights) == len(rows["ease"].weights) == 1
 
 
 def test_deepwalk_never_walks_held_out_eels(kg, transe, monkeypatch):

@@ -1,0 +1,131 @@
+"""Every configured variant trained, then ranked with the baselines on validation.
+
+The ``gnn_checkpoint`` asset wires these two calls and turns what they return into
+metadata; nothing here knows about Dagster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import torch
+from torch_geometric.data import HeteroData
+
+from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
+from training.compare import Row, calibrate_priors, compare, set_prior_weights, validation_set
+from training.hasp import KGArrays
+from training.model import SemanticGNN
+from training.trainer import TrainParams
+from training.transe import TransEResult
+from training.variants import EncoderShape, Variant, train_variant
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """One variant's training: what it produced and what it cost."""
+
+    name: str
+    seconds: float
+    peak_rss_mb: float
+    best_val_auc: float | None = None  # None for embedding tables (DeepWalk)
+    best_epoch: int | None = None
+    epochs: int | None = None
+    learned_prior: float | None = None
+    val_auc: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainedSet:
+    models: ModelSet
+    runs: list[VariantRun]
+    relation_priors: dict[str, Any]  # β_r per relation and layer, per SemanticGNN variant
+
+
+def train_model_set(
+    variants: list[Variant],
+    shards: list[HeteroData],
+    transe: TransEResult,
+    kg: KGArrays,
+    id_map: pa.Table,
+    shape: EncoderShape,
+    params: TrainParams,
+    device: torch.device,
+    world_size: int,
+    lineage: dict[str, Any],
+    measure: Callable[[], Any],
+    log: Log,
+) -> TrainedSet:
+    """Train ``variants`` in order (the first is primary). ``measure()`` returns a context
+    manager with ``seconds`` and ``peak_rss_mb`` (the caller's memory sampler)."""
+    trained: dict[str, Checkpoint | EmbeddingTable] = {}
+    runs, priors = [], {}
+    for variant in variants:
+
+        def progress(point: dict[str, float], name: str = variant.name) -> None:
+            auc = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
+            log(f"{name} epoch {point['epoch']}: loss {point['loss']:.4f}{auc}")
+
+        log(f"Training {variant.name}")
+        with measure() as m:
+            out = train_variant(
+                variant, shards, transe, kg, id_map, shape, params, device, world_size, progress
+            )
+        out.lineage = {
+            **lineage,
+            "concept_pretraining": lineage.get("concept_pretraining")
+            if variant.pretrained
+            else None,
+            "seconds": m.seconds,
+            "process_peak_rss_mb": m.peak_rss_mb,
+        }
+        trained[variant.name] = out
+        if isinstance(out, EmbeddingTable):
+            runs.append(VariantRun(variant.name, m.seconds, m.peak_rss_mb))
+            continue
+        result = out.result
+        runs.append(
+            VariantRun(
+                variant.name,
+                m.seconds,
+                m.peak_rss_mb,
+                result.best_val_auc,
+                result.best_epoch,
+                len(result.curve),
+                float(result.state_dict["popularity_weight"]),
+                [p["val_auc"] for p in result.curve],
+            )
+        )
+        if isinstance(model := out.model(), SemanticGNN):
+            priors[variant.name] = model.relation_priors()
+    models = ModelSet(
+        {n: c for n, c in trained.items() if isinstance(c, Checkpoint)},
+        variants[0].name,
+        {n: t for n, t in trained.items() if isinstance(t, EmbeddingTable)},
+    )
+    return TrainedSet(models, runs, priors)
+
+
+@dataclass(frozen=True)
+class Validated:
+    rows: list[Row]
+    prior_weights: dict[str, tuple[float, float]]  # encoder -> (learned, chosen)
+    seconds: float
+
+
+def validate_model_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> Validated:
+    """Fit each encoder's popularity-prior weight on validation and rank every model and
+    baseline there; the model set keeps the chosen weights and the ranking (whose tuned
+    baseline weights the evaluation reuses)."""
+    start = time.perf_counter()
+    validation = validation_set(models, shards, kg)
+    weights = calibrate_priors(models, validation)
+    set_prior_weights(models, weights)
+    rows = compare(models, validation)
+    models.validation = [asdict(r) for r in rows]
+    return Validated(rows, weights, time.perf_counter() - start)

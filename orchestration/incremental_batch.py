@@ -122,6 +122,8 @@ def apply_batch(
         if not txn.done(name):
             getattr(batch, name)()
     tables.log.drop_journal(txn.key)
+    if "pairs" in vars(batch):  # computed and cached: the session outlives the run
+        batch.pairs.unpersist()
     return Applied(
         batches={str(p): b for p, b in files.items()},
         counts=dict(txn.facts["counts"]),

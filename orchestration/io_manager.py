@@ -69,9 +69,6 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             obj, mode = obj.df, obj.mode
         frames = obj if isinstance(obj, dict) else {"": obj}
         custom = {"dagster_run_id": context.run_id, "asset": context.asset_key.to_user_string()}
-        txn = tables.transaction(
-            f"{context.run_id}.{context.step_key}", unit=context.step_key, run_id=context.run_id
-        )
         with Measure() as m:
             staged: dict[str, delta_tables.StagedWrite] = {}
             try:
@@ -88,6 +85,12 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             # one writer at a time: an incremental batch in flight has commits no record
             # names yet, which this unit's rollback of unrecorded commits must not undo
             with tables.log.writer_lease(self.lake.writer_lease_seconds):
+                txn = tables.transaction(
+                    f"{context.run_id}.{context.step_key}",
+                    unit=context.step_key,
+                    run_id=context.run_id,
+                    restart_if_stale=False,  # earlier outputs of the step cannot be redone
+                )
                 commits = {
                     sub: txn.commit(f"{name}/{sub}" if sub else name, s)
                     for sub, s in staged.items()

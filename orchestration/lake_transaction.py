@@ -48,15 +48,31 @@ class LakeTables:
     def exists(self, name: str) -> bool:
         return self.log.snapshot().version(name) is not None
 
-    def transaction(self, key: str, *, unit: str, run_id: str) -> LakeTransaction:
+    def transaction(
+        self, key: str, *, unit: str, run_id: str, restart_if_stale: bool = True
+    ) -> LakeTransaction:
         """The transaction journaled under ``key``: resumed where a journal is current,
-        else new on top of the newest record."""
+        else new on top of the newest record. Open it while holding the writer lease.
+
+        A journal is stale when another writer recorded one of its tables since: a unit
+        that can redo its work from its inputs starts again; one that cannot (the outputs
+        of a step, handed over one by one) fails with :class:`StaleUnit`.
+        """
         snapshot = self.log.snapshot()
         journal = self.log.journal(key)
         if journal is not None and not _current(journal, snapshot):
-            self.log.drop_journal(key)  # another writer recorded over it: start again
+            self.log.drop_journal(key)
+            if not restart_if_stale:
+                raise StaleUnit(
+                    f"Another writer recorded tables of unit {key} ({sorted(journal['base'])}) "
+                    "while it was being written; its commits are discarded: run it again."
+                )
             journal = None
         return LakeTransaction(self, key, unit, run_id, snapshot, journal)
+
+
+class StaleUnit(RuntimeError):
+    """A unit whose tables another writer recorded over while it was being written."""
 
 
 def _current(journal: Mapping[str, Any], snapshot: Snapshot) -> bool:
@@ -108,7 +124,10 @@ class LakeTransaction:
     def _prepare(self, name: str) -> Path:
         path = self.tables.path(name)
         self.base.setdefault(name, self.snapshot.version(name))
-        rollback_unrecorded(path, self.version(name))
+        # never below what is recorded now: a commit a record names is never undone
+        recorded = self.tables.log.snapshot().version(name)
+        trusted = [v for v in (self.version(name), recorded) if v is not None]
+        rollback_unrecorded(path, max(trusted) if trusted else None)
         return path
 
     def commit(

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from orchestration import delta_tables
 from orchestration.housekeeping import STAGING, tidy_lake
 from orchestration.lake_log import LakeLog, LeaseTimeout
-from orchestration.lake_transaction import LakeTables
+from orchestration.lake_transaction import LakeTables, StaleUnit
 
 CUSTOM = {"asset": "test"}
 
@@ -182,3 +182,20 @@ def test_housekeeping_keeps_what_a_pending_batch_resumes_from(spark, tables, tmp
     resumed = tables.transaction("incremental-x", unit="incremental", run_id="r2")
     assert resumed.done("appended")
     assert ids(resumed.read(spark, "a")) == [0, 1, 2, 7]
+
+
+def test_a_writer_never_undoes_a_commit_recorded_after_it_began(spark, tables):
+    seed(spark, tables, a=3)
+    step = tables.transaction("run.step", unit="step", run_id="r1", restart_if_stale=False)
+    late = tables.transaction("late", unit="late", run_id="r3")  # opened before the record
+    step.write("a", spark.range(10, 11), mode="append", custom=CUSTOM)
+    step.step("first output")
+    other = tables.transaction("other", unit="refresh", run_id="r2")
+    other.write("a", spark.range(5), mode="overwrite", custom=CUSTOM)
+    other.record()
+    # the step's next output finds its first one recorded over: it fails, recording nothing
+    with pytest.raises(StaleUnit, match="Another writer recorded tables of unit run.step"):
+        tables.transaction("run.step", unit="step", run_id="r1", restart_if_stale=False)
+    late.write("a", spark.range(20, 21), mode="append", custom=CUSTOM)
+    late.record()
+    assert ids(tables.read(spark, "a")) == [0, 1, 2, 3, 4, 20]  # on top of the recorded one

@@ -238,22 +238,18 @@ class _Batch:
             df.unpersist()
         self._step("extended", **counts)
 
-    def _affected(self) -> np.ndarray:
-        """New entities and the entities at either end of a new edge from an entity."""
+    def _affected(self) -> tuple[np.ndarray, int]:
+        """New entities and the entities at either end of a new edge from an entity, and
+        how many of them are new."""
         nodes = self._added("knowledge_graph/nodes", [C.NODE_TYPE, C.NODE_ID])
         edges = self._added("knowledge_graph/edges", EDGE_KEYS)
         new = nodes.where(F.col(C.NODE_TYPE) == C.ENTITY).select(C.NODE_ID).toArrow()
         touched = edges.where(F.col(C.SRC_TYPE) == C.ENTITY).select(C.SRC).toArrow()
         ids = np.concatenate([new.column(0).to_numpy(), touched.column(0).to_numpy()])
-        return np.unique(ids).astype(np.int64)
+        return np.unique(ids).astype(np.int64), new.num_rows
 
     def embedded(self) -> None:
-        affected = self._affected()
-        new_entities = (
-            self._added("knowledge_graph/nodes", [C.NODE_TYPE, C.NODE_ID])
-            .where(F.col(C.NODE_TYPE) == C.ENTITY)
-            .count()
-        )
+        affected, new_entities = self._affected()
         if len(affected):
             out = self.embedding
             nodes = self.graph[0]

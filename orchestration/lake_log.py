@@ -34,6 +34,8 @@ from typing import Any
 
 from deltalake import DeltaTable
 
+from orchestration.delta_tables import table_version
+
 LOG = "_lake_log"
 JOURNALS = "journals"
 WRITER_LOCK = "writer.lock"
@@ -171,10 +173,6 @@ class LakeLog:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def latest_version(path: Path) -> int | None:
-    return DeltaTable(str(path)).version() if DeltaTable.is_deltatable(str(path)) else None
-
-
 def rollback_unrecorded(path: Path, trusted: int | None) -> bool:
     """Restore the table at ``path`` to ``trusted`` when commits no record names sit on top
     (a unit killed before its record). Returns whether it restored.
@@ -184,7 +182,7 @@ def rollback_unrecorded(path: Path, trusted: int | None) -> bool:
     """
     if trusted is None:
         return False
-    current = latest_version(path)
+    current = table_version(path)
     if current is None or current <= trusted:
         return False
     DeltaTable(str(path)).restore(trusted)
@@ -194,6 +192,6 @@ def rollback_unrecorded(path: Path, trusted: int | None) -> bool:
 def write_mode_for(path: Path, trusted: int | None, mode: str) -> str:
     """An append to a table that exists on disk but in no record (its first unit died
     before recording) must not keep the dead unit's rows: it replaces them instead."""
-    if trusted is None and latest_version(path) is not None:
+    if trusted is None and table_version(path) is not None:
         return "overwrite"
     return mode

@@ -155,15 +155,14 @@ def evaluate_models(
     cases = settings(kg, split)
     views = {"train": training_view(kg, split), "warm": warmup_view(kg, split)}
     scorers: dict[str, dict[str, Scores]] = {view: {} for view in views}
+    view_signals = {view: signals(graph, NO_EDGES) for view, graph in views.items()}
     for view, graph in views.items():
         for name, checkpoint in models.checkpoints.items():
             scorers[view][name] = encoder_scores(checkpoint, graph, memory_budget_mb, device)
         for name, table in models.tables.items():
             scorers[view][name] = embedding_scores(table.embeddings)
-        empty = torch.empty(2, 0, dtype=torch.long)
-        scorers[view].update(baseline_scores(signals(graph, empty), models.tuned_weights()))
+        scorers[view].update(baseline_scores(view_signals[view], models.tuned_weights()))
     results: Results = {name: {} for name in scorers["train"]}
-    train_signals = signals(views["train"], torch.empty(2, 0, dtype=torch.long))
     for name in results:
         for setting_name, setting in cases.items():
             if progress is not None:
@@ -173,7 +172,7 @@ def evaluate_models(
             for group, mask in setting.groups.items():
                 results[name][f"{setting_name}/{group}"] = _means(per_query, mask)
         results[name][COLD_EXPOSURE] = cold_query_exposure(
-            cases[STRICT].task, scorers["train"][name], train_signals
+            cases[STRICT].task, scorers["train"][name], view_signals["train"]
         )
     return results
 

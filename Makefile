@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
-.PHONY: install demo test lint ui serve bench bench-devices clean home
+.PHONY: install demo test lint ui serve bench bench-devices quality clean home
 
 ## The Dagster instance folder: freshness policies on, one lake-writing run at a time
 ## (full refresh, incremental update, maintenance), dead runs marked failed by the daemon.
@@ -52,6 +52,11 @@ bench: install bench-devices
 	$(BIN)/python -m bench.graph_build --sizes 100000 1000000 10000000
 	$(BIN)/python -m bench.incremental
 	$(BIN)/python -m bench.end_to_end --synthetic 1000000
+
+## docs/quality.md: every model and baseline on the demo data and MovieLens, and the served
+## model's ablation on MovieLens (about 45 minutes on 2 cores).
+quality: install
+	$(BIN)/python -m bench.quality
 
 ## The benchmarks with a CPU and a CUDA column (run them on a GPU machine too), then the join.
 bench-devices: install

@@ -1,6 +1,7 @@
 """Model assets: TransE concept pretraining, then SemanticGNN trained over the HASP shards."""
 
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -53,6 +54,12 @@ class TrainConfig(dg.Config):
     patience: int = 5
     select_by: str = "map"  # the epoch kept: best validation MAP@10, or "auc"
     id_init: str = "spectral"  # id embeddings start from the SVD of training EELs, or "random"
+    walk_rank: int = 512  # the fixed walk factors served beside the GNN's output (0: none)
+    batches_per_shard: int = 4  # optimizer steps per shard visit
+    global_negatives: int = 0  # bce: graph-wide corrupted pairs per positive (0: off)
+    align_weight: float = 1.0  # the cold view's walk factors against the warm ones
+    distill_weight: float = 1.0  # listwise distillation toward the two-step walk's top k
+    distill_k: int = 10
     world_size: int = int(env("WORLD_SIZE", "1"))
     seed: int = 0
     # variants to train; the first is primary. Kinds: semantic, gcn, gat, sage, each
@@ -121,7 +128,9 @@ def gnn_checkpoint(
     split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
     # baselines (ItemCF, DeepWalk's walks) see what the encoders see: no test EELs
     kg = training_view(kg_arrays(id_map, knowledge_graph["edges"].toArrow()), split)
-    shape = EncoderShape(config.dim, config.layers, config.heads, config.popularity_prior)
+    shape = EncoderShape(
+        config.dim, config.layers, config.heads, config.popularity_prior, config.walk_rank
+    )
     params = TrainParams(
         **config.model_dump(exclude={*EncoderShape.__dataclass_fields__, "world_size", "models"}),
         shards_per_step=config.world_size,
@@ -172,8 +181,11 @@ def gnn_checkpoint(
             # learned models and no-learning baselines ranked on the trainer's held-out EELs
             "validation_map_at_10": dg.MetadataValue.md("\n".join(validation)),
             "evaluation_seconds": validated.seconds,
-            # popularity-prior weight: learned with the model, then fitted on validation
-            "popularity_weight_learned_to_chosen": dg.MetadataValue.json(validated.prior_weights),
+            # per encoder: the popularity prior's weight (learned, then fitted on validation),
+            # the degree gate's κ and the GNN residual's scale α, fitted on validation
+            "readout_calibration": dg.MetadataValue.json(
+                {name: asdict(c) for name, c in validated.calibration.items()}
+            ),
             # β_r per relation and layer: how much each relation's attention logits count
             "relation_priors": dg.MetadataValue.json(run.relation_priors),
             "n_shards": len(shards),

@@ -4,8 +4,8 @@ The split is the trainer's: each shard's held-out EEL pairs (absent from message
 and from training targets), mapped to graph-wide ids. Each entity with held-out links
 ranks all entities except itself and its training links, by exact scores; the metric is
 MAP@K. Baselines with weights or parameters (popularity + concepts, the blend, RP3β's β,
-EASE's λ) are tuned on this split, and so is the weight of each encoder's popularity prior
-(:func:`calibrate_priors`).
+EASE's λ) are tuned on this split, and so is each encoder's readout: its popularity
+prior's weight, degree gate and residual scale (:func:`calibrate`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from training.shard_graph import held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 PRIOR_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
+KAPPA_GRID = (0.0, 1.0, 3.0, 10.0)  # the degree gate's half-way degree (0: no gate)
+SCALE_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)  # the GNN residual's weight beside the walk factors
 BETA_GRID = (0.0, 0.25, 0.5, 0.75)  # RP3β's popularity penalty
 LAMBDA_GRID = (3.0, 30.0, 300.0, 3000.0)  # EASE's ridge, times the mean of diag(AᵀA)
 
@@ -48,11 +50,16 @@ class Row:
 
 
 @torch.no_grad()
-def shard_embeddings(checkpoint: Checkpoint, shards: list[HeteroData]) -> Tensor:
-    """``(num_entities, dim)``: each entity embedded by the model in its own shard."""
+def shard_embeddings(
+    checkpoint: Checkpoint, shards: list[HeteroData], kappa: float | None = None
+) -> Tensor:
+    """``(num_entities, out_dim)``: each entity embedded by the model in its own shard
+    (with the degree gate's ``kappa`` instead of the checkpoint's, when given)."""
     model = checkpoint.model()
+    if kappa is not None:
+        model.gate_kappa.fill_(kappa)
     relations = list(checkpoint.config.relations)
-    h = torch.zeros(checkpoint.config.num_entities, checkpoint.config.dim)
+    h = torch.zeros(checkpoint.config.num_entities, checkpoint.config.out_dim)
     for k, shard in enumerate(shards):
         g = shard_graph(
             shard,
@@ -92,49 +99,77 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     return Validation(task, s, embeddings)
 
 
-def calibrate_priors(
-    models: ModelSet, validation: Validation, k: int = 10
-) -> dict[str, tuple[float, float]]:
-    """For each encoder with a popularity prior, the weight ``w`` (the learned one or one of
-    :data:`PRIOR_GRID`) with the best validation MAP@k: ``{name: (learned, chosen)}``.
-    :func:`set_prior_weights` makes the checkpoints use the chosen ones.
+@dataclass(frozen=True)
+class Calibration:
+    """An encoder's readout fitted on validation: the popularity prior's weight ``w`` (and
+    the one learned in training), the degree gate's ``κ`` and the residual scale ``α``."""
+
+    learned_prior: float
+    prior: float
+    kappa: float
+    scale: float
+
+
+def calibrate(
+    models: ModelSet, validation: Validation, shards: list[HeteroData], k: int = 10
+) -> dict[str, Calibration]:
+    """For each encoder, the ``(w, κ, α)`` of :data:`PRIOR_GRID` (and the learned ``w``),
+    :data:`KAPPA_GRID` and :data:`SCALE_GRID` with the best validation MAP@k.
+    :func:`set_calibration` makes the checkpoints use them; the index serves them.
 
     Trained jointly, ``w`` stays small (about 0.03 on MovieLens, 0.06 on the demo data):
     the objective only needs popularity to tell a link from a uniform random pair, while
-    the neighbours of a query are overwhelmingly popular items. One scalar fitted on
-    validation lifted demo validation MAP@10 from 0.05 to 0.12. The index serves the
-    chosen ``w``, so it serves the score that was validated.
+    the neighbours of a query are overwhelmingly popular items. ``α = 0`` serves the walk
+    factors alone, so the GNN's residual is kept only where it wins on validation.
     """
     out = {}
     pop = popularity(validation.signals)
     for name, checkpoint in models.checkpoints.items():
-        if not checkpoint.config.popularity_prior:
-            continue
-        h = validation.embeddings[name]
+        config = checkpoint.config
         learned = float(checkpoint.result.state_dict["popularity_weight"])
-        grid = [(1.0, w) for w in (learned, *PRIOR_GRID)]
-        values = validation.task.map_at_k_weighted([embedding_scores(h), pop], grid, k)
-        (_, chosen), _ = best_of(grid, values)
-        out[name] = (learned, chosen)
+        priors = (learned, *PRIOR_GRID) if config.popularity_prior else (0.0,)
+        grid = [(1.0, a * a, w) for a in SCALE_GRID for w in priors]
+        best: tuple[float, Calibration] | None = None
+        for kappa in KAPPA_GRID if config.walk_rank else (0.0,):
+            z = shard_embeddings(checkpoint, shards, kappa)
+            walk, h = z[:, : config.walk_rank], z[:, config.walk_rank :]
+            parts = [embedding_scores(walk), embedding_scores(h), pop]
+            (_, a2, w), value = best_of(grid, validation.task.map_at_k_weighted(parts, grid, k))
+            if best is None or value > best[0]:
+                best = (value, Calibration(learned, w, kappa, a2**0.5))
+        out[name] = best[1]
     return out
 
 
-def set_prior_weights(models: ModelSet, weights: dict[str, tuple[float, float]]) -> None:
-    """Make each named checkpoint score with its chosen popularity-prior weight."""
-    for name, (_, chosen) in weights.items():
-        models.checkpoints[name].result.state_dict["popularity_weight"] = torch.tensor(chosen)
+def set_calibration(
+    models: ModelSet, calibration: dict[str, Calibration], validation: Validation,
+    shards: list[HeteroData],
+) -> None:  # fmt: skip
+    """Make each named checkpoint score with its calibration, and re-embed its validation
+    entities with it."""
+    for name, c in calibration.items():
+        checkpoint = models.checkpoints[name]
+        state = checkpoint.result.state_dict
+        state["popularity_weight"] = torch.tensor(c.prior)
+        state["gate_kappa"] = torch.tensor(c.kappa)
+        state["residual_scale"] = torch.tensor(c.scale)
+        validation.embeddings[name] = shard_embeddings(checkpoint, shards)
+
+
+def encoder_map(checkpoint: Checkpoint, validation: Validation, name: str, k: int = 10) -> float:
+    """Validation MAP@k of an encoder's own score (popularity prior included)."""
+    model, h = checkpoint.model(), validation.embeddings[name]
+    everyone = torch.arange(h.shape[0])
+    log_degree = validation.signals.log_degree
+    return validation.task.map_at_k(lambda q: model.score_matrix(h, q, everyone, log_degree), k)
 
 
 def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     """MAP@k on validation of every variant in ``models`` and of the no-learning baselines."""
     task, s = validation.task, validation.signals
     rows = []
-    everyone = torch.arange(s.log_degree.numel())
     for name, checkpoint in models.checkpoints.items():
-        model, h = checkpoint.model(), validation.embeddings[name]
-        # the model's own score, popularity prior included when it has one
-        scores = lambda q, m=model, h=h: m.score_matrix(h, q, everyone, s.log_degree)  # noqa: E731
-        rows.append(Row(name, task.map_at_k(scores, k)))
+        rows.append(Row(name, encoder_map(checkpoint, validation, name, k)))
     for name, table in models.tables.items():
         rows.append(Row(name, task.map_at_k(embedding_scores(table.embeddings), k)))
     rows += [

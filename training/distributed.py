@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from training.model import ModelConfig
 from training.shard_graph import ShardGraph
-from training.trainer import TrainParams, TrainResult, train
+from training.trainer import Prepared, TrainParams, TrainResult, train
 
 
 def _free_port() -> int:
@@ -30,7 +30,7 @@ def _worker(
     graphs: list[ShardGraph],
     config: ModelConfig,
     params: TrainParams,
-    id_vectors: torch.Tensor | None,
+    prepared: Prepared | None,
     out: str,
 ) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
@@ -39,7 +39,7 @@ def _worker(
     try:
         device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
         result = train(
-            graphs, config, params, device, rank=rank, world_size=world_size, id_vectors=id_vectors
+            graphs, config, params, device, rank=rank, world_size=world_size, prepared=prepared
         )
         if rank == 0:
             torch.save(result, out)
@@ -52,7 +52,7 @@ def train_distributed(
     config: ModelConfig,
     params: TrainParams,
     world_size: int,
-    id_vectors: torch.Tensor | None = None,
+    prepared: Prepared | None = None,
 ) -> TrainResult:
     """Spawn ``world_size`` processes (nccl, one per GPU, when CUDA has enough; else gloo)."""
     backend = (
@@ -62,7 +62,7 @@ def train_distributed(
         out = str(Path(tmp) / "result.pt")
         mp.spawn(
             _worker,
-            args=(world_size, _free_port(), backend, graphs, config, params, id_vectors, out),
+            args=(world_size, _free_port(), backend, graphs, config, params, prepared, out),
             nprocs=world_size,
             join=True,
         )

@@ -8,7 +8,8 @@ one cheap chunk of their own (a convolution's bias can still move them).
 
 Entities whose id embedding was never trained (new items, held-out entities) are
 embedded as the trainer's pseudo-new ones: id and popularity inputs masked, from their
-concept edges and whatever EELs they have. No retraining.
+concept edges and whatever EELs they have. The walk factors are those of the graph being
+embedded, so a new item's EELs give it factors of its own. No retraining.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from training.checkpoint import Checkpoint
 from training.hasp import KGArrays, build_shard
 from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
+from training.spectral import aligned_walk_factors
 
 FLOAT_BYTES = 4
 EDGE_FLOATS_PER_DIM = 8  # value, key, query, message and their temporaries, per edge
@@ -31,7 +33,7 @@ EDGE_FLOATS_PER_DIM = 8  # value, key, query, message and their temporaries, per
 
 @dataclass(frozen=True)
 class Embedded:
-    vectors: Tensor  # (n_e, dim)
+    vectors: Tensor  # (n_e, out_dim): served vectors (walk part, then h)
     log_degree: Tensor  # (n_e,) log(1 + EEL degree) in the inference graph
     inductive: Tensor  # (n_e,) bool: embedded without a trained id
     chunks: int  # target chunks per layer
@@ -64,8 +66,10 @@ def embed(
     known: Tensor,
     memory_budget_mb: float,
     progress: Callable[[int, int], None] | None = None,
+    walk: Tensor | None = None,
 ) -> Embedded:
-    """Embed every entity of ``graph``; ``known`` ``(n_e,)`` marks those with trained ids."""
+    """Embed every entity of ``graph``; ``known`` ``(n_e,)`` marks those with trained ids,
+    ``walk`` are the graph's own walk factors (default: the trained ones)."""
     dim = model.config.dim
     n_e = graph.num_entities
     node_bytes = 4 * (n_e + len(graph.concept_features)) * dim * FLOAT_BYTES
@@ -90,7 +94,8 @@ def embed(
             if progress is not None:
                 progress(i * len(bounds) + c + 1, model.config.layers * len(bounds))
         h = out
-    return Embedded(h[:n_e], graph.log_degree, ~known, len(bounds))
+    z = model.readout(graph, h[:n_e], known, walk)
+    return Embedded(z, graph.log_degree, ~known, len(bounds))
 
 
 def embed_graph(
@@ -102,9 +107,16 @@ def embed_graph(
 ) -> Embedded:
     """:func:`embed` over all of ``kg`` with ``checkpoint``'s weights and concept features."""
     graph = whole_graph(kg, checkpoint.concept_features, list(checkpoint.config.relations))
-    model = checkpoint.model().to(device)
+    model = checkpoint.model()
+    walk = None
+    if model.config.walk_rank:  # this graph's walk: its EELs count, whenever they came
+        pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
+        n = kg.num_entities
+        walk = aligned_walk_factors(pairs, weights, n, model.walk, checkpoint.params.seed)
+        walk = walk.to(device)
+    model = model.to(device)
     known = torch.zeros(kg.num_entities, dtype=torch.bool, device=device)
     n = min(kg.num_entities, checkpoint.config.num_entities)
     known[:n] = model.trained[:n]  # entities added after training are all new
-    out = embed(model, graph.to(device), known, memory_budget_mb, progress)
+    out = embed(model, graph.to(device), known, memory_budget_mb, progress, walk)
     return Embedded(out.vectors.cpu(), out.log_degree.cpu(), out.inductive.cpu(), out.chunks)

@@ -1,9 +1,23 @@
-"""Entity encoders: SemanticGNN and relational GCN/GAT/GraphSAGE baselines with the same inputs.
+r"""Entity encoders: SemanticGNN and relational GCN/GAT/GraphSAGE baselines with the same inputs.
 
 Every encoder embeds entities from the same inputs, so that the comparison is about the
 message passing alone: an id embedding plus a popularity-bucket embedding per entity
 (either masked per entity by ``known``: a brand-new entity has neither) and projected
 pretrained features per concept node. Messages flow into entities only.
+
+Every encoder also serves the same propagation part (:meth:`EntityEncoder.readout`): the
+graph-wide walk factors ``e_i`` of the training graph (:func:`training.spectral.walk_factors`,
+fixed) beside the message-passing output ``h_i``, which the GNN trains as a residual on top
+of them. An entity without trained walk factors (new, or masked as pseudo-new in
+training) gets them predicted from its own output, ``ê_i = W_e h_i``, and a low-degree one
+a degree-gated mix:
+
+.. math::
+    z_i = \big[\, g_i\, e_i + (1 - g_i)\, \hat e_i \;\Vert\; \alpha\, h_i \,\big],
+    \qquad g_i = \frac{d_i}{d_i + \kappa} \;(\kappa = 0:\ g_i = 1),
+
+with ``κ`` and the residual scale ``α`` fitted on validation, like the popularity prior's
+weight (:mod:`training.compare`). Scores are ``z_iᵀ z_j + w · log(1 + d_j)``.
 """
 
 from __future__ import annotations
@@ -29,11 +43,19 @@ class ModelConfig:
     layers: int = 2
     heads: int = 1
     kind: str = "semantic"
-    popularity_prior: bool = True  # score = h_iᵀh_j + w·log(1 + degree_j), w learned
+    popularity_prior: bool = True  # score = z_iᵀz_j + w·log(1 + degree_j), w learned
+    walk_rank: int = 0  # columns of the fixed walk factors served beside h (0: none)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"Model kind {self.kind!r} is not one of {KINDS}")
+        if self.walk_rank < 0:
+            raise ValueError(f"walk_rank must be >= 0, got {self.walk_rank}")
+
+    @property
+    def out_dim(self) -> int:
+        """Size of an entity's served vector (without the popularity dimension)."""
+        return self.walk_rank + self.dim
 
     def to_dict(self) -> dict:
         return {**asdict(self), "relations": list(self.relations)}
@@ -59,6 +81,13 @@ class EntityEncoder(nn.Module):
         # which entities' id embeddings were trained (had training links): at inference
         # the others are embedded as new entities, from their edges alone
         self.register_buffer("trained", torch.zeros(config.num_entities, dtype=torch.bool))
+        # the fixed propagation part and its predictor from h (see the module docstring)
+        self.register_buffer("walk", torch.zeros(config.num_entities, config.walk_rank))
+        self.to_walk = (
+            nn.Linear(config.dim, config.walk_rank, bias=False) if config.walk_rank else None
+        )
+        self.register_buffer("gate_kappa", torch.zeros(()))  # κ, fitted on validation
+        self.register_buffer("residual_scale", torch.ones(()))  # α, fitted on validation
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.entity_id.weight, std=0.1)
@@ -66,6 +95,8 @@ class EntityEncoder(nn.Module):
         with torch.no_grad():
             self.popularity.weight[0].zero_()
         self.concept_proj.reset_parameters()
+        if self.to_walk is not None:
+            self.to_walk.reset_parameters()
         nn.init.zeros_(self.popularity_weight)
 
     def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
@@ -113,7 +144,50 @@ class EntityEncoder(nn.Module):
             edge_index, edge_type = edge_index[:, edge_mask], edge_type[edge_mask]
         for i in range(self.config.layers):
             h = self.layer(i, h, edge_index, edge_type)
-        return h[: graph.num_entities]
+        return self.readout(graph, h[: graph.num_entities], keep_popularity)
+
+    def gate(self, log_degree: Tensor) -> Tensor:
+        """``g = d / (d + κ)``: how much of an entity's own walk factors it keeps, by its
+        EEL degree ``d`` (non-decreasing in ``d``; ``κ = 0`` keeps them all)."""
+        if float(self.gate_kappa) == 0.0:
+            return torch.ones_like(log_degree)
+        degree = torch.expm1(log_degree)
+        return degree / (degree + self.gate_kappa)
+
+    def readout(
+        self,
+        graph: ShardGraph,
+        h: Tensor,
+        known: Tensor | None = None,
+        walk: Tensor | None = None,
+    ) -> Tensor:
+        """Served vectors ``z`` ``(n_e, walk_rank + dim)`` of the entities' outputs ``h``.
+
+        The walk factors are the trained ones, where ``known`` False (new, pseudo-new)
+        means none of their own; or ``walk`` ``(n_e, walk_rank)``, those of the graph being
+        embedded (inference), where every entity with EELs has its own."""
+        if not self.config.walk_rank:
+            return h * self.residual_scale
+        if walk is None:
+            own, has = self.own_walk(graph.entity_global)
+            if known is not None:
+                has = has & known
+        else:
+            own, has = walk, walk.abs().sum(1) > 0
+        g = (self.gate(graph.log_degree) * has).unsqueeze(-1)
+        walk = g * own + (1 - g) * self.to_walk(h)
+        return torch.cat([walk, h * self.residual_scale], dim=1)
+
+    def own_walk(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """The walk factors of entities ``ids`` and whether they have any (entities added
+        after training, or without training EELs, have none)."""
+        n = self.config.num_entities
+        own = self.walk[ids.clamp(max=n - 1)] * (ids < n).unsqueeze(-1)
+        return own, own.abs().sum(1) > 0
+
+    def walk_part(self, z: Tensor) -> Tensor:
+        """The walk-factor columns of served vectors ``z``."""
+        return z[:, : self.config.walk_rank]
 
     def score(self, h: Tensor, pairs: Tensor, log_degree: Tensor) -> Tensor:
         """Logit of a link from ``pairs[0]`` (query) to ``pairs[1]`` (candidate).

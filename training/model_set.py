@@ -16,7 +16,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
-from training.compare import Row, calibrate_priors, compare, set_prior_weights, validation_set
+from training.compare import Calibration, Row, calibrate, compare, set_calibration, validation_set
 from training.hasp import KGArrays
 from training.model import SemanticGNN
 from training.trainer import TrainParams
@@ -114,18 +114,18 @@ def train_model_set(
 @dataclass(frozen=True)
 class Validated:
     rows: list[Row]
-    prior_weights: dict[str, tuple[float, float]]  # encoder -> (learned, chosen)
+    calibration: dict[str, Calibration]  # encoder -> its fitted readout
     seconds: float
 
 
 def validate_model_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> Validated:
-    """Fit each encoder's popularity-prior weight on validation and rank every model and
-    baseline there; the model set keeps the chosen weights and the ranking (whose tuned
-    baseline weights the evaluation reuses)."""
+    """Fit each encoder's readout (prior weight, degree gate, residual scale) on
+    validation and rank every model and baseline there; the model set keeps the chosen
+    readouts and the ranking (whose tuned baseline weights the evaluation reuses)."""
     start = time.perf_counter()
     validation = validation_set(models, shards, kg)
-    weights = calibrate_priors(models, validation)
-    set_prior_weights(models, weights)
+    calibration = calibrate(models, validation, shards)
+    set_calibration(models, calibration, validation, shards)
     rows = compare(models, validation)
     models.validation = [asdict(r) for r in rows]
-    return Validated(rows, weights, time.perf_counter() - start)
+    return Validated(rows, calibration, time.perf_counter() - start)

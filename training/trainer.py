@@ -1,10 +1,29 @@
-"""Link-prediction training of SemanticGNN over HASP shards.
+r"""Link-prediction training of SemanticGNN over HASP shards.
 
-One optimizer step consumes ``shards_per_step`` shards: with one process they are run
-one after another and their gradients summed; with ``world_size`` processes
-(``torch.distributed``, gloo on CPU, nccl on GPU) each rank runs every ``world_size``-th of
-them (round-robin) and the gradients are all-reduced. Loss is scaled by
-``1 / shards_per_step`` either way, so the two give the same updates.
+Each shard visit takes ``batches_per_shard`` optimizer steps: the shard's graph stays in
+memory and each step's loss covers one slice of its training EELs (a full-batch pass gave
+one step per shard and epoch, too few to move anything). One step consumes that slice of
+``shards_per_step`` shards: with one process they are run one after another and their
+gradients summed; with ``world_size`` processes (``torch.distributed``, gloo on CPU, nccl
+on GPU) each rank runs every ``world_size``-th of them (round-robin) and the gradients are
+all-reduced. Loss is scaled by ``1 / shards_per_step`` either way, so the two give the
+same updates.
+
+Shards share one embedding space: the served vectors carry the graph-wide walk factors
+(:mod:`training.model`), and negatives are drawn from every entity of the graph, not only
+the shard's (:class:`GraphWide`: a bank of each entity's latest served vector, refreshed
+as its shard is visited). The loss has four terms:
+
+.. math::
+    \mathcal{L} = \mathcal{L}_{link} + \lambda_{a} \mathcal{L}_{align}
+    + \lambda_{d} \mathcal{L}_{distill},
+
+* ``L_link``: BCE of each training EEL against corrupted pairs, in-shard and graph-wide;
+* ``L_align``: for pseudo-new entities, the predicted walk factors ``ê_i`` against their
+  own ``e_i`` (squared error over the mean ``‖e‖²``): the cold view learns to rank like
+  the warm one;
+* ``L_distill``: cross-entropy of the query's softmax over its teacher's top k and shared
+  graph-wide negatives against the teacher's distribution (:mod:`training.teacher`).
 
 Cold start is trained for explicitly: each epoch a random share of entities is made
 pseudo-new (id and popularity inputs masked, their EELs removed from message passing)
@@ -19,11 +38,13 @@ spectral vectors of the training EELs (``id_init``), see :mod:`training.spectral
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -33,6 +54,7 @@ from torch import Tensor
 from training.evaluate import RankingTask
 from training.model import EntityEncoder, ModelConfig, build_model
 from training.shard_graph import ShardGraph
+from training.teacher import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +78,34 @@ class TrainParams:
     # graph-wide spectral start, which no shard can contradict (negatives are shard-local)
     id_lr_scale: float = 1.0
     shards_per_step: int = 1
+    batches_per_shard: int = 4  # optimizer steps per shard visit
+    global_negatives: int = 0  # bce: corrupted pairs per positive drawn over all entities
+    align_weight: float = 1.0  # λ_a: the cold view's walk factors against the warm ones
+    distill_weight: float = 1.0  # λ_d: listwise distillation toward the teacher (0: off)
+    distill_k: int = 10  # the teacher's neighbours per entity
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("id_dropout", "pseudo_new_share", "val_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"TrainParams.{name} must be in [0, 1), got {getattr(self, name)}")
-        if min(self.negatives, self.softmax_negatives, self.shards_per_step, self.epochs) < 1:
-            raise ValueError(f"negatives, shards_per_step and epochs must be >= 1: {self}")
+        if (
+            min(
+                self.negatives,
+                self.softmax_negatives,
+                self.shards_per_step,
+                self.epochs,
+                self.batches_per_shard,
+                self.distill_k,
+            )
+            < 1
+        ):
+            raise ValueError(
+                "negatives, shards_per_step, epochs, batches_per_shard and distill_k must be "
+                f">= 1: {self}"
+            )
+        if min(self.global_negatives, self.align_weight, self.distill_weight) < 0:
+            raise ValueError(f"global_negatives and loss weights must be >= 0: {self}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective {self.objective!r} is not one of {sorted(OBJECTIVES)}")
         if self.select_by not in ("map", "auc"):
@@ -75,6 +117,17 @@ class TrainParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class Prepared(NamedTuple):
+    """Graph-wide inputs the caller computes, since they need EELs that the shards do not
+    hold (those cut by the partition): ``id_vectors`` ``(N, dim)`` start the id embeddings
+    (``TrainParams.id_init``), ``walk`` ``(N, walk_rank)`` are the fixed walk factors the
+    model serves, ``teacher`` the distillation target."""
+
+    id_vectors: Tensor | None = None
+    walk: Tensor | None = None
+    teacher: Teacher | None = None
 
 
 @dataclass
@@ -117,6 +170,76 @@ def negative_pairs(pairs: Tensor, num_entities: int, k: int, gen: torch.Generato
     return torch.stack([src, dst])
 
 
+@dataclass
+class GraphWide:
+    """What a shard's loss sees beyond the shard: every entity's latest served vector
+    (``bank``, no gradient), the graph-wide log degrees, and the teacher."""
+
+    bank: Tensor  # (N, out_dim)
+    log_degree: Tensor  # (N,) log(1 + training EEL degree over all shards)
+    teacher: Teacher | None = None
+
+    def sample(self, count: int, gen: torch.Generator) -> Tensor:
+        """``count`` entity ids drawn uniformly over the whole graph."""
+        return torch.randint(self.bank.shape[0], (count,), generator=gen).to(self.bank.device)
+
+    def scores(self, model: EntityEncoder, z: Tensor, candidates: Tensor) -> Tensor:
+        """Queries' live vectors ``z`` ``(Q, D)`` against banked ``candidates`` ``(Q, C)``."""
+        logits = torch.einsum("qd,qcd->qc", z, self.bank[candidates])
+        if model.config.popularity_prior:
+            logits = logits + model.popularity_weight * self.log_degree[candidates]
+        return logits
+
+
+def global_negative_logits(
+    model: EntityEncoder, z: Tensor, pos: Tensor, wide: GraphWide, k: int, gen: torch.Generator
+) -> Tensor:
+    """Logits of ``k`` graph-wide corrupted pairs per positive (source kept)."""
+    candidates = wide.sample(pos.shape[1] * k, gen).view(pos.shape[1], k)
+    return wide.scores(model, z[pos[0]], candidates).flatten()
+
+
+def align_loss(model: EntityEncoder, graph: ShardGraph, z: Tensor, cold: Tensor) -> Tensor:
+    """``Σ ‖ê_i − e_i‖² / Σ ‖e_i‖²`` over ``cold`` (pseudo-new) entities with walk factors."""
+    if not model.config.walk_rank:
+        return z.new_zeros(())
+    target, has = model.own_walk(graph.entity_global)
+    cold = cold & has
+    if not cold.any():
+        return z.new_zeros(())
+    target = target[cold]
+    err = (model.walk_part(z)[cold] - target).pow(2).sum()
+    return err / target.pow(2).sum().clamp(min=1e-12)
+
+
+def distill_loss(
+    model: EntityEncoder,
+    graph: ShardGraph,
+    z: Tensor,
+    queries: Tensor,
+    wide: GraphWide,
+    params: TrainParams,
+    gen: torch.Generator,
+) -> Tensor:
+    """Listwise distillation: each query's softmax over its teacher's top k and
+    ``softmax_negatives`` shared graph-wide negatives, against the teacher's distribution
+    ``p``: ``−Σ_j p_ij log q_ij``. The logits are the scores themselves: the walk factors'
+    scale (:data:`training.spectral.WALK_NORM`) already spreads an entity's top 10."""
+    teacher = wide.teacher
+    ids = teacher.ids[graph.entity_global[queries]]
+    probs = teacher.probs[graph.entity_global[queries]]
+    keep = probs.sum(1) > 0
+    if not keep.any():
+        return z.new_zeros(())
+    queries, ids, probs = queries[keep], ids[keep], probs[keep]
+    shared = wide.sample(params.softmax_negatives, gen).expand(len(queries), -1)
+    candidates = torch.cat([ids.clamp(min=0), shared], dim=1)
+    logits = wide.scores(model, z[queries], candidates)
+    logits[:, : ids.shape[1]] = logits[:, : ids.shape[1]].masked_fill(ids < 0, -torch.inf)
+    log_q = torch.log_softmax(logits, dim=1)[:, : ids.shape[1]]
+    return -(probs * log_q.masked_fill(ids < 0, 0.0)).sum(1).mean()
+
+
 def both_ways(pairs: Tensor) -> Tensor:
     """EELs are undirected; with a popularity prior on the candidate, train both readings."""
     return torch.cat([pairs, pairs.flip(0)], dim=1)
@@ -129,11 +252,17 @@ def bce_loss(
     prior: Tensor,
     params: TrainParams,
     gen: torch.Generator,
+    wide: GraphWide,
 ) -> Tensor:
-    """The paper's objective: BCE of ``σ(score)`` against ``negatives`` corrupted pairs each."""
+    """The paper's objective: BCE of ``σ(score)`` against ``negatives`` in-shard and
+    ``global_negatives`` graph-wide corrupted pairs each."""
     neg = negative_pairs(pos, h.shape[0], params.negatives, gen)
-    logits = torch.cat([model.score(h, pos, prior), model.score(h, neg, prior)])
-    labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(h.device)
+    parts = [model.score(h, pos, prior), model.score(h, neg, prior)]
+    if params.global_negatives:
+        parts.append(global_negative_logits(model, h, pos, wide, params.global_negatives, gen))
+    logits = torch.cat(parts)
+    labels = torch.zeros(len(logits), device=h.device)
+    labels[: pos.shape[1]] = 1.0
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
@@ -144,6 +273,7 @@ def sampled_softmax_loss(
     prior: Tensor,
     params: TrainParams,
     gen: torch.Generator,
+    wide: GraphWide,
 ) -> Tensor:
     """Softmax over the true candidate and ``softmax_negatives`` shared sampled candidates.
 
@@ -168,20 +298,52 @@ def sampled_softmax_loss(
 OBJECTIVES = {"bce": bce_loss, "sampled_softmax": sampled_softmax_loss}
 
 
+def batch_pairs(graph: ShardGraph, params: TrainParams, epoch: int, k: int, b: int) -> Tensor:
+    """Slice ``b`` of the shard's training EELs, in this epoch's shuffled order."""
+    pairs = graph.train_pairs
+    order = torch.randperm(pairs.shape[1], generator=generator(params.seed, epoch, k, -1))
+    return pairs[:, order.to(pairs.device)].tensor_split(params.batches_per_shard, dim=1)[b]
+
+
 def shard_loss(
-    model: EntityEncoder, graph: ShardGraph, params: TrainParams, epoch: int, k: int
+    model: EntityEncoder,
+    graph: ShardGraph,
+    params: TrainParams,
+    wide: GraphWide,
+    epoch: int,
+    k: int,
+    b: int = 0,
 ) -> Tensor:
-    """Link-prediction loss on one shard, with this epoch's pseudo-new entities."""
-    gen = generator(params.seed, epoch, k)
+    """The loss of mini-batch ``b`` on one shard, with this step's pseudo-new entities;
+    refreshes the shard's rows of the bank."""
+    gen = generator(params.seed, epoch, k, b)
     n_e = graph.num_entities
     device = graph.edge_index.device
     pseudo_new = (torch.rand(n_e, generator=gen) < params.pseudo_new_share).to(device)
     keep_id = ~pseudo_new & (torch.rand(n_e, generator=gen) >= params.id_dropout).to(device)
     src, dst = graph.edge_index
     touches_new = (src < n_e) & (pseudo_new[src.clamp(max=n_e - 1)] | pseudo_new[dst])
-    h = model(graph, keep_id=keep_id, keep_popularity=~pseudo_new, edge_mask=~touches_new)
+    pos = both_ways(batch_pairs(graph, params, epoch, k, b))
+    # the batch's targets carry no messages: a link is predicted from the others, as a
+    # held-out one is (else the GNN learns to read its targets off its inputs)
+    is_target = torch.isin(src * n_e + dst, pos[0] * n_e + pos[1]) & (graph.edge_type == 0)
+    z = model(
+        graph,
+        keep_id=keep_id,
+        keep_popularity=~pseudo_new,
+        edge_mask=~(touches_new | is_target),
+    )
+    wide.bank[graph.entity_global] = z.detach()
     prior = graph.log_degree * ~pseudo_new  # a new item has no popularity yet
-    return OBJECTIVES[params.objective](model, h, both_ways(graph.train_pairs), prior, params, gen)
+    loss = OBJECTIVES[params.objective](model, z, pos, prior, params, gen, wide)
+    if params.align_weight:
+        loss = loss + params.align_weight * align_loss(model, graph, z, pseudo_new)
+    if params.distill_weight and wide.teacher is not None:
+        queries = torch.unique(pos[0])
+        loss = loss + params.distill_weight * distill_loss(
+            model, graph, z, queries, wide, params, gen
+        )
+    return loss
 
 
 def validation_task(graph: ShardGraph) -> RankingTask:
@@ -227,13 +389,11 @@ def train(
     rank: int = 0,
     world_size: int = 1,
     progress: Callable[[dict[str, float]], None] | None = None,
-    id_vectors: Tensor | None = None,
+    prepared: Prepared | None = None,
 ) -> TrainResult:
-    """Train on ``graphs`` (all shards; this rank uses its round-robin share).
-
-    ``id_vectors`` ``(num_entities, dim)``, when given, start the id embeddings (see
-    ``TrainParams.id_init``); the caller computes them because they need EELs that the
-    shards do not hold (those cut by the partition).
+    """Train on ``graphs`` (all shards; this rank uses its round-robin share), with the
+    graph-wide inputs in ``prepared`` (the walk factors are required when
+    ``config.walk_rank > 0``).
 
     With ``world_size > 1`` the default process group must be initialised. Every rank
     returns the same result.
@@ -243,14 +403,25 @@ def train(
             f"shards_per_step ({params.shards_per_step}) must be a multiple of world_size "
             f"({world_size})"
         )
+    id_vectors, walk, teacher = prepared or Prepared()
+    if config.walk_rank and (walk is None or walk.shape != (config.num_entities, config.walk_rank)):
+        raise ValueError(f"walk_rank {config.walk_rank} needs walk factors of that width")
     torch.manual_seed(params.seed)
     model = build_model(config)
     pairs = torch.cat([g.entity_global[g.train_pairs] for g in graphs], dim=1)
     model.trained[pairs.flatten()] = True
-    if id_vectors is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if id_vectors is not None:
             model.entity_id.weight.copy_(id_vectors)
+        if walk is not None:
+            model.walk.copy_(walk)
     model = model.to(device)
+    degree = torch.bincount(pairs.flatten(), minlength=config.num_entities).float()
+    wide = GraphWide(
+        torch.zeros(config.num_entities, config.out_dim, device=device),
+        torch.log1p(degree).to(device),
+        None if teacher is None else Teacher(teacher.ids.to(device), teacher.probs.to(device)),
+    )
     ids = [model.entity_id.weight]
     others = [p for p in model.parameters() if p is not model.entity_id.weight]
     optimizer = torch.optim.Adam(
@@ -262,23 +433,27 @@ def train(
     steps = math.ceil(n / params.shards_per_step)
     mine = [k for k in range(n) if k % world_size == rank]
     tasks = {k: validation_task(graphs[k]) for k in mine}
+    with torch.no_grad():  # the bank starts from the untrained model's vectors
+        for k in mine:
+            graph = graphs[k].to(device)
+            wide.bank[graph.entity_global] = model(graph)
     best, best_score = TrainResult({}, -1, -math.inf), -math.inf
     for epoch in range(params.epochs):
         epoch_start = time.perf_counter()
         model.train()
         loss_sum = 0.0
-        for step in range(steps):
+        for step, b in itertools.product(range(steps), range(params.batches_per_shard)):
             optimizer.zero_grad()
             group = range(
                 step * params.shards_per_step, min((step + 1) * params.shards_per_step, n)
             )
             for k in (k for k in group if k in mine):
-                measure = epoch == 0 and device.type == "cuda"
+                measure = epoch == 0 and b == 0 and device.type == "cuda"
                 if measure:
                     torch.cuda.reset_peak_memory_stats(device)
-                loss = shard_loss(model, graphs[k].to(device), params, epoch, k)
+                loss = shard_loss(model, graphs[k].to(device), params, wide, epoch, k, b)
                 (loss / params.shards_per_step).backward()
-                loss_sum += loss.item()
+                loss_sum += loss.item() / params.batches_per_shard
                 if measure:
                     best.shard_peak_bytes[k] = torch.cuda.max_memory_allocated(device)
             if world_size > 1:
@@ -299,6 +474,7 @@ def train(
             "loss": totals[0] / n,
             "val_auc": totals[1] / count,
             "val_map": totals[2] / count,
+            "steps": steps * params.batches_per_shard,
             "train_seconds": val_start - epoch_start,
             "val_seconds": time.perf_counter() - val_start,
         }

@@ -13,14 +13,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from training.baselines import signals
 from training.checkpoint import Checkpoint, EmbeddingTable
 from training.deepwalk import DeepWalkParams, train_deepwalk
 from training.distributed import train_distributed
 from training.hasp import EEL, KGArrays
 from training.model import KINDS, ModelConfig
 from training.shard_graph import held_out_pairs, shard_graph
-from training.spectral import spectral_embedding
-from training.trainer import TrainParams, train
+from training.spectral import spectral_embedding, walk_factors
+from training.teacher import walk_teacher
+from training.trainer import Prepared, TrainParams, train
 from training.transe import TransEResult
 
 NO_PRETRAIN = "_no_pretrain"
@@ -65,6 +67,7 @@ class EncoderShape:
     layers: int = 2
     heads: int = 1
     popularity_prior: bool = True
+    walk_rank: int = 512  # the fixed walk factors' columns (0: the GNN's output alone)
 
 
 def train_variant(
@@ -108,14 +111,22 @@ def train_variant(
         heads=shape.heads,
         kind=variant.kind,
         popularity_prior=shape.popularity_prior,
+        walk_rank=shape.walk_rank,
     )
-    id_vectors = None
+    # all training EELs, cut ones included: a graph-wide view no single shard has
+    train_kg = kg.without_eels(held.numpy())
+    train_eels = torch.from_numpy(train_kg.eel)
+    id_vectors = walk = teacher = None
     if params.id_init == "spectral":
-        # all training EELs, cut ones included: a graph-wide view no single shard has
-        train_eels = torch.from_numpy(kg.without_eels(held.numpy()).eel)
         id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
+    if shape.walk_rank:
+        weights = torch.from_numpy(train_kg.eel_weight)
+        walk, _ = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
+    if params.distill_weight:
+        teacher = walk_teacher(signals(kg, held), params.distill_k)
+    prepared = Prepared(id_vectors, walk, teacher)
     if world_size > 1:
-        result = train_distributed(graphs, config, params, world_size, id_vectors)
+        result = train_distributed(graphs, config, params, world_size, prepared)
     else:
-        result = train(graphs, config, params, device, progress=progress, id_vectors=id_vectors)
+        result = train(graphs, config, params, device, progress=progress, prepared=prepared)
     return Checkpoint(config, params, result, features, id_map)

@@ -19,7 +19,9 @@ from training.protocol import (
     STRICT,
     TRANSDUCTIVE,
     WARMUP,
+    EvaluationReport,
     evaluate_models,
+    gate_bars,
     gate_failures,
     rare_concept_links,
     settings,
@@ -28,7 +30,7 @@ from training.shard_graph import shard_graph
 from training.spectral import spectral_embedding
 from training.split import EvaluationSplit, SplitParams, make_split, training_view, warmup_view
 from training.synthetic_kg import community_kg
-from training.trainer import TrainParams, train
+from training.trainer import Prepared, TrainParams, train
 from training.transe import TransEParams, train_transe
 
 # CUDA where present, so a GPU machine runs these same checks on it; CPU in CI
@@ -106,7 +108,7 @@ def trained(kg, split):
     config = ModelConfig(kg.num_entities, 16, tuple(relations), dim=32)
     params = TrainParams(epochs=30, lr=0.02, patience=30)
     vectors = spectral_embedding(torch.from_numpy(train_kg.eel), kg.num_entities, 32, 0)
-    result = train(graphs, config, params, DEVICE, id_vectors=vectors)
+    result = train(graphs, config, params, DEVICE, prepared=Prepared(id_vectors=vectors))
     return Checkpoint(config, params, result, transe.concept_embeddings, pa.table({"k": [0]}))
 
 
@@ -193,3 +195,16 @@ def test_protocol_and_gate_block_a_broken_model(kg, split, trained):
     value, bad = good[TRANSDUCTIVE]["map@10"], results["broken"][TRANSDUCTIVE]["map@10"]
     assert gate_failures(bad, {"accepted": value}, margin=0.1) == {"accepted": value}
     assert gate_failures(value, {"accepted": value}, margin=0.1) == {}
+
+
+def test_the_gate_names_the_baseline_that_blocked_it():
+    def row(value):
+        return {TRANSDUCTIVE: {"map@10": value}}
+
+    results = {"semantic": row(0.15), "itemcf": row(0.14), "rp3": row(0.2), "sage": row(0.3)}
+    report = EvaluationReport(results, "semantic", "v1")
+    bars = gate_bars(report, {"model_version": "v0", "map_at_10": 0.1})
+    # the learned sage ablation is no bar; the best no-learning one and the accepted are
+    assert bars == {"best no-learning baseline (rp3)": 0.2, "accepted v0": 0.1}
+    assert gate_failures(0.15, bars, margin=0.1) == {"best no-learning baseline (rp3)": 0.2}
+    assert gate_failures(0.19, bars, margin=0.1) == {}

@@ -1,0 +1,108 @@
+"""The served model's parts against their definitions: walk factors, the distillation
+teacher, the degree gate, the cold view's predicted factors and graph-wide negatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.test_baselines import PAIRS, four_entities
+from training.hasp import EEL, HaspParams, build_hasp
+from training.model import ModelConfig, build_model
+from training.shard_graph import shard_graph
+from training.spectral import WALK_NORM, walk_factors
+from training.synthetic_kg import community_kg
+from training.teacher import walk_teacher
+from training.trainer import GraphWide, TrainParams, global_negative_logits, shard_loss
+
+
+def test_teacher_is_the_walks_top_k_distribution():
+    s, w = four_entities()
+    p = w / w.sum(axis=1, keepdims=True)
+    walk = p @ p
+    np.fill_diagonal(walk, 0.0)
+    teacher = walk_teacher(s, k=2)
+    for i in range(4):
+        top = np.argsort(-walk[i], kind="stable")[:2]
+        assert teacher.ids[i].tolist() == top.tolist()
+        np.testing.assert_allclose(teacher.probs[i].numpy(), walk[i, top] / walk[i, top].sum())
+
+
+def test_full_rank_walk_factors_are_the_two_step_walk():
+    s, w = four_entities()
+    pairs = torch.tensor([[a for a, _, _ in PAIRS], [b for _, b, _ in PAIRS]])
+    weights = torch.tensor([x for *_, x in PAIRS])
+    e, _ = walk_factors(pairs, weights, 4, rank=4, seed=0)
+    gram = (e @ e.t()).numpy()
+    expected = w @ np.diag(1 / w.sum(axis=1)) @ w  # W D⁻¹ W: the walk, rows unscaled
+    scale = gram.trace() / expected.trace()
+    np.testing.assert_allclose(gram, scale * expected, atol=1e-4)
+    assert e.pow(2).sum(1).mean() == pytest.approx(WALK_NORM**2, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def shards():
+    kg = community_kg(n_entities=300, communities=6)
+    features = {t: torch.randn(n, 8) for t, n in kg.num_nodes.items() if t != "entity"}
+    relations = [EEL, *sorted({r for r, _ in kg.concept_edges})]
+    parts = build_hasp(kg, HaspParams(memory_budget_bytes=10**9, device_count=3)).shards
+    graphs = [shard_graph(p, features, relations, 0.1, seed=k) for k, p in enumerate(parts)]
+    config = ModelConfig(kg.num_entities, 8, tuple(relations), dim=16, walk_rank=8)
+    return graphs, config
+
+
+def test_degree_gate_is_monotone(shards):
+    _, config = shards
+    model = build_model(config)
+    degree = torch.arange(0, 200).float()
+    assert torch.equal(model.gate(torch.log1p(degree)), torch.ones(200))  # κ = 0: no gate
+    model.gate_kappa.fill_(3.0)
+    g = model.gate(torch.log1p(degree))
+    assert g[0] == 0 and (g.diff() >= 0).all() and g[-1] > 0.98
+    assert g[3] == pytest.approx(0.5, abs=1e-5)  # half way at d = κ
+
+
+def test_entities_without_walk_factors_get_predicted_ones(shards):
+    graphs, config = shards
+    model = build_model(config)
+    graph = graphs[0]
+    n_e = graph.num_entities
+    walk = torch.randn(config.num_entities, config.walk_rank)
+    walk[graph.entity_global[:5]] = 0.0  # five entities never engaged in training
+    model.walk.copy_(walk)
+    known = torch.ones(n_e, dtype=torch.bool)
+    known[5:10] = False  # five masked as new
+    with torch.no_grad():
+        h = torch.randn(n_e, config.dim)
+        z = model.readout(graph, h, known)
+    own = walk[graph.entity_global]
+    assert torch.allclose(z[10:, : config.walk_rank], own[10:])
+    assert torch.allclose(z[:10, : config.walk_rank], model.to_walk(h[:10]))
+    assert torch.equal(z[:, config.walk_rank :], h)
+
+
+def test_graph_wide_negatives_reach_entities_outside_the_shard(shards):
+    graphs, config = shards
+    model = build_model(config)
+    graph = graphs[0]
+    n = config.num_entities
+    inside = torch.zeros(n, dtype=torch.bool)
+    inside[graph.entity_global] = True
+    wide = GraphWide(torch.zeros(n, config.out_dim), torch.zeros(n))
+    gen = torch.Generator().manual_seed(0)
+    drawn = wide.sample(1000, gen)
+    assert (~inside[drawn]).sum() > 500  # two thirds of the graph is in other shards
+    # their banked vectors are what the negatives score against
+    z = torch.randn(graph.num_entities, config.out_dim)
+    pos = graph.train_pairs[:, :50]
+    wide.bank[~inside] = 1.0
+    outside = global_negative_logits(model, z, pos, wide, 4, torch.Generator().manual_seed(1))
+    wide.bank[~inside] = 0.0
+    zeroed = global_negative_logits(model, z, pos, wide, 4, torch.Generator().manual_seed(1))
+    assert not torch.allclose(outside, zeroed)
+    # a training step refreshes the shard's rows of the bank and nothing else
+    params = TrainParams(global_negatives=4, distill_weight=0.0)
+    loss = shard_loss(model, graph, params, wide, epoch=0, k=0)
+    assert torch.isfinite(loss)
+    assert wide.bank[graph.entity_global].abs().sum() > 0 and wide.bank[~inside].abs().sum() == 0

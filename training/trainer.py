@@ -10,15 +10,18 @@ all-reduced. Loss is scaled by ``1 / shards_per_step`` either way, so the two gi
 same updates.
 
 Shards share one embedding space: the served vectors carry the graph-wide walk factors
-(:mod:`training.model`), and negatives are drawn from every entity of the graph, not only
-the shard's (:class:`GraphWide`: a bank of each entity's latest served vector, refreshed
-as its shard is visited). The loss has four terms:
+(:mod:`training.model`), and the distillation's negatives (and, with ``global_negatives``,
+the link loss's too) are drawn from every entity of the graph, not only the shard's
+(:class:`GraphWide`: a bank of each entity's latest served vector, refreshed as its shard
+is visited). The loss has three terms:
 
 .. math::
     \mathcal{L} = \mathcal{L}_{link} + \lambda_{a} \mathcal{L}_{align}
     + \lambda_{d} \mathcal{L}_{distill},
 
-* ``L_link``: BCE of each training EEL against corrupted pairs, in-shard and graph-wide;
+* ``L_link``: BCE of each training EEL against corrupted pairs, in-shard (and graph-wide
+  with ``global_negatives``: no gain on MovieLens, a loss on a planted-community graph,
+  so off by default);
 * ``L_align``: for pseudo-new entities, the predicted walk factors ``ê_i`` against their
   own ``e_i`` (squared error over the mean ``‖e‖²``): the cold view learns to rank like
   the warm one;
@@ -184,8 +187,13 @@ class GraphWide:
         return torch.randint(self.bank.shape[0], (count,), generator=gen).to(self.bank.device)
 
     def scores(self, model: EntityEncoder, z: Tensor, candidates: Tensor) -> Tensor:
-        """Queries' live vectors ``z`` ``(Q, D)`` against banked ``candidates`` ``(Q, C)``."""
-        logits = torch.einsum("qd,qcd->qc", z, self.bank[candidates])
+        """Queries' live vectors ``z`` ``(Q, D)`` against banked ``candidates``: ``(Q, C)``
+        each query its own, or ``(C,)`` shared by all (one matrix product, no ``(Q, C, D)``
+        gather)."""
+        if candidates.dim() == 1:
+            logits = z @ self.bank[candidates].t()
+        else:
+            logits = torch.einsum("qd,qcd->qc", z, self.bank[candidates])
         if model.config.popularity_prior:
             logits = logits + model.popularity_weight * self.log_degree[candidates]
         return logits
@@ -232,10 +240,9 @@ def distill_loss(
     if not keep.any():
         return z.new_zeros(())
     queries, ids, probs = queries[keep], ids[keep], probs[keep]
-    shared = wide.sample(params.softmax_negatives, gen).expand(len(queries), -1)
-    candidates = torch.cat([ids.clamp(min=0), shared], dim=1)
-    logits = wide.scores(model, z[queries], candidates)
-    logits[:, : ids.shape[1]] = logits[:, : ids.shape[1]].masked_fill(ids < 0, -torch.inf)
+    shared = wide.sample(params.softmax_negatives, gen)
+    top = wide.scores(model, z[queries], ids.clamp(min=0)).masked_fill(ids < 0, -torch.inf)
+    logits = torch.cat([top, wide.scores(model, z[queries], shared)], dim=1)
     log_q = torch.log_softmax(logits, dim=1)[:, : ids.shape[1]]
     return -(probs * log_q.masked_fill(ids < 0, 0.0)).sum(1).mean()
 

@@ -54,10 +54,12 @@ def shard_embeddings(
     checkpoint: Checkpoint, shards: list[HeteroData], kappa: float | None = None
 ) -> Tensor:
     """``(num_entities, out_dim)``: each entity embedded by the model in its own shard
-    (with the degree gate's ``kappa`` instead of the checkpoint's, when given)."""
+    (with the degree gate's ``kappa`` and a residual scale of 1 instead of the
+    checkpoint's, when ``kappa`` is given: the readout being calibrated)."""
     model = checkpoint.model()
     if kappa is not None:
         model.gate_kappa.fill_(kappa)
+        model.residual_scale.fill_(1.0)
     relations = list(checkpoint.config.relations)
     h = torch.zeros(checkpoint.config.num_entities, checkpoint.config.out_dim)
     for k, shard in enumerate(shards):
@@ -117,10 +119,10 @@ def calibrate(
     :data:`KAPPA_GRID` and :data:`SCALE_GRID` with the best validation MAP@k.
     :func:`set_calibration` makes the checkpoints use them; the index serves them.
 
-    Trained jointly, ``w`` stays small (about 0.03 on MovieLens, 0.06 on the demo data):
-    the objective only needs popularity to tell a link from a uniform random pair, while
-    the neighbours of a query are overwhelmingly popular items. ``α = 0`` serves the walk
-    factors alone, so the GNN's residual is kept only where it wins on validation.
+    Trained jointly, ``w`` only needs popularity to tell a link from a uniform random
+    pair, while the neighbours of a query are overwhelmingly popular items: the fitted one
+    ranks better. ``α = 0`` serves the walk factors alone, so the GNN's residual is kept
+    only where it wins on validation.
     """
     out = {}
     pop = popularity(validation.signals)

@@ -111,9 +111,9 @@ def embed_graph(
     walk = None
     if model.config.walk_rank:  # this graph's walk: its EELs count, whenever they came
         pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
-        n = kg.num_entities
-        walk = aligned_walk_factors(pairs, weights, n, model.walk, checkpoint.params.seed)
-        walk = walk.to(device)
+        walk = aligned_walk_factors(
+            pairs, weights, kg.num_entities, model.walk, checkpoint.params.seed
+        ).to(device)
     model = model.to(device)
     known = torch.zeros(kg.num_entities, dtype=torch.bool, device=device)
     n = min(kg.num_entities, checkpoint.config.num_entities)

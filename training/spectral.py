@@ -46,16 +46,14 @@ def _low_rank(matrix: Tensor, rank: int, seed: int) -> tuple[Tensor, Tensor, Ten
         torch.random.set_rng_state(state)
 
 
-def walk_factors(
-    pairs: Tensor, weights: Tensor, num_entities: int, rank: int, seed: int
-) -> tuple[Tensor, Tensor]:
-    """``(num_entities, rank)`` vectors ``V S`` and the singular values ``S`` ``(rank,)``
-    of ``D^{-1/2} W`` for undirected, weighted ``pairs`` ``(2, P)``. Deterministic per
-    ``seed``; columns past the graph's rank are zero."""
+def walk_factors(pairs: Tensor, weights: Tensor, num_entities: int, rank: int, seed: int) -> Tensor:
+    """``(num_entities, rank)`` vectors ``V S`` of ``D^{-1/2} W`` for undirected, weighted
+    ``pairs`` ``(2, P)``, scaled to a mean squared row norm of ``WALK_NORM²``.
+    Deterministic per ``seed``; columns past the graph's rank are zero."""
     n = num_entities
-    out, values = torch.zeros(n, rank), torch.zeros(rank)
+    out = torch.zeros(n, rank)
     if pairs.shape[1] == 0 or rank == 0:
-        return out, values
+        return out
     (rows, cols), w = _undirected(pairs, weights.float(), n)
     degree = torch.zeros(n).index_add_(0, rows, w)
     x = torch.sparse_coo_tensor(
@@ -63,13 +61,12 @@ def walk_factors(
     ).coalesce()
     q = min(rank, n)
     _, s, v = _low_rank(x, q, seed)
-    out[:, :q], values[:q] = v * s, s
+    out[:, :q] = v * s
     # a scale the link logits can use: mean squared row norm WALK_NORM² (raw, an entity's
     # best dot products are about 0.2 on MovieLens, and a residual h of unit-scale
     # inputs outweighed them from the first step)
     norms = out.pow(2).sum(1)
-    out *= WALK_NORM / norms[norms > 0].mean().clamp(min=1e-12).sqrt()
-    return out, values
+    return out * WALK_NORM / norms[norms > 0].mean().clamp(min=1e-12).sqrt()
 
 
 def aligned_walk_factors(
@@ -80,7 +77,7 @@ def aligned_walk_factors(
     ``‖E R − E_ref‖`` over the entities both have (Procrustes: ``R = U Vᵀ`` from the SVD
     of ``Eᵀ E_ref``). Dot products are unchanged by ``R``; what it keeps valid is the
     model's map from its output to walk factors (``ê``) for entities without any."""
-    walk, _ = walk_factors(pairs, weights, num_entities, reference.shape[1], seed)
+    walk = walk_factors(pairs, weights, num_entities, reference.shape[1], seed)
     n = min(num_entities, reference.shape[0])
     both = (walk[:n].abs().sum(1) > 0) & (reference[:n].abs().sum(1) > 0)
     if not both.any():

@@ -121,7 +121,7 @@ def train_variant(
         id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
     if shape.walk_rank:
         weights = torch.from_numpy(train_kg.eel_weight)
-        walk, _ = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
+        walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
     if params.distill_weight:
         teacher = walk_teacher(signals(kg, held), params.distill_k)
     prepared = Prepared(id_vectors, walk, teacher)

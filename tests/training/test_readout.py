@@ -33,7 +33,7 @@ def test_full_rank_walk_factors_are_the_two_step_walk():
     s, w = four_entities()
     pairs = torch.tensor([[a for a, _, _ in PAIRS], [b for _, b, _ in PAIRS]])
     weights = torch.tensor([x for *_, x in PAIRS])
-    e, _ = walk_factors(pairs, weights, 4, rank=4, seed=0)
+    e = walk_factors(pairs, weights, 4, rank=4, seed=0)
     gram = (e @ e.t()).numpy()
     expected = w @ np.diag(1 / w.sum(axis=1)) @ w  # W D⁻¹ W: the walk, rows unscaled
     scale = gram.trace() / expected.trace()

@@ -76,13 +76,15 @@ def entity_embeddings(
         out.log_degree.numpy(),
         out.inductive.numpy(),
     )
-    weight = float(checkpoint.result.state_dict["popularity_weight"])
+    state = checkpoint.result.state_dict
+    weight = float(state["popularity_weight"])
     meta = {
         "model_version": version,
         "model": models.primary,
         "dim": int(vectors.shape[1]),
         "popularity_prior": checkpoint.config.popularity_prior,
         "popularity_weight": weight,
+        "new_item_popularity_weight": weight + float(state.get("cold_prior_shift", 0.0)),
     }
     inductive = int(out.inductive.sum())
     context.log.info(

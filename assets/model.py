@@ -32,6 +32,12 @@ class TransEConfig(dg.Config):
     lr: float = 0.01
     holdout: float = 0.1
     seed: int = 0
+    # a time budget (0: none) and an optional early stop on a flat loss (0: off). Stopping
+    # when the loss fell under 1% in 5 epochs (34 epochs, a third of the time) cut the demo's
+    # strict cold start from 0.358 to 0.229 MAP@10, so by default every epoch runs
+    max_seconds: float = float(env("TRANSE_MAX_SECONDS", "300"))
+    min_improvement: float = 0.0
+    patience: int = 5
 
 
 class TrainConfig(dg.Config):
@@ -99,6 +105,8 @@ def concept_pretraining(
         metadata={
             "filtered_mrr": result.mrr,
             "filtered_hits_at_10": result.hits_at_10,
+            "epochs": len(result.losses),
+            "stopped": result.stopped,
             "relations": result.relations,
             "device": str(device),
             "loss_curve": png_markdown(plot, "TransE loss"),

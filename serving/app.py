@@ -38,6 +38,7 @@ from serving.retrieval import (
 
 MAX_K = 1000
 MAX_HISTORY = 1000
+MAX_PRIOR = 10.0  # |popularity-prior weight|: log-degrees are at most about 15
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,20 @@ def parse_k(raw: str | int | None, default: int = 10) -> int:
     if not 1 <= k <= MAX_K:
         raise BadRequest(422, f"k must be in 1..{MAX_K}, got {k}")
     return k
+
+
+def parse_prior(raw: str | float | None) -> float | None:
+    """The caller's popularity-prior weight (``None``: the model's validated one). Negative
+    weights are allowed: they push results toward the long tail."""
+    if raw is None:
+        return None
+    try:
+        prior = float(raw)
+    except (TypeError, ValueError):
+        prior = math.nan
+    if isinstance(raw, bool) or not (math.isfinite(prior) and abs(prior) <= MAX_PRIOR):
+        raise BadRequest(422, f"prior must be a number in [-{MAX_PRIOR}, {MAX_PRIOR}], got {raw!r}")
+    return prior
 
 
 def create_app(config: ServiceConfig) -> Starlette:
@@ -157,7 +172,8 @@ def create_app(config: ServiceConfig) -> Starlette:
         k = parse_k(request.query_params.get("k"))
         entity = served.entity(item_id)
         explain = request.query_params.get("explain", "false").lower() in ("1", "true", "yes")
-        query = served.bundle.query(np.array([entity]))[0]
+        prior = parse_prior(request.query_params.get("prior"))
+        query = served.bundle.query(np.array([entity]), prior)[0]
         found = await similar(lambda q, kk: search(served, q, kk), query, entity, k)
         return JSONResponse(
             {
@@ -210,9 +226,10 @@ def create_app(config: ServiceConfig) -> Starlette:
         seeds = data.get("seeds", 8)
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 64:
             raise BadRequest(422, "seeds must be an integer in 1..64")
+        prior = parse_prior(data.get("prior"))
         entities, weights, unknown = history_of(served, data)
         seen = set(entities.tolist())
-        queries = served.bundle.query(entities)
+        queries = served.bundle.query(entities, prior)
         run = lambda q, kk: search(served, q, kk)  # noqa: E731
         if strategy == "mean":
             found = await recommend_mean(run, weighted_mean(queries, weights), seen, k)

@@ -3,13 +3,14 @@
 A folder holds the index (see :mod:`serving.index`), ``vectors.npy`` (every entity's
 embedding, row = entity id: query vectors are built from it), ``entities.parquet``
 (entity id, item id, log-degree), ``concepts.parquet`` (entity id, concept label) and
-``bundle.json`` (model version, popularity-prior weight, tuning results), written last.
+``bundle.json`` (model version, popularity-prior weights, tuning results), written last.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,24 @@ class IndexBundle:
             )
         )
 
-    def query(self, entity_ids: np.ndarray) -> np.ndarray:
-        """Query-side vectors ``[h, w]`` of entities."""
-        return query_vectors(self.vectors[entity_ids], self.meta["popularity_weight"])
+    @cached_property
+    def log_degree(self) -> np.ndarray:
+        """``log(1 + EEL degree)`` by entity id (rows are entity ids in order)."""
+        return self.entities.column("log_degree").to_numpy()
+
+    def prior_weights(self, entity_ids: np.ndarray, prior: float | None = None) -> np.ndarray:
+        """Each query's popularity-prior weight: ``prior`` when the caller names one, else
+        the model's validated weight, or its weight for new items for an entity without
+        EELs (bundles from before that weight existed use the one weight for both)."""
+        if prior is not None:
+            return np.full(len(entity_ids), prior, dtype=np.float32)
+        warm = self.meta["popularity_weight"]
+        new = self.meta.get("new_item_popularity_weight", warm)
+        return np.where(self.log_degree[entity_ids] > 0, warm, new).astype(np.float32)
+
+    def query(self, entity_ids: np.ndarray, prior: float | None = None) -> np.ndarray:
+        """Query-side vectors ``[h, w]`` of entities (see :meth:`prior_weights`)."""
+        return query_vectors(self.vectors[entity_ids], self.prior_weights(entity_ids, prior))
 
 
 def load_bundle(folder: Path) -> IndexBundle:

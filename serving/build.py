@@ -37,6 +37,15 @@ def served_items(matrix: EmbeddingMatrix) -> np.ndarray:
     return item_vectors(np.asarray(matrix.vectors), log_degree, matrix.meta["popularity_prior"])
 
 
+def prior_weights(matrix: EmbeddingMatrix) -> tuple[float, float]:
+    """The popularity prior's weight for queries with EELs and for new items (0 for a
+    model without the prior; one weight for both in matrices from before the second)."""
+    if not matrix.meta["popularity_prior"]:
+        return 0.0, 0.0
+    warm = matrix.meta["popularity_weight"]
+    return warm, matrix.meta.get("new_item_popularity_weight", warm)
+
+
 def build_bundle(
     matrix: EmbeddingMatrix, concepts: pa.Table, params: IndexParams, version: str
 ) -> tuple[IndexBundle, Tuning, float]:
@@ -46,7 +55,7 @@ def build_bundle(
     if not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError("embedding_matrix rows must be entity ids 0..N-1 in order")
     items = served_items(matrix)
-    weight = matrix.meta["popularity_weight"] if matrix.meta["popularity_prior"] else 0.0
+    weight, new_item_weight = prior_weights(matrix)
     start = time.perf_counter()
     index = build(items, ids, params)
     seconds = time.perf_counter() - start
@@ -56,6 +65,7 @@ def build_bundle(
         "index_version": version,
         "model_version": matrix.meta["model_version"],
         "popularity_weight": weight,
+        "new_item_popularity_weight": new_item_weight,
         "recall_at_10": tuning.recall_at_10,
         "ef_search": tuning.ef_search,
         "queries_per_second": tuning.queries_per_second,
@@ -70,7 +80,7 @@ def compare_variants(
     """Recall, rate and memory of each quantization (and exact search) on the same queries."""
     items = served_items(matrix)
     ids = matrix.entities.column("entity_id").to_numpy()
-    weight = matrix.meta["popularity_weight"] if matrix.meta["popularity_prior"] else 0.0
+    weight, _ = prior_weights(matrix)
     queries = sample_queries(items, weight, params.sample_queries, params.seed)
     rows = []
     for kind, quantize in [("flat", "none"), *[("hnsw", q) for q in variants]]:

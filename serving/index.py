@@ -1,9 +1,10 @@
 """ANN indexes over the served score: faiss HNSW (optionally 8-bit or fp16 quantized) and
 an exact flat index as the reference.
 
-The served score is the model's own, ``h_iᵀh_j + w·log(1 + deg_j)``: an item is stored as
-``[h_j, log(1 + deg_j)]`` and a query as ``[h_i, w]``, so a maximum-inner-product search
-ranks by exactly the score the evaluation measured.
+The served score is the model's own, ``h_iᵀh_j + w_i·log(1 + deg_j)``: an item is stored as
+``[h_j, log(1 + deg_j)]`` and a query as ``[h_i, w_i]``, so a maximum-inner-product search
+ranks by exactly the score the evaluation measured; the query's weight ``w_i`` is free to
+differ per query (the model's own for new items, or the caller's).
 
 Maximum inner product is not a metric, and HNSW navigates it poorly (on MovieLens
 embeddings recall@10 stalled at 0.84 with ef 1024). The standard reduction (Bachrach et al.
@@ -63,9 +64,9 @@ def item_vectors(vectors: np.ndarray, log_degree: np.ndarray, prior: bool) -> np
     return np.ascontiguousarray(np.column_stack([vectors, extra]), dtype=np.float32)
 
 
-def query_vectors(vectors: np.ndarray, weight: float) -> np.ndarray:
-    """``[h_i, w]``: the query side of the served score."""
-    w = np.full((len(vectors), 1), weight, dtype=np.float32)
+def query_vectors(vectors: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """``[h_i, w_i]``: the query side of the served score (one weight, or one per query)."""
+    w = np.broadcast_to(np.asarray(weight, dtype=np.float32).reshape(-1, 1), (len(vectors), 1))
     return np.ascontiguousarray(np.column_stack([vectors, w]), dtype=np.float32)
 
 

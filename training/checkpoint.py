@@ -56,7 +56,8 @@ class Checkpoint:
 
     def model(self) -> EntityEncoder:
         model = build_model(self.config)
-        model.load_state_dict(self.result.state_dict)
+        # checkpoints written before the cold prior existed serve without one (δ = 0)
+        model.load_state_dict({"cold_prior_shift": torch.zeros(()), **self.result.state_dict})
         return model.eval()
 
 

@@ -11,13 +11,14 @@ prior's weight, degree gate and residual scale (:func:`calibrate`).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from training.baselines import (
+    Scores,
     Signals,
     best_of,
     concepts,
@@ -32,7 +33,7 @@ from training.baselines import (
 from training.checkpoint import Checkpoint, ModelSet
 from training.evaluate import RankingTask
 from training.hasp import KGArrays
-from training.shard_graph import held_out_pairs, shard_graph
+from training.shard_graph import ShardGraph, held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 PRIOR_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -51,11 +52,18 @@ class Row:
 
 @torch.no_grad()
 def shard_embeddings(
-    checkpoint: Checkpoint, shards: list[HeteroData], kappa: float | None = None
+    checkpoint: Checkpoint,
+    shards: list[HeteroData],
+    kappa: float | None = None,
+    pseudo_new: Tensor | None = None,
 ) -> Tensor:
     """``(num_entities, out_dim)``: each entity embedded by the model in its own shard
     (with the degree gate's ``kappa`` and a residual scale of 1 instead of the
-    checkpoint's, when ``kappa`` is given: the readout being calibrated)."""
+    checkpoint's, when ``kappa`` is given: the readout being calibrated).
+
+    ``pseudo_new`` (graph-wide ids) are embedded as new items: their EELs leave message
+    passing and their id, popularity and walk factors are masked, as for an item that
+    arrived after training."""
     model = checkpoint.model()
     if kappa is not None:
         model.gate_kappa.fill_(kappa)
@@ -70,19 +78,50 @@ def shard_embeddings(
             checkpoint.params.val_share,
             checkpoint.params.seed + k,
         )
-        h[g.entity_global] = model(g)
+        if pseudo_new is None:
+            h[g.entity_global] = model(g)
+        else:
+            new = torch.isin(g.entity_global, pseudo_new)
+            h[g.entity_global] = model(g, ~new, ~new, ~_touching(g, new))
     return h
+
+
+def _touching(graph: ShardGraph, entities: Tensor) -> Tensor:
+    """Which message edges of ``graph`` are EELs of the (local) ``entities`` mask."""
+    node = torch.cat([entities, entities.new_zeros(graph.concept_features.shape[0])])
+    src, dst = graph.edge_index
+    return (graph.edge_type == 0) & (node[src] | node[dst])
 
 
 @dataclass(frozen=True)
 class Validation:
     """The graph-wide validation task, the training-graph signals baselines score from, and
     each encoder's entity embeddings (every entity in its own shard). The embeddings do
-    not depend on the popularity-prior weight, so calibrating it reuses them."""
+    not depend on the popularity-prior weight, so calibrating it reuses them.
+
+    ``new_items`` is validation's stand-in for strict cold start: a seeded sample of
+    entities with EELs, each embedded as new (:func:`shard_embeddings`' ``pseudo_new``)
+    and asked for all its EELs."""
 
     task: RankingTask
     signals: Signals
     embeddings: dict[str, Tensor]
+    new_items: RankingTask
+
+
+NEW_SHARE, NEW_MAX = 0.1, 2000  # pseudo-new queries: a share of the linked entities, capped
+
+
+def pseudo_new_task(kg: KGArrays, seed: int) -> RankingTask:
+    """A seeded sample of :data:`NEW_SHARE` (at most :data:`NEW_MAX`) of ``kg``'s linked
+    entities; each one's relevant set is all its EELs, and only itself is not ranked."""
+    eel = torch.from_numpy(kg.eel)
+    linked = torch.unique(eel[0])
+    count = min(NEW_MAX, max(1, int(NEW_SHARE * len(linked)))) if len(linked) else 0
+    order = torch.randperm(len(linked), generator=torch.Generator().manual_seed(seed))
+    chosen = linked[order[:count]]
+    links = eel[:, torch.isin(eel[0], chosen)]
+    return RankingTask.from_links(links, torch.empty(2, 0, dtype=torch.long), kg.num_entities)
 
 
 def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> Validation:
@@ -98,31 +137,37 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     # every EEL not held out is known (cut EELs too, which ItemCF sees): not ranked
     task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities)
     embeddings = {name: shard_embeddings(c, shards) for name, c in models.checkpoints.items()}
-    return Validation(task, s, embeddings)
+    return Validation(task, s, embeddings, pseudo_new_task(kg, best.params.seed))
 
 
 @dataclass(frozen=True)
 class Calibration:
     """An encoder's readout fitted on validation: the popularity prior's weight ``w`` (and
-    the one learned in training), the degree gate's ``κ`` and the residual scale ``α``."""
+    the one learned in training), the degree gate's ``κ``, the residual scale ``α``, and
+    the prior's weight for queries without EELs (new items)."""
 
     learned_prior: float
     prior: float
     kappa: float
     scale: float
+    new_item_prior: float
 
 
 def calibrate(
     models: ModelSet, validation: Validation, shards: list[HeteroData], k: int = 10
 ) -> dict[str, Calibration]:
     """For each encoder, the ``(w, κ, α)`` of :data:`PRIOR_GRID` (and the learned ``w``),
-    :data:`KAPPA_GRID` and :data:`SCALE_GRID` with the best validation MAP@k.
+    :data:`KAPPA_GRID` and :data:`SCALE_GRID` with the best validation MAP@k, then the
+    prior's weight for new items with the best MAP@k on validation's pseudo-new queries.
     :func:`set_calibration` makes the checkpoints use them; the index serves them.
 
     Trained jointly, ``w`` only needs popularity to tell a link from a uniform random
     pair, while the neighbours of a query are overwhelmingly popular items: the fitted one
     ranks better. ``α = 0`` serves the walk factors alone, so the GNN's residual is kept
-    only where it wins on validation.
+    only where it wins on validation. A new item's vector comes from its concepts alone,
+    so how much popularity should add to it is fitted apart: a weight fitted on warm
+    queries either buries new items' concept neighbours under best-sellers or, on data
+    where best-sellers are what new items get, leaves them out.
     """
     out = {}
     pop = popularity(validation.signals)
@@ -133,14 +178,24 @@ def calibrate(
         grid = [(1.0, a * a, w) for a in SCALE_GRID for w in priors]
         best: tuple[float, Calibration] | None = None
         for kappa in KAPPA_GRID if config.walk_rank else (0.0,):
-            z = shard_embeddings(checkpoint, shards, kappa)
-            walk, h = z[:, : config.walk_rank], z[:, config.walk_rank :]
-            parts = [embedding_scores(walk), embedding_scores(h), pop]
+            parts = [*_parts(shard_embeddings(checkpoint, shards, kappa), config.walk_rank), pop]
             (_, a2, w), value = best_of(grid, validation.task.map_at_k_weighted(parts, grid, k))
             if best is None or value > best[0]:
-                best = (value, Calibration(learned, w, kappa, a2**0.5))
-        out[name] = best[1]
+                best = (value, Calibration(learned, w, kappa, a2**0.5, w))
+        fitted = best[1]
+        new = validation.new_items
+        z = shard_embeddings(checkpoint, shards, fitted.kappa, pseudo_new=new.queries)
+        grid = [(1.0, fitted.scale**2, w) for w in priors]
+        (_, _, w), _ = best_of(
+            grid, new.map_at_k_weighted([*_parts(z, config.walk_rank), pop], grid, k)
+        )
+        out[name] = replace(fitted, new_item_prior=w)
     return out
+
+
+def _parts(z: Tensor, walk_rank: int) -> list[Scores]:
+    """The walk-factor and GNN-residual scores of served vectors ``z``, apart."""
+    return [embedding_scores(z[:, :walk_rank]), embedding_scores(z[:, walk_rank:])]
 
 
 def set_calibration(
@@ -155,6 +210,7 @@ def set_calibration(
         state["popularity_weight"] = torch.tensor(c.prior)
         state["gate_kappa"] = torch.tensor(c.kappa)
         state["residual_scale"] = torch.tensor(c.scale)
+        state["cold_prior_shift"] = torch.tensor(c.new_item_prior - c.prior)
         validation.embeddings[name] = shard_embeddings(checkpoint, shards)
 
 

@@ -17,7 +17,9 @@ a degree-gated mix:
     \qquad g_i = \frac{d_i}{d_i + \kappa} \;(\kappa = 0:\ g_i = 1),
 
 with ``κ`` and the residual scale ``α`` fitted on validation, like the popularity prior's
-weight (:mod:`training.compare`). Scores are ``z_iᵀ z_j + w · log(1 + d_j)``.
+weight (:mod:`training.compare`). Scores are ``z_iᵀ z_j + w_i · log(1 + d_j)``, where the
+prior's weight depends on the query: ``w`` for one with EELs, ``w + δ`` for one without (a
+new item), both fitted on validation (``δ = 0`` in training).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class EntityEncoder(nn.Module):
         )
         self.register_buffer("gate_kappa", torch.zeros(()))  # κ, fitted on validation
         self.register_buffer("residual_scale", torch.ones(()))  # α, fitted on validation
+        self.register_buffer("cold_prior_shift", torch.zeros(()))  # δ, fitted on validation
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.entity_id.weight, std=0.1)
@@ -201,14 +204,22 @@ class EntityEncoder(nn.Module):
             logits = logits + self.popularity_weight * log_degree[pairs[1]]
         return logits
 
+    def prior_weights(self, query_log_degree: Tensor) -> Tensor:
+        """The popularity prior's weight per query: ``w``, or ``w + δ`` for a query without
+        EELs (its neighbours are all unknown, so how much popularity should count for it is
+        a separate question, answered on validation)."""
+        return self.popularity_weight + self.cold_prior_shift * (query_log_degree == 0)
+
     def score_matrix(
         self, h: Tensor, queries: Tensor, candidates: Tensor, log_degree: Tensor
     ) -> Tensor:
         """:meth:`score` of every query against every candidate, ``(|Q|, |C|)``, as one
-        matrix product (no ``|Q|·|C|`` gather of vectors)."""
+        matrix product (no ``|Q|·|C|`` gather of vectors), with each query's own prior
+        weight (:meth:`prior_weights`)."""
         logits = h[queries] @ h[candidates].t()
         if self.config.popularity_prior:
-            logits = logits + self.popularity_weight * log_degree[candidates]
+            w = self.prior_weights(log_degree[queries]).unsqueeze(-1)
+            logits = logits + w * log_degree[candidates]
         return logits
 
 

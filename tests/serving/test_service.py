@@ -52,6 +52,36 @@ def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
     assert np.array_equal(again.index.search(q, 10)[1], index.search(q, 10)[1])
 
 
+def test_new_items_query_with_their_own_prior_weight_unless_the_caller_names_one():
+    m, concepts = clustered_matrix(200, seed=0)
+    m.meta["new_item_popularity_weight"] = 0.5
+    bundle, _, _ = build_bundle(m, concepts, IndexParams(kind="flat", sample_queries=50), "v1")
+    warm, new = 0, 199  # the last tenth are new items (log-degree 0)
+    assert bundle.log_degree[warm] > 0 and bundle.log_degree[new] == 0
+    ids = np.array([warm, new])
+    assert bundle.prior_weights(ids).tolist() == pytest.approx([0.05, 0.5])
+    assert bundle.prior_weights(ids, prior=-1.0).tolist() == [-1.0, -1.0]
+    assert bundle.query(ids)[:, -1].tolist() == pytest.approx([0.05, 0.5])
+
+
+def test_the_prior_parameter_trades_similarity_for_popularity(service):
+    url, _ = service
+    m, _ = clustered_matrix(N, seed=0)
+    vectors, log_degree = np.asarray(m.vectors), m.entities.column("log_degree").to_numpy()
+
+    def results(prior: float) -> list[int]:
+        reply = requests.get(f"{url}/v1/items/item-3/similar", params={"k": 10, "prior": prior})
+        assert reply.status_code == 200, reply.text
+        return [int(r["item_id"].removeprefix("item-")) for r in reply.json()["results"]]
+
+    popular, tail = results(3.0), results(-3.0)
+    assert log_degree[popular].mean() > log_degree[tail].mean() + 1
+    # what the service returns is the exact top 10 of the score with that weight
+    exact = vectors[3] @ vectors.T + 3.0 * log_degree
+    exact[3] = -np.inf
+    assert len(set(popular) & set(np.argsort(-exact)[:10].tolist())) >= 9
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     lake = tmp_path_factory.mktemp("lake")
@@ -99,6 +129,11 @@ def test_recommend_both_strategies_skip_the_history(service):
         ("get", "/v1/items/item-1/similar", {"params": {"k": 0}}, 422, "k must be"),
         ("get", "/v1/items/item-1/similar", {"params": {"k": 1001}}, 422, "k must be"),
         ("get", "/v1/items/item-1/similar", {"params": {"k": "ten"}}, 422, "k must be"),
+        ("get", "/v1/items/item-1/similar", {"params": {"prior": "lots"}}, 422, "prior must"),
+        ("get", "/v1/items/item-1/similar", {"params": {"prior": "nan"}}, 422, "prior must"),
+        ("get", "/v1/items/item-1/similar", {"params": {"prior": "1e9"}}, 422, "prior must"),
+        ("post", "/v1/recommend", {"json": {"history": [ONE], "prior": "x"}}, 422, "prior must"),
+        ("post", "/v1/recommend", {"json": {"history": [ONE], "prior": True}}, 422, "prior must"),
         ("post", "/v1/recommend", {"data": "{not json"}, 422, "Malformed JSON"),
         ("post", "/v1/recommend", {"json": [1, 2]}, 422, "JSON object"),
         ("post", "/v1/recommend", {"json": {"history": []}}, 422, "non-empty"),

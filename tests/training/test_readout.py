@@ -106,3 +106,18 @@ def test_graph_wide_negatives_reach_entities_outside_the_shard(shards):
     loss = shard_loss(model, graph, params, wide, epoch=0, k=0)
     assert torch.isfinite(loss)
     assert wide.bank[graph.entity_global].abs().sum() > 0 and wide.bank[~inside].abs().sum() == 0
+
+
+def test_queries_without_eels_score_with_the_new_item_prior(shards):
+    _, config = shards
+    model = build_model(config)
+    with torch.no_grad():
+        model.popularity_weight.fill_(0.2)
+    model.cold_prior_shift.fill_(0.5)  # w + δ = 0.7 for a query with no EELs
+    z = torch.randn(4, config.out_dim)
+    log_degree = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    everyone = torch.arange(4)
+    with torch.no_grad():
+        scores = model.score_matrix(z, everyone, everyone, log_degree)
+    for q, w in enumerate([0.7, 0.2, 0.2, 0.2]):
+        torch.testing.assert_close(scores[q], z[q] @ z.t() + w * log_degree)

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
-from training.compare import calibrate, compare, set_calibration, validation_set
+from training.compare import (
+    NEW_SHARE,
+    PRIOR_GRID,
+    calibrate,
+    compare,
+    set_calibration,
+    validation_set,
+)
 from training.device import pick_device
 from training.distributed import train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
@@ -18,7 +25,7 @@ from training.model import ModelConfig, SemanticGNN, build_model
 from training.shard_graph import held_out_pairs, shard_graph
 from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, auc, train
-from training.transe import TransEParams, train_transe
+from training.transe import TransEParams, converged, train_transe
 from training.variants import Variant, concept_inputs
 
 # CUDA where present, so a GPU machine runs these same checks on it; CPU in CI
@@ -34,6 +41,16 @@ def kg():
 @pytest.fixture(scope="module")
 def transe(kg):
     return train_transe(kg, TransEParams(dim=16, epochs=200, batch_size=256, seed=0), DEVICE)
+
+
+def test_transe_stops_when_its_loss_flattens_or_its_budget_is_spent(kg):
+    params = TransEParams(dim=16, epochs=10_000, batch_size=256, min_improvement=0.05, patience=3)
+    flat = train_transe(kg, params, DEVICE)
+    assert flat.stopped == "converged" and len(flat.losses) < 10_000
+    assert converged(flat.losses, 0.05, 3) and not converged(flat.losses[:-1], 0.05, 3)
+    params = TransEParams(dim=16, epochs=10_000, batch_size=256, max_seconds=0.5)
+    timed = train_transe(kg, params, DEVICE)
+    assert timed.stopped == "time budget" and len(timed.losses) < 10_000
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +195,15 @@ def test_validation_comparison(kg, transe, setup):
         chosen.prior,
         chosen.scale,
     )
+    # new items get their own prior weight, fitted on pseudo-new queries: a tenth of the
+    # linked entities, each asked for all its EELs
+    assert chosen.new_item_prior in (learned, *PRIOR_GRID)
+    assert float(state["cold_prior_shift"]) == pytest.approx(chosen.new_item_prior - chosen.prior)
+    new = validation.new_items
+    linked = np.unique(kg.eel[0])
+    assert len(new.queries) == int(NEW_SHARE * len(linked))
+    for q, relevant in zip(new.queries[:20].tolist(), new.relevant, strict=False):
+        assert sorted(relevant.tolist()) == sorted(kg.eel[1, kg.eel[0] == q].tolist())
     rows = {r.name: r for r in compare(models, validation)}
     assert rows["semantic"].map_at_k >= before - 1e-6  # the trained readout is in the grid
     names = [

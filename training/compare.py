@@ -33,7 +33,7 @@ from training.baselines import (
 from training.checkpoint import Checkpoint, ModelSet
 from training.evaluate import RankingTask
 from training.hasp import KGArrays
-from training.shard_graph import ShardGraph, held_out_pairs, shard_graph
+from training.shard_graph import held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 PRIOR_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -82,15 +82,8 @@ def shard_embeddings(
             h[g.entity_global] = model(g)
         else:
             new = torch.isin(g.entity_global, pseudo_new)
-            h[g.entity_global] = model(g, ~new, ~new, ~_touching(g, new))
+            h[g.entity_global] = model(g, ~new, ~new, ~g.eels_touching(new))
     return h
-
-
-def _touching(graph: ShardGraph, entities: Tensor) -> Tensor:
-    """Which message edges of ``graph`` are EELs of the (local) ``entities`` mask."""
-    node = torch.cat([entities, entities.new_zeros(graph.concept_features.shape[0])])
-    src, dst = graph.edge_index
-    return (graph.edge_type == 0) & (node[src] | node[dst])
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,13 @@ class ShardGraph:
     def num_entities(self) -> int:
         return int(self.entity_global.numel())
 
+    def eels_touching(self, entities: Tensor) -> Tensor:
+        """Which message edges are EELs with an end among ``entities`` (a local bool mask
+        over the shard's entities): what leaves message passing for a (pseudo-)new item."""
+        src, dst = self.edge_index
+        n = self.num_entities
+        return (src < n) & (entities[src.clamp(max=n - 1)] | entities[dst])
+
     def to(self, device: torch.device) -> ShardGraph:
         return ShardGraph(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 

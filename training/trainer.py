@@ -329,7 +329,7 @@ def shard_loss(
     pseudo_new = (torch.rand(n_e, generator=gen) < params.pseudo_new_share).to(device)
     keep_id = ~pseudo_new & (torch.rand(n_e, generator=gen) >= params.id_dropout).to(device)
     src, dst = graph.edge_index
-    touches_new = (src < n_e) & (pseudo_new[src.clamp(max=n_e - 1)] | pseudo_new[dst])
+    touches_new = graph.eels_touching(pseudo_new)
     pos = both_ways(batch_pairs(graph, params, epoch, k, b))
     # the batch's targets carry no messages: a link is predicted from the others, as a
     # held-out one is (else the GNN learns to read its targets off its inputs)

@@ -17,8 +17,10 @@ MOVIELENS = Path(
 
 # The same settings the tests' Dagster resources use, so every test shares one JVM.
 # The default JVM packages are requested on purpose: offline, that exercises the
-# start-without-them path once per test run.
-TEST_SPARK = SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4)
+# start-without-them path once per test run. The one JVM holds every test's local
+# checkpoints: with 2 GiB, a late broadcast join in the end-to-end smoke test once ran out
+# of driver memory (Spark's "Not enough memory to build and broadcast the table").
+TEST_SPARK = SparkSettings(master="local[2]", driver_memory="4g", shuffle_partitions=4)
 
 
 @pytest.fixture(scope="session")

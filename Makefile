@@ -23,7 +23,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed
+## The optional JVM packages (delta-spark; GraphFrames where Maven serves it) into .jvm/:
+## Spark loads them from there, so no run resolves anything (spark_jobs/jvm_packages.py).
+.jvm/.fetched: $(BIN)/.installed spark_jobs/jvm_packages.py
+	$(BIN)/python -m spark_jobs.jvm_packages
+	touch $@
+
+install: $(BIN)/.installed .jvm/.fetched
 
 ## Materialize every asset on the built-in synthetic dataset, then say where to look.
 demo: install home

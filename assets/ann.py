@@ -70,6 +70,9 @@ def ann_index(
         "entities": len(bundle.index),
         "distinct_vectors": bundle.index.index.ntotal,
         "recall_at_10": tuning.recall_at_10,
+        "target_recall_at_10": config.target_recall,
+        # how far below the target the largest ef_search tried stayed (0: met)
+        "recall_shortfall": round(max(0.0, config.target_recall - tuning.recall_at_10), 4),
         "ef_search": tuning.ef_search,
         "queries_per_second": tuning.queries_per_second,
         "build_seconds": build_seconds,

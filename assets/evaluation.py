@@ -12,6 +12,7 @@ from orchestration.plots import bars, png_markdown
 from orchestration.resources import LakeResource, SparkResource, env
 from training.checkpoint import load_model_set
 from training.device import pick_device
+from training.evaluate import MAX_QUERIES
 from training.kg_arrays import kg_from_frames
 from training.protocol import (
     STRICT,
@@ -38,6 +39,8 @@ class SplitConfig(dg.Config):
 
 class EvaluationConfig(dg.Config):
     memory_budget_mb: int = INFERENCE_BUDGET_MB
+    # queries ranked per setting, a seeded sample (0: all of them, a cost of |Q|·N each)
+    max_queries: int = MAX_QUERIES
 
 
 @dg.asset(group_name=GROUP)
@@ -82,8 +85,9 @@ def embedding_evaluation(
     kg = kg_from_frames(knowledge_graph)
     with Measure() as m:
         results = evaluate_models(
-            models, kg, split, config.memory_budget_mb, pick_device(), context.log.info
-        )
+            models, kg, split, config.memory_budget_mb, pick_device(), context.log.info,
+            max_queries=config.max_queries or None,
+        )  # fmt: skip
     report = EvaluationReport(results, models.primary, gnn_checkpoint.name)
     table = report.markdown()
     context.log.info("\n" + table)
@@ -99,6 +103,8 @@ def embedding_evaluation(
             "primary": models.primary,
             "model_version": report.model_version,
             "map_at_10": report.value(models.primary),
+            "map_at_10_95%_interval": report.interval(models.primary),
+            "queries": int(report.value(models.primary, metric="queries")),
             "strict_cold_start_map_at_10": report.value(models.primary, STRICT),
             "comparison": dg.MetadataValue.md(table),
             # strict cold-start queries: how much of each model's top 10 is best-sellers

@@ -31,7 +31,7 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
-from training.evaluate import RankingTask
+from training.evaluate import MAX_QUERIES, RankingTask
 from training.hasp import KGArrays
 from training.shard_graph import held_out_pairs, shard_graph
 
@@ -102,15 +102,15 @@ class Validation:
     new_items: RankingTask
 
 
-NEW_SHARE, NEW_MAX = 0.1, 2000  # pseudo-new queries: a share of the linked entities, capped
+NEW_SHARE = 0.1  # pseudo-new queries: a share of the linked entities, at most MAX_QUERIES
 
 
 def pseudo_new_task(kg: KGArrays, seed: int) -> RankingTask:
-    """A seeded sample of :data:`NEW_SHARE` (at most :data:`NEW_MAX`) of ``kg``'s linked
+    """A seeded sample of :data:`NEW_SHARE` (at most :data:`MAX_QUERIES`) of ``kg``'s linked
     entities; each one's relevant set is all its EELs, and only itself is not ranked."""
     eel = torch.from_numpy(kg.eel)
     linked = torch.unique(eel[0])
-    count = min(NEW_MAX, max(1, int(NEW_SHARE * len(linked)))) if len(linked) else 0
+    count = min(MAX_QUERIES, max(1, int(NEW_SHARE * len(linked)))) if len(linked) else 0
     order = torch.randperm(len(linked), generator=torch.Generator().manual_seed(seed))
     chosen = linked[order[:count]]
     links = eel[:, torch.isin(eel[0], chosen)]
@@ -128,7 +128,9 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     )
     s = signals(kg, held_out)
     # every EEL not held out is known (cut EELs too, which ItemCF sees): not ranked
-    task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities)
+    task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities).sample(
+        seed=best.params.seed
+    )
     embeddings = {name: shard_embeddings(c, shards) for name, c in models.checkpoints.items()}
     return Validation(task, s, embeddings, pseudo_new_task(kg, best.params.seed))
 

@@ -13,7 +13,10 @@ Settings, each a :class:`~training.evaluate.RankingTask` over all entities:
   stand-in for a curated similar-items set.
 
 Learned encoders embed each setting's graph with :func:`training.inference.embed`; no-
-learning baselines score from the same graph; their weights come from validation.
+learning baselines score from the same graph; their weights come from validation. Each
+setting ranks a seeded sample of at most ``max_queries`` of its queries
+(:meth:`~training.evaluate.RankingTask.sample`); every mean comes with its count and the
+MAP@10 with a 95% bootstrap interval (``map@10_low``, ``map@10_high``).
 
 Besides ranking quality, **cold-query exposure** (:func:`cold_query_exposure`): over the
 strict cold-start queries, the share of each model's top 10 that are the catalogue's 20
@@ -47,7 +50,7 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
-from training.evaluate import RankingTask, top_k
+from training.evaluate import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
 from training.hasp import KGArrays
 from training.inference import embed_graph
 from training.split import EvaluationSplit, training_view, warmup_view
@@ -91,13 +94,19 @@ def rare_concept_links(kg: KGArrays, rare_max: int) -> Tensor:
     return torch.unique(pairs, dim=1)
 
 
-def settings(kg: KGArrays, split: EvaluationSplit, rare_max: int = 5) -> dict[str, Setting]:
+def settings(
+    kg: KGArrays,
+    split: EvaluationSplit,
+    rare_max: int = 5,
+    max_queries: int | None = MAX_QUERIES,
+    seed: int = 0,
+) -> dict[str, Setting]:
     n = kg.num_entities
     train = training_view(kg, split)
     known = torch.from_numpy(train.eel)
     degree = torch.bincount(known[0], minlength=n)
     test = torch.from_numpy(split.test_pairs)
-    transductive = RankingTask.from_pairs(test, known, n)
+    transductive = RankingTask.from_pairs(test, known, n).sample(max_queries, seed)
     d = degree[transductive.queries]
     groups = {name: (d > lo) & (d <= hi) for name, (lo, hi) in GROUPS.items()}
     all_links = _links_from(kg, split.inductive)
@@ -106,10 +115,17 @@ def settings(kg: KGArrays, split: EvaluationSplit, rare_max: int = 5) -> dict[st
     remaining = all_links[:, ~torch.isin(all_links[0] * n_ + all_links[1], warm[0] * n_ + warm[1])]
     return {
         TRANSDUCTIVE: Setting(transductive, "train", groups),
-        STRICT: Setting(RankingTask.from_links(all_links, NO_EDGES, n), "train"),
-        WARMUP: Setting(RankingTask.from_links(remaining, warm, n), "warm"),
+        STRICT: Setting(
+            RankingTask.from_links(all_links, NO_EDGES, n).sample(max_queries, seed), "train"
+        ),
+        WARMUP: Setting(
+            RankingTask.from_links(remaining, warm, n).sample(max_queries, seed), "warm"
+        ),
         SEMANTIC: Setting(
-            RankingTask.from_links(rare_concept_links(kg, rare_max), NO_EDGES, n), "train"
+            RankingTask.from_links(rare_concept_links(kg, rare_max), NO_EDGES, n).sample(
+                max_queries, seed
+            ),
+            "train",
         ),
     }
 
@@ -152,9 +168,10 @@ def evaluate_models(
     memory_budget_mb: float,
     device: torch.device,
     progress: Callable[[str], None] | None = None,
+    max_queries: int | None = MAX_QUERIES,
 ) -> Results:
     """Every encoder, embedding table and baseline of ``models``, in every setting."""
-    cases = settings(kg, split)
+    cases = settings(kg, split, max_queries=max_queries)
     views = {"train": training_view(kg, split), "warm": warmup_view(kg, split)}
     scorers: dict[str, dict[str, Scores]] = {view: {} for view in views}
     view_signals = {view: signals(graph, NO_EDGES) for view, graph in views.items()}
@@ -205,6 +222,8 @@ def _means(per_query: dict[str, Tensor], mask: Tensor | None = None) -> dict[str
     for metric, values in per_query.items():
         v = values if mask is None else values[mask]
         out[metric] = float(v.nanmean()) if v.numel() else float("nan")
+    v = per_query["map@10"] if mask is None else per_query["map@10"][mask]
+    out["map@10_low"], out["map@10_high"] = bootstrap_interval(v)
     first = next(iter(per_query.values()))
     valid = ~first.isnan() if mask is None else ~first.isnan() & mask
     out["queries"] = float(valid.sum())
@@ -267,6 +286,11 @@ class EvaluationReport:
 
     def value(self, model: str, setting: str = TRANSDUCTIVE, metric: str = "map@10") -> float:
         return self.results[model][setting][metric]
+
+    def interval(self, model: str, setting: str = TRANSDUCTIVE) -> str:
+        """The 95% bootstrap interval of ``model``'s MAP@10 in ``setting``, as text."""
+        r = self.results[model][setting]
+        return f"[{r['map@10_low']:.4f}, {r['map@10_high']:.4f}]"
 
     def best_baseline(
         self, setting: str, metric: str, among: tuple[str, ...] | None = None

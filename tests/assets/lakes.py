@@ -21,13 +21,14 @@ from tests.conftest import TEST_SPARK
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
 
 
-def resources(lake: Path) -> dict[str, object]:
+def resources(lake: Path, delta_engine: str = "deltalake") -> dict[str, object]:
     spark = SparkResource(
         master=TEST_SPARK.master,
         driver_memory=TEST_SPARK.driver_memory,
         shuffle_partitions=TEST_SPARK.shuffle_partitions,
+        packages=TEST_SPARK.packages,
     )
-    return lake_resources(spark, LakeResource(root=str(lake)))
+    return lake_resources(spark, LakeResource(root=str(lake), delta_engine=delta_engine))
 
 
 def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
@@ -60,6 +61,12 @@ def recorded(lake: Path) -> dict[str, int]:
     """The table versions the lake's newest record makes visible."""
     snapshot = LakeLog(lake / "tables").snapshot()
     return {f"tables/{name}": v for name, v in snapshot.tables.items()}
+
+
+def table_rows_at(lake: Path, table: str, version: int) -> list[tuple]:
+    """A table's rows at a version, as sorted tuples of reprs (comparable across lakes)."""
+    frame = DeltaTable(str(lake / table), version=version).to_pyarrow_table().to_pandas()
+    return sorted(tuple(map(repr, r)) for r in frame.itertuples(index=False))
 
 
 def training_ops(models: tuple[str, ...] = ("semantic", "sage", "deepwalk")) -> dict:

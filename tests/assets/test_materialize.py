@@ -91,6 +91,13 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
     for name in ("semantic", "sage", "deepwalk", "itemcf", "concepts", "blend"):
         assert f"| {name} |" in table
 
+    evaluation = meta("embedding_evaluation")
+    lo, hi = (float(x) for x in evaluation["map_at_10_95%_interval"].strip("[]").split(","))
+    assert lo <= evaluation["map_at_10"] <= hi and 0 < evaluation["queries"] <= 2000
+    index = meta("ann_index")
+    shortfall = index["target_recall_at_10"] - index["recall_at_10"]
+    assert index["recall_shortfall"] == pytest.approx(max(0.0, shortfall), abs=1e-4)
+
     edges = DeltaTable(str(lake / "tables/knowledge_graph/edges"))
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"
 

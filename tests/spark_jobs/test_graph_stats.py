@@ -8,6 +8,7 @@ import pytest
 
 from spark_jobs import constants as C
 from spark_jobs.graph_stats import components_dataframe, components_graphframes, eel_degrees
+from tests.conftest import require_jvm
 
 
 def union_find(n: int, edges: list[tuple[int, int]]) -> dict[int, int]:
@@ -45,8 +46,7 @@ def test_components_match_union_find(small_graph):
 
 
 def test_components_match_graphframes(small_graph, caps):
-    if not caps.graphframes:
-        pytest.skip("GraphFrames JVM package not on Spark's classpath (no Maven repository here)")
+    require_jvm(caps, "graphframes")
     _, _, vertices, frame = small_graph
     ours = {r[C.NODE_ID]: r[C.COMPONENT] for r in components_dataframe(vertices, frame).collect()}
     theirs = {

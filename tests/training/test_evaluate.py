@@ -12,6 +12,7 @@ from training.baselines import best_of, blend, concepts, itemcf, popularity, sig
 from training.evaluate import (
     RankingTask,
     average_precision_at_k,
+    bootstrap_interval,
     rank_rows,
     recall_at_k,
     top_k,
@@ -124,3 +125,30 @@ def test_rank_rows_is_exact_on_ties():
     random = torch.randint(0, 4, (50, 200)).float()  # many ties
     expected = torch.argsort(random, dim=1, descending=True, stable=True)[:, :7]
     assert torch.equal(rank_rows(random, 7), expected)
+
+
+def test_a_sample_is_seeded_and_keeps_each_querys_rows():
+    src = [q for q in range(10) for _ in range(2)]
+    links = torch.tensor([src, [(q + d) % 10 for q in range(10) for d in (1, 2)]])
+    task = RankingTask.from_links(links, torch.tensor([[0], [5]]), num_entities=10)
+    assert task.sample(None) is task and task.sample(10) is task
+    part = task.sample(4, seed=1)
+    assert len(part.queries) == 4 and part.queries.tolist() == sorted(part.queries.tolist())
+    assert torch.equal(task.sample(4, seed=1).queries, part.queries)
+    assert not torch.equal(task.sample(4, seed=2).queries, part.queries)
+    for i, q in enumerate(part.queries.tolist()):
+        assert torch.equal(part.relevant[i], task.relevant[q])
+        assert torch.equal(part.exclude[i], task.exclude[q])
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_queries():
+    rng = np.random.default_rng(0)
+    small = torch.from_numpy(rng.random(100))
+    large = torch.from_numpy(rng.random(10_000))
+    lo, hi = bootstrap_interval(torch.cat([small, torch.tensor([math.nan])]))
+    assert lo < float(small.mean()) < hi
+    lo_l, hi_l = bootstrap_interval(large)
+    assert lo_l < float(large.mean()) < hi_l and (hi_l - lo_l) < (hi - lo) / 5
+    # about 1.96 standard errors either side (uniform values: sd = 1/sqrt(12))
+    assert (hi_l - lo_l) == pytest.approx(2 * 1.96 / math.sqrt(12 * 10_000), rel=0.15)
+    assert all(math.isnan(x) for x in bootstrap_interval(torch.tensor([math.nan])))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
+from tests.spark_cluster import free_port
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
 from training.compare import (
     NEW_SHARE,
@@ -19,7 +24,7 @@ from training.compare import (
     validation_set,
 )
 from training.device import pick_device
-from training.distributed import train_distributed
+from training.distributed import Job, train_distributed
 from training.hasp import EEL, HaspParams, build_hasp
 from training.model import ModelConfig, SemanticGNN, build_model
 from training.shard_graph import held_out_pairs, shard_graph
@@ -28,6 +33,7 @@ from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, converged, train_transe
 from training.variants import Variant, concept_inputs
 
+ROOT = Path(__file__).resolve().parents[2]
 # CUDA where present, so a GPU machine runs these same checks on it; CPU in CI
 DEVICE = pick_device()
 CPU = torch.device("cpu")  # the data-parallel tests run gloo on CPU
@@ -125,6 +131,28 @@ def test_two_processes_match_one(setup):
     for name, value in single.state_dict.items():
         # Adam divides by sqrt(v): float-order noise on near-zero gradients grows to ~1e-5
         torch.testing.assert_close(double.state_dict[name], value, rtol=1e-3, atol=1e-4)
+
+
+def test_torchrun_two_processes_match_one(setup, tmp_path):
+    """The documented entry point under the real launcher, two local ranks over gloo."""
+    graphs, config = setup
+    params = TrainParams(epochs=2, shards_per_step=2, patience=10)
+    Job(graphs, config, params).save(tmp_path / "job.pt")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+         "-m", "training.distributed", str(tmp_path / "job.pt"), str(tmp_path / "out.pt")],
+        cwd=ROOT, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    launched = torch.load(tmp_path / "out.pt", weights_only=False)
+    single = train(graphs, config, params, CPU)
+    np.testing.assert_allclose(
+        [p["loss"] for p in launched.curve], [p["loss"] for p in single.curve], rtol=1e-4
+    )
+    for name, value in single.state_dict.items():
+        torch.testing.assert_close(launched.state_dict[name], value, rtol=1e-3, atol=1e-4)
 
 
 def test_checkpoint_reproduces_embeddings(setup, transe, tmp_path):

@@ -7,12 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.inits import glorot, ones
-from torch_geometric.utils import softmax
+from torch_geometric.utils import scatter, softmax
 
 
-class RelationAttentionConv(MessagePassing):
+class RelationAttentionConv(nn.Module):
     r"""Relation-aware attention of SemanticGNN (Netflix, WWW'24): a neighbour :math:`c`
     of target :math:`t` under relation :math:`r` sends
 
@@ -55,7 +54,7 @@ class RelationAttentionConv(MessagePassing):
         heads: int = 1,
         act: nn.Module | None = None,
     ) -> None:
-        super().__init__(aggr="add", node_dim=0)
+        super().__init__()
         if channels % heads != 0:
             raise ValueError(f"channels ({channels}) must be divisible by heads ({heads}).")
         self.channels = channels
@@ -67,11 +66,9 @@ class RelationAttentionConv(MessagePassing):
         self.lin_k = nn.Linear(channels, channels, bias=False)
         self.lin_q = nn.Linear(channels, channels, bias=False)
         self.beta = nn.Parameter(torch.empty(num_relations))
-        self._alpha: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        super().reset_parameters()
         glorot(self.lin_v.weight)
         glorot(self.lin_k.weight)
         glorot(self.lin_q.weight)
@@ -95,53 +92,47 @@ class RelationAttentionConv(MessagePassing):
                 f"edge_type holds relation {int(edge_type.max())}, but the layer knows "
                 f"{self.num_relations} relations."
             )
-        d = self.channels // self.heads
-        # W_v [h_c || e_r] = W_v,h h_c + W_v,r e_r, and W_k is linear too: so values and
-        # keys are computed once per node and once per relation, then summed per edge,
-        # instead of two matrix products per edge. Same equations, a fraction of the work.
-        w_node, w_rel = self.lin_v.weight.split([self.channels, self.relation_channels], dim=1)
-        value_node, value_rel = x @ w_node.t(), relation_emb @ w_rel.t()  # (|V|, C), (R, C)
-        q = self.lin_q(x).view(-1, self.heads, d)  # (|V|, H, d)
-        # Per-edge relation terms come from a one-hot product, not a gather: the backward
-        # of a gather from an R-row table sums |E| rows into R, which CUDA's indexing
-        # backward runs one row at a time (1.2 s a step at 10^6 edges on an H100); the
-        # product's backward is one matrix product. (|E|, R) is a few floats per edge.
-        one_hot = F.one_hot(edge_type, self.num_relations).to(x.dtype)
-        out = self.propagate(
-            edge_index,
-            value=value_node,
-            key=self.lin_k(value_node),
-            q=q,
-            one_hot=one_hot,
-            value_rel=value_rel,
-            key_rel=self.lin_k(value_rel),
-        )  # (|V|, C)
+        n, heads, c, r = x.shape[0], self.heads, self.channels, self.num_relations
+        d = c // heads
+        src, dst = edge_index[0], edge_index[1]
+        # W_v [h_c || e_r] = W_v,h h_c + W_v,r e_r: values once per node and per relation.
+        w_node, w_rel = self.lin_v.weight.split([c, self.relation_channels], dim=1)
+        value, value_rel = x @ w_node.t(), relation_emb @ w_rel.t()  # (|V|, C), (R, C)
+        q = self.lin_q(x).view(n, heads, d)
+        if heads == 1:
+            # q_t . W_k v = (W_k^T q_t) . v: the logits read the values the messages carry,
+            # so one gather of |E| x C serves both (no per-edge keys)
+            query = (q.view(n, d) @ self.lin_k.weight).view(n, 1, c)
+            key, rel_logit = value.view(n, 1, c), query.view(n, c) @ value_rel.t()
+        else:
+            query = q
+            key = self.lin_k(value).view(n, heads, d)
+            rel_logit = torch.einsum("nhd,rhd->nhr", q, self.lin_k(value_rel).view(r, heads, d))
+        # the relation's share of the logit, q_t . W_k W_v,r e_r, per (target, head, relation)
+        rel_logit = rel_logit.reshape(-1)
+        at = ((dst * heads).view(-1, 1) + torch.arange(heads, device=x.device)) * r
+        rel_part = rel_logit.index_select(0, (at + edge_type.view(-1, 1)).view(-1)).view(-1, heads)
+        # index_select, not x[idx]: its backward is an index_add, where advanced indexing's
+        # index_put with accumulate took most of a CPU step
+        value_j = value.index_select(0, src)
+        key_j = value_j.view(-1, 1, c) if heads == 1 else key.index_select(0, src)
+        logits = (query.index_select(0, dst) * key_j).sum(-1)
+        # beta_r per edge from a one-hot product, not a gather: the backward of a gather from
+        # an R-row table runs one row at a time on CUDA (1.2 s a step at 10^6 edges, H100)
+        one_hot = F.one_hot(edge_type, r).to(x.dtype)
+        logits = (logits + rel_part) / math.sqrt(d) * (one_hot @ self.beta).unsqueeze(-1)
+        alpha = softmax(logits, dst, num_nodes=n)  # (|E|, H), sums to 1 per target
+        # sum_c alpha (W_v,h h_c + W_v,r e_r): the node part per edge, the relation part as
+        # each target's attention mass per relation times the R relation values
+        out = scatter(
+            (value_j.view(-1, heads, d) * alpha.unsqueeze(-1)).view(-1, c), dst, 0, dim_size=n
+        )
+        mass = scatter(alpha.unsqueeze(-1) * one_hot.unsqueeze(1), dst, 0, dim_size=n)
+        out = out + torch.einsum("nhr,rhd->nhd", mass, value_rel.view(r, heads, d)).reshape(n, c)
         out = x + self.act(out)
-        alpha, self._alpha = self._alpha, None
         if return_attention_weights:
-            return out, alpha  # alpha: (|E|, H)
+            return out, alpha
         return out
-
-    def message(
-        self,
-        value_j: Tensor,
-        key_j: Tensor,
-        q_i: Tensor,
-        one_hot: Tensor,
-        value_rel: Tensor,
-        key_rel: Tensor,
-        index: Tensor,
-        ptr: Tensor | None,
-        size_i: int | None,
-    ) -> Tensor:
-        d = self.channels // self.heads
-        value = (value_j + one_hot @ value_rel).view(-1, self.heads, d)  # h_c(r): (|E|, H, d)
-        key = (key_j + one_hot @ key_rel).view(-1, self.heads, d)  # W_k h_c(r)
-        beta = (one_hot @ self.beta).unsqueeze(-1)  # beta_r per edge: (|E|, 1)
-        logits = (key * q_i).sum(-1) / math.sqrt(d) * beta
-        alpha = softmax(logits, index, ptr, size_i)  # (|E|, H), sums to 1 per target
-        self._alpha = alpha
-        return (value * alpha.unsqueeze(-1)).view(-1, self.channels)
 
     def __repr__(self) -> str:
         return (

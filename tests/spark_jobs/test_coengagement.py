@@ -104,8 +104,8 @@ def test_bad_params_raise():
 
 
 def test_pairs_and_counts_equal_the_self_join_sql(spark, tmp_path):
-    """On generated data, the list-based job finds exactly the pairs and supports of the
-    self-join it replaced (the same SQL, run by DuckDB: bench.coengagement's peer)."""
+    """On generated data, the Spark job finds exactly the pairs and supports of the same
+    SQL run by DuckDB (bench.coengagement's peer), scores equal to float precision."""
     import duckdb
 
     from bench.coengagement import SQL

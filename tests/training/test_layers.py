@@ -11,8 +11,9 @@ from training.layers import RelationAttentionConv
 
 
 def direct(conv: RelationAttentionConv, x, edge_index, edge_type, rel):
-    """The layer's equations written out per target node, one head."""
-    out = x.clone()
+    """The layer's equations written out per target node and head."""
+    out, heads = x.clone(), conv.heads
+    d = x.shape[1] // heads
     for t in range(x.shape[0]):
         incoming = (edge_index[1] == t).nonzero().flatten().tolist()
         if not incoming:
@@ -21,12 +22,13 @@ def direct(conv: RelationAttentionConv, x, edge_index, edge_type, rel):
         for e in incoming:
             c, r = int(edge_index[0, e]), int(edge_type[e])
             h_cr = conv.lin_v.weight @ torch.cat([x[c], rel[r]])
-            k = conv.lin_k.weight @ h_cr
-            q = conv.lin_q.weight @ x[t]
-            logits.append(k @ q / math.sqrt(x.shape[1]) * conv.beta[r])
-            values.append(h_cr)
-        att = torch.softmax(torch.stack(logits), dim=0)
-        out[t] = x[t] + torch.nn.functional.elu((att[:, None] * torch.stack(values)).sum(0))
+            k = (conv.lin_k.weight @ h_cr).view(heads, d)
+            q = (conv.lin_q.weight @ x[t]).view(heads, d)
+            logits.append((k * q).sum(-1) / math.sqrt(d) * conv.beta[r])
+            values.append(h_cr.view(heads, d))
+        att = torch.softmax(torch.stack(logits), dim=0)  # (incoming, heads)
+        message = (att[:, :, None] * torch.stack(values)).sum(0).flatten()
+        out[t] = x[t] + torch.nn.functional.elu(message)
     return out
 
 
@@ -80,3 +82,15 @@ def test_errors(graph):
         conv(x, edge_index, edge_type, rel[:1])
     with pytest.raises(ValueError, match="holds relation 5"):
         conv(x, edge_index, torch.tensor([0, 5, 1]), rel)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_a_random_multigraph_matches_the_equations(heads):
+    torch.manual_seed(heads)
+    x, rel = torch.randn(25, 8), torch.randn(3, 5)
+    edge_index, edge_type = torch.randint(0, 25, (2, 150)), torch.randint(0, 3, (150,))
+    conv = RelationAttentionConv(8, 5, num_relations=3, heads=heads)
+    with torch.no_grad():
+        conv.beta.uniform_(0.5, 2.0)
+    expected = direct(conv, x, edge_index, edge_type, rel)
+    torch.testing.assert_close(conv(x, edge_index, edge_type, rel), expected, atol=1e-5, rtol=1e-5)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,15 @@ def _daemon(spark_home: Path, args: list[str], log: Path, env: dict) -> subproce
     )
 
 
-def _wait(ready, what: str, procs: list[subprocess.Popen], logs: list[Path], seconds=120):
+def _wait(
+    ready: Callable[[], bool],
+    what: str,
+    procs: list[subprocess.Popen],
+    logs: list[Path],
+    seconds: float = 120,
+) -> None:
+    """Poll ``ready`` until it holds; fail with the daemons' log tails if one exits first
+    or ``seconds`` pass."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
@@ -53,7 +61,7 @@ def _wait(ready, what: str, procs: list[subprocess.Popen], logs: list[Path], sec
         try:
             if ready():
                 return
-        except OSError:
+        except OSError:  # the web UI is not listening yet
             pass
         time.sleep(0.5)
     tails = "\n".join(log.read_text()[-2000:] for log in logs)

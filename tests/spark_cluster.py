@@ -23,6 +23,7 @@ import pyspark
 class Cluster:
     master_url: str
     ui_url: str
+    master_log: Path  # what the master did: "Registered app ...", "Launching executor ..."
 
     def state(self) -> dict:
         with urllib.request.urlopen(f"{self.ui_url}/json/", timeout=5) as answer:
@@ -79,8 +80,8 @@ def standalone_cluster(folder: Path, cores: int = 2, memory: str = "2g") -> Iter
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
     port, ui_port, worker_ui = free_port(), free_port(), free_port()
-    cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}")
     logs = [folder / "master.log", folder / "worker.log"]
+    cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}", logs[0])
     procs = [
         _daemon(
             spark_home,

@@ -11,6 +11,7 @@ prior's weight, degree gate and residual scale (:func:`calibrate`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -54,22 +55,21 @@ class Row:
 def shard_embeddings(
     checkpoint: Checkpoint,
     shards: list[HeteroData],
-    kappa: float | None = None,
+    kappas: Sequence[float] = (),
     pseudo_new: Tensor | None = None,
-) -> Tensor:
-    """``(num_entities, out_dim)``: each entity embedded by the model in its own shard
-    (with the degree gate's ``kappa`` and a residual scale of 1 instead of the
-    checkpoint's, when ``kappa`` is given: the readout being calibrated).
+) -> list[Tensor]:
+    """``(num_entities, out_dim)`` each: every entity embedded by the model in its own
+    shard, read out with the checkpoint's own readout, or, one tensor per degree gate
+    ``κ`` in ``kappas``, with that ``κ`` and a residual scale of 1 (the readout being
+    calibrated: the encoder runs once for all of them).
 
     ``pseudo_new`` (graph-wide ids) are embedded as new items: their EELs leave message
     passing and their id, popularity and walk factors are masked, as for an item that
     arrived after training."""
     model = checkpoint.model()
-    if kappa is not None:
-        model.gate_kappa.fill_(kappa)
-        model.residual_scale.fill_(1.0)
     relations = list(checkpoint.config.relations)
-    h = torch.zeros(checkpoint.config.num_entities, checkpoint.config.out_dim)
+    readouts = list(kappas) or [None]
+    out = [torch.zeros(checkpoint.config.num_entities, checkpoint.config.out_dim) for _ in readouts]
     for k, shard in enumerate(shards):
         g = shard_graph(
             shard,
@@ -78,12 +78,17 @@ def shard_embeddings(
             checkpoint.params.val_share,
             checkpoint.params.seed + k,
         )
-        if pseudo_new is None:
-            h[g.entity_global] = model(g)
-        else:
+        known = edge_mask = None
+        if pseudo_new is not None:
             new = torch.isin(g.entity_global, pseudo_new)
-            h[g.entity_global] = model(g, ~new, ~new, ~g.eels_touching(new))
-    return h
+            known, edge_mask = ~new, ~g.eels_touching(new)
+        h = model.encode(g, known, known, edge_mask)
+        for z, kappa in zip(out, readouts, strict=True):
+            if kappa is not None:
+                model.gate_kappa.fill_(kappa)
+                model.residual_scale.fill_(1.0)
+            z[g.entity_global] = model.readout(g, h, known)
+    return out
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities).sample(
         seed=best.params.seed
     )
-    embeddings = {name: shard_embeddings(c, shards) for name, c in models.checkpoints.items()}
+    embeddings = {name: shard_embeddings(c, shards)[0] for name, c in models.checkpoints.items()}
     return Validation(task, s, embeddings, pseudo_new_task(kg, best.params.seed))
 
 
@@ -172,14 +177,15 @@ def calibrate(
         priors = (learned, *PRIOR_GRID) if config.popularity_prior else (0.0,)
         grid = [(1.0, a * a, w) for a in SCALE_GRID for w in priors]
         best: tuple[float, Calibration] | None = None
-        for kappa in KAPPA_GRID if config.walk_rank else (0.0,):
-            parts = [*_parts(shard_embeddings(checkpoint, shards, kappa), config.walk_rank), pop]
+        kappas = KAPPA_GRID if config.walk_rank else (0.0,)
+        for kappa, z in zip(kappas, shard_embeddings(checkpoint, shards, kappas), strict=True):
+            parts = [*_parts(z, config.walk_rank), pop]
             (_, a2, w), value = best_of(grid, validation.task.map_at_k_weighted(parts, grid, k))
             if best is None or value > best[0]:
                 best = (value, Calibration(learned, w, kappa, a2**0.5, w))
         fitted = best[1]
         new = validation.new_items
-        z = shard_embeddings(checkpoint, shards, fitted.kappa, pseudo_new=new.queries)
+        (z,) = shard_embeddings(checkpoint, shards, [fitted.kappa], pseudo_new=new.queries)
         grid = [(1.0, fitted.scale**2, w) for w in priors]
         (_, _, w), _ = best_of(
             grid, new.map_at_k_weighted([*_parts(z, config.walk_rank), pop], grid, k)
@@ -206,7 +212,7 @@ def set_calibration(
         state["gate_kappa"] = torch.tensor(c.kappa)
         state["residual_scale"] = torch.tensor(c.scale)
         state["cold_prior_shift"] = torch.tensor(c.new_item_prior - c.prior)
-        validation.embeddings[name] = shard_embeddings(checkpoint, shards)
+        validation.embeddings[name] = shard_embeddings(checkpoint, shards)[0]
 
 
 def encoder_map(checkpoint: Checkpoint, validation: Validation, name: str, k: int = 10) -> float:

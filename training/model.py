@@ -141,13 +141,24 @@ class EntityEncoder(nn.Module):
         keep_popularity: Tensor | None = None,
         edge_mask: Tensor | None = None,
     ) -> Tensor:
+        h = self.encode(graph, keep_id, keep_popularity, edge_mask)
+        return self.readout(graph, h, keep_popularity)
+
+    def encode(
+        self,
+        graph: ShardGraph,
+        keep_id: Tensor | None = None,
+        keep_popularity: Tensor | None = None,
+        edge_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The entities' outputs ``h`` ``(n_e, dim)`` before the readout."""
         h = self.inputs(graph, keep_id, keep_popularity)
         edge_index, edge_type = graph.edge_index, graph.edge_type
         if edge_mask is not None:
             edge_index, edge_type = edge_index[:, edge_mask], edge_type[edge_mask]
         for i in range(self.config.layers):
             h = self.layer(i, h, edge_index, edge_type)
-        return self.readout(graph, h[: graph.num_entities], keep_popularity)
+        return h[: graph.num_entities]
 
     def gate(self, log_degree: Tensor) -> Tensor:
         """``g = d / (d + κ)``: how much of an entity's own walk factors it keeps, by its

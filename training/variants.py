@@ -70,6 +70,42 @@ class EncoderShape:
     walk_rank: int = 512  # the fixed walk factors' columns (0: the GNN's output alone)
 
 
+@dataclass(frozen=True)
+class GraphInputs:
+    """What every variant of a run derives from the whole graph, computed once per run:
+    the held-out pairs, the training graph without them, and the encoders' graph-wide inputs."""
+
+    held: Tensor
+    train_kg: KGArrays
+    prepared: Prepared
+
+
+def graph_inputs(
+    shards: list[HeteroData],
+    transe: TransEResult,
+    kg: KGArrays,
+    shape: EncoderShape,
+    params: TrainParams,
+) -> GraphInputs:
+    relations = [EEL, *transe.relations]
+    # neither walks nor spectral vectors may see the EELs the encoders hold out
+    held = held_out_pairs(
+        shards, transe.concept_embeddings, relations, params.val_share, params.seed
+    )
+    # all training EELs, cut ones included: a graph-wide view no single shard has
+    train_kg = kg.without_eels(held.numpy())
+    train_eels = torch.from_numpy(train_kg.eel)
+    id_vectors = walk = teacher = None
+    if params.id_init == "spectral":
+        id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
+    if shape.walk_rank:
+        weights = torch.from_numpy(train_kg.eel_weight)
+        walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
+    if params.distill_weight:
+        teacher = walk_teacher(signals(kg, held), params.distill_k)
+    return GraphInputs(held, train_kg, Prepared(id_vectors, walk, teacher))
+
+
 def train_variant(
     variant: Variant,
     shards: list[HeteroData],
@@ -81,22 +117,21 @@ def train_variant(
     device: torch.device,
     world_size: int = 1,
     progress: Callable[[dict[str, float]], None] | None = None,
+    inputs: GraphInputs | None = None,
 ) -> Checkpoint | EmbeddingTable:
-    """An encoder trained over the shards, or the DeepWalk table over the whole graph."""
-    relations = [EEL, *transe.relations]
-    # neither walks nor spectral vectors may see the EELs the encoders hold out
-    held = held_out_pairs(
-        shards, transe.concept_embeddings, relations, params.val_share, params.seed
-    )
+    """An encoder trained over the shards, or the DeepWalk table over the whole graph.
+    ``inputs`` are :func:`graph_inputs` of the same arguments (computed here if not given)."""
+    inputs = inputs or graph_inputs(shards, transe, kg, shape, params)
     if not variant.is_encoder:
         walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
         table = train_deepwalk(
-            kg.without_eels(held.numpy()),
+            inputs.train_kg,
             walk,
             device,
             None if progress is None else lambda e, loss: progress({"epoch": e, "loss": loss}),
         )
         return EmbeddingTable(table, asdict(walk))
+    relations = [EEL, *transe.relations]
     features = concept_inputs(transe.concept_embeddings, variant, params.seed)
     graphs = [
         shard_graph(s, features, relations, params.val_share, params.seed + k)
@@ -113,20 +148,8 @@ def train_variant(
         popularity_prior=shape.popularity_prior,
         walk_rank=shape.walk_rank,
     )
-    # all training EELs, cut ones included: a graph-wide view no single shard has
-    train_kg = kg.without_eels(held.numpy())
-    train_eels = torch.from_numpy(train_kg.eel)
-    id_vectors = walk = teacher = None
-    if params.id_init == "spectral":
-        id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
-    if shape.walk_rank:
-        weights = torch.from_numpy(train_kg.eel_weight)
-        walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
-    if params.distill_weight:
-        teacher = walk_teacher(signals(kg, held), params.distill_k)
-    prepared = Prepared(id_vectors, walk, teacher)
     if world_size > 1:
-        result = train_distributed(graphs, config, params, world_size, prepared)
+        result = train_distributed(graphs, config, params, world_size, inputs.prepared)
     else:
-        result = train(graphs, config, params, device, progress=progress, prepared=prepared)
+        result = train(graphs, config, params, device, progress=progress, prepared=inputs.prepared)
     return Checkpoint(config, params, result, features, id_map)

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
@@ -63,10 +65,36 @@ def recorded(lake: Path) -> dict[str, int]:
     return {f"tables/{name}": v for name, v in snapshot.tables.items()}
 
 
-def table_rows_at(lake: Path, table: str, version: int) -> list[tuple]:
-    """A table's rows at a version, as sorted tuples of reprs (comparable across lakes)."""
-    frame = DeltaTable(str(lake / table), version=version).to_pyarrow_table().to_pandas()
-    return sorted(tuple(map(repr, r)) for r in frame.itertuples(index=False))
+def table_at(lake: Path, table: str, version: int) -> pd.DataFrame:
+    return DeltaTable(str(lake / table), version=version).to_pyarrow_table().to_pandas()
+
+
+def _is_float(column: pd.Series) -> bool:
+    first = column.iloc[0] if len(column) else None
+    return pd.api.types.is_float_dtype(column) or (
+        isinstance(first, np.ndarray) and first.dtype.kind == "f"
+    )
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, np.ndarray) else value
+
+
+def assert_same_rows(table: str, here: pd.DataFrame, there: pd.DataFrame) -> None:
+    """The same rows: other columns exactly, float columns to float32 rounding (the engines lay
+    rows out in different files, so a sum over a table's rows can differ in its last bit)."""
+    assert list(here.columns) == list(there.columns), table
+    exact = [c for c in here.columns if not _is_float(here[c])]
+    here, there = (
+        f.assign(**{c: f[c].map(_hashable) for c in exact})
+        .sort_values(exact)
+        .reset_index(drop=True)
+        for f in (here, there)
+    )
+    pd.testing.assert_frame_equal(here[exact], there[exact], obj=table)
+    for column in set(here.columns) - set(exact):
+        a, b = (np.stack(f[column].to_numpy()).astype(np.float64) for f in (here, there))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{table}.{column}")
 
 
 def training_ops(models: tuple[str, ...] = ("semantic", "sage", "deepwalk")) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets.lakes import SMALL, recorded, table_rows_at
+from tests.assets.lakes import SMALL, assert_same_rows, recorded, table_at
 from tests.spark_cluster import standalone_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +59,8 @@ def test_ingest_and_graph_on_a_standalone_cluster(cluster, materialized_lake, tm
 
     here, there = recorded(lake), recorded(materialized_lake.lake)
     for table in TABLES:
-        assert table_rows_at(lake, table, here[table]) == table_rows_at(
-            materialized_lake.lake, table, there[table]
-        ), table
+        assert_same_rows(
+            table,
+            table_at(lake, table, here[table]),
+            table_at(materialized_lake.lake, table, there[table]),
+        )

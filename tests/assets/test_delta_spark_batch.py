@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from orchestration.definitions import ASSETS, CHECKS
 from orchestration.versions import latest
-from tests.assets.lakes import lake_copy, recorded, resources, table_rows_at
+from tests.assets.lakes import assert_same_rows, lake_copy, recorded, resources, table_at
 from tests.assets.test_incremental import tick, write_batch
 from tests.conftest import require_jvm
 
@@ -50,8 +50,10 @@ def test_delta_spark_batch_equals_the_offline_batch(caps, materialized_lake, tmp
     assert {"tables/coengagement_edges", "tables/entity_embeddings"} <= set(changed)  # MERGEs
     for table in set(changed) - {"tables/batch_updates"}:  # its rows name the run
         version = offline[table]
-        assert table_rows_at(lakes["delta-spark"], table, version) == table_rows_at(
-            lakes["deltalake"], table, version
-        ), table
+        assert_same_rows(
+            table,
+            table_at(lakes["delta-spark"], table, version),
+            table_at(lakes["deltalake"], table, version),
+        )
     history = DeltaTable(str(lakes["delta-spark"] / "tables/coengagement_edges")).history(1)
     assert history[0]["operation"] == "MERGE"

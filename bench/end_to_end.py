@@ -14,6 +14,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
 from bench.report import DOC, markdown_table, stamp, write_section
@@ -39,6 +41,16 @@ items) is 100x this ranking work, out of reach of a 2-core machine; its Spark st
 timed on their own in the co-engagement and graph-build sections."""
 
 
+def exponent(sizes: dict[str, int], seconds: dict[str, float]) -> float:
+    """The least-squares slope of log seconds against log interactions: time grows as
+    n^slope (NaN when a step took no measurable time at some size)."""
+    x = np.log([sizes[c] for c in sizes])
+    y = np.array([seconds.get(c, np.nan) for c in sizes])
+    if not (y > 0.05).all():
+        return float("nan")
+    return float(np.polyfit(x, np.log(y), 1)[0])
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -57,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         cases["ml-latest-small"] = IngestConfig(
             source="movielens", movielens_path=str(args.movielens)
         )
+    sizes = {}  # synthetic case -> interactions, for the fitted exponents
     for n in args.synthetic:  # users and items scaled as the co-engagement benchmark does
+        sizes[f"synthetic {n:,}"] = n
         cases[f"synthetic {n:,}"] = IngestConfig(
             source="synthetic",
             synthetic=SyntheticConfig(
@@ -77,9 +91,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         {k for s in steps.values() for k in s},
         key=lambda k: -max(s.get(k, 0) for s in steps.values()),
     )
-    rows = [[k, *(f"{steps[c].get(k, float('nan')):.1f}" for c in cases)] for k in keys]
-    rows.append(["**whole run (wall)**", *(f"**{totals[c]:.1f}**" for c in cases)])
-    table = markdown_table(["step (asset or check)", *(f"{c} s" for c in cases)], rows)
+    fitted = len(sizes) > 1
+
+    def row(name: str, seconds: dict[str, float], bold: bool = False) -> list[str]:
+        cells = [f"{seconds.get(c, float('nan')):.1f}" for c in cases]
+        if fitted:
+            cells.append(f"{exponent(sizes, seconds):.2f}")
+        return [name, *(f"**{c}**" if bold else c for c in cells)]
+
+    rows = [row(k, {c: steps[c].get(k, float("nan")) for c in cases}) for k in keys]
+    rows.append(row("**whole run (wall)**", totals, bold=True))
+    header = ["step (asset or check)", *(f"{c} s" for c in cases)]
+    if fitted:
+        header.append("exponent (synthetic sizes)")
+    table = markdown_table(header, rows)
     body = f"""## End to end: the main command's lineage, seconds per step
 
 {stamp("pyspark", "dagster", "torch")}

@@ -57,7 +57,7 @@ bench: install bench-devices
 	$(BIN)/python -m bench.coengagement --sizes 100000 1000000 10000000
 	$(BIN)/python -m bench.graph_build --sizes 100000 1000000 10000000
 	$(BIN)/python -m bench.incremental
-	$(BIN)/python -m bench.end_to_end --synthetic 1000000
+	$(BIN)/python -m bench.end_to_end --synthetic 100000 1000000
 
 ## docs/quality.md: every model and baseline on the demo data and MovieLens, and the served
 ## model's ablation on MovieLens (about 45 minutes on 2 cores).

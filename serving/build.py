@@ -50,7 +50,9 @@ def build_bundle(
     matrix: EmbeddingMatrix, concepts: pa.Table, params: IndexParams, version: str
 ) -> tuple[IndexBundle, Tuning, float]:
     """The index over ``matrix`` with ``ef_search`` tuned to the target recall; the
-    tuning and the build seconds."""
+    tuning and the build seconds. An HNSW index that misses the target at the largest
+    ``ef_search`` tried is replaced by exact search when ``params.exact_fallback``
+    (the bundle's meta keeps the HNSW recall it replaced)."""
     ids = matrix.entities.column("entity_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError("embedding_matrix rows must be entity ids 0..N-1 in order")
@@ -61,7 +63,17 @@ def build_bundle(
     seconds = time.perf_counter() - start
     queries = sample_queries(items, weight, params.sample_queries, params.seed)
     tuning = tune(index, items, queries)
+    replaced = {}
+    missed = tuning.recall_at_10 < params.target_recall
+    if params.kind == "hnsw" and params.exact_fallback and missed:
+        replaced = {"replaced_hnsw_recall_at_10": tuning.recall_at_10}
+        start = time.perf_counter()
+        index = build(items, ids, replace(params, kind="flat"))
+        seconds += time.perf_counter() - start
+        tuning = tune(index, items, queries)
     meta = {
+        "index_kind": index.params.kind,
+        **replaced,
         "index_version": version,
         "model_version": matrix.meta["model_version"],
         "popularity_weight": weight,

@@ -45,7 +45,9 @@ class IndexParams:
     ef_construction: int = 200
     quantize: str = "none"  # "sq8" or "fp16": a quarter or half of the vector memory
     target_recall: float = 0.95  # recall@10 against exact search that picks ef_search
-    ef_grid: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024)
+    ef_grid: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024)  # the cap: 1024
+    # an HNSW that misses target_recall at the largest ef is replaced by exact search
+    exact_fallback: bool = True
     sample_queries: int = 500
     seed: int = 0
 

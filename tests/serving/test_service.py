@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,20 @@ def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
     bundle.save(tmp_path / "b")
     again = load_bundle(tmp_path / "b")
     assert np.array_equal(again.index.search(q, 10)[1], index.search(q, 10)[1])
+
+
+def test_an_hnsw_that_misses_its_target_recall_is_replaced_by_exact_search(tmp_path):
+    m, concepts = clustered_matrix(500, seed=0)
+    # a graph this sparse, searched this narrowly, cannot reach recall 1
+    params = IndexParams(m=2, ef_construction=4, ef_grid=(1, 2), target_recall=1.0)
+    bundle, tuning, _ = build_bundle(m, concepts, params, "v1")
+    assert bundle.meta["replaced_hnsw_recall_at_10"] < 1.0
+    assert bundle.index.params.kind == bundle.meta["index_kind"] == "flat"
+    assert tuning.recall_at_10 == 1.0
+    bundle.save(tmp_path / "b")
+    assert load_bundle(tmp_path / "b").index.params.kind == "flat"
+    kept, _, _ = build_bundle(m, concepts, replace(params, exact_fallback=False), "v1")
+    assert kept.index.params.kind == "hnsw" and "replaced_hnsw_recall_at_10" not in kept.meta
 
 
 def test_new_items_query_with_their_own_prior_weight_unless_the_caller_names_one():

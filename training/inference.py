@@ -25,7 +25,7 @@ from training.checkpoint import Checkpoint
 from training.hasp import KGArrays, build_shard
 from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
-from training.spectral import aligned_walk_factors
+from training.spectral import aligned, walk_factors
 
 FLOAT_BYTES = 4
 EDGE_FLOATS_PER_DIM = 8  # value, key, query, message and their temporaries, per edge
@@ -98,22 +98,29 @@ def embed(
     return Embedded(z, graph.log_degree, ~known, len(bounds))
 
 
+def kg_walk_factors(kg: KGArrays, rank: int, seed: int) -> Tensor:
+    """The walk factors of ``kg``'s EELs (before alignment to a model's basis)."""
+    pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
+    return walk_factors(pairs, weights, kg.num_entities, rank, seed)
+
+
 def embed_graph(
     checkpoint: Checkpoint,
     kg: KGArrays,
     memory_budget_mb: float,
     device: torch.device,
     progress: Callable[[int, int], None] | None = None,
+    walk: Tensor | None = None,
 ) -> Embedded:
-    """:func:`embed` over all of ``kg`` with ``checkpoint``'s weights and concept features."""
+    """:func:`embed` over all of ``kg`` with ``checkpoint``'s weights and concept features.
+    ``walk``: :func:`kg_walk_factors` of ``kg`` for the checkpoint's rank and seed, where the
+    caller has them (the models of one run share them), else computed here."""
     graph = whole_graph(kg, checkpoint.concept_features, list(checkpoint.config.relations))
     model = checkpoint.model()
-    walk = None
     if model.config.walk_rank:  # this graph's walk: its EELs count, whenever they came
-        pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
-        walk = aligned_walk_factors(
-            pairs, weights, kg.num_entities, model.walk, checkpoint.params.seed
-        ).to(device)
+        if walk is None:
+            walk = kg_walk_factors(kg, model.config.walk_rank, checkpoint.params.seed)
+        walk = aligned(walk, model.walk).to(device)
     model = model.to(device)
     known = torch.zeros(kg.num_entities, dtype=torch.bool, device=device)
     n = min(kg.num_entities, checkpoint.config.num_entities)

@@ -52,7 +52,7 @@ from training.baselines import (
 from training.checkpoint import Checkpoint, ModelSet
 from training.evaluate import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
 from training.hasp import KGArrays
-from training.inference import embed_graph
+from training.inference import embed_graph, kg_walk_factors
 from training.split import EvaluationSplit, training_view, warmup_view
 
 KS = (10, 50, 100)
@@ -131,11 +131,16 @@ def settings(
 
 
 def encoder_scores(
-    checkpoint: Checkpoint, kg: KGArrays, memory_budget_mb: float, device: torch.device
+    checkpoint: Checkpoint,
+    kg: KGArrays,
+    memory_budget_mb: float,
+    device: torch.device,
+    walk: Tensor | None = None,
 ) -> Scores:
-    """The encoder's own score (popularity prior included) over ``kg``, embedded inductively."""
+    """The encoder's own score (popularity prior included) over ``kg``, embedded inductively
+    (``walk``: ``kg``'s walk factors, as :func:`embed_graph` takes them)."""
     model = checkpoint.model().to(device)
-    out = embed_graph(checkpoint, kg, memory_budget_mb, device)
+    out = embed_graph(checkpoint, kg, memory_budget_mb, device, walk=walk)
     z, log_degree = out.vectors.to(device), out.log_degree.to(device)
     everyone = torch.arange(kg.num_entities, device=device)
     return lambda q: model.score_matrix(z, q.to(device), everyone, log_degree).cpu()
@@ -175,9 +180,16 @@ def evaluate_models(
     views = {"train": training_view(kg, split), "warm": warmup_view(kg, split)}
     scorers: dict[str, dict[str, Scores]] = {view: {} for view in views}
     view_signals = {view: signals(graph, NO_EDGES) for view, graph in views.items()}
+    walks: dict[tuple[str, int, int], Tensor] = {}  # a run's encoders share a view's walk
     for view, graph in views.items():
         for name, checkpoint in models.checkpoints.items():
-            scorers[view][name] = encoder_scores(checkpoint, graph, memory_budget_mb, device)
+            walk = None
+            if rank := checkpoint.config.walk_rank:
+                key = (view, rank, checkpoint.params.seed)
+                if key not in walks:
+                    walks[key] = kg_walk_factors(graph, rank, checkpoint.params.seed)
+                walk = walks[key]
+            scorers[view][name] = encoder_scores(checkpoint, graph, memory_budget_mb, device, walk)
         for name, table in models.tables.items():
             scorers[view][name] = embedding_scores(table.embeddings)
         scorers[view].update(baseline_scores(view_signals[view], models.tuned_weights()))

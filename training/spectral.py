@@ -12,7 +12,7 @@
   the query's ``1/d_i`` scales a whole row and changes no ranking). On MovieLens'
   validation EELs, rank 64/128/256/512 reproduce 0.64/0.79/0.90/0.97 of the exact
   two-step walk's MAP@10.
-  Inference recomputes them on the graph it embeds (:func:`aligned_walk_factors`), so
+  Inference recomputes them on the graph it embeds (:func:`walk_factors`, then :func:`aligned`), so
   EELs added after training (validation's, an inbox batch's) count at once.
 * :func:`spectral_embedding` (``TrainParams.id_init="spectral"``): ``U S^{1/2}`` of the
   binary, row-normalised matrix: a damped ItemCF, the id embeddings' optional start.
@@ -69,16 +69,13 @@ def walk_factors(pairs: Tensor, weights: Tensor, num_entities: int, rank: int, s
     return out * WALK_NORM / norms[norms > 0].mean().clamp(min=1e-12).sqrt()
 
 
-def aligned_walk_factors(
-    pairs: Tensor, weights: Tensor, num_entities: int, reference: Tensor, seed: int
-) -> Tensor:
-    """:func:`walk_factors` of a (newer, bigger) graph, rotated onto the basis of the
-    ``reference`` factors a model was trained with: the orthogonal ``R`` minimising
+def aligned(walk: Tensor, reference: Tensor) -> Tensor:
+    """:func:`walk_factors` ``walk`` of a (newer, bigger) graph, rotated onto the basis of
+    the ``reference`` factors a model was trained with: the orthogonal ``R`` minimising
     ``‖E R − E_ref‖`` over the entities both have (Procrustes: ``R = U Vᵀ`` from the SVD
     of ``Eᵀ E_ref``). Dot products are unchanged by ``R``; what it keeps valid is the
     model's map from its output to walk factors (``ê``) for entities without any."""
-    walk = walk_factors(pairs, weights, num_entities, reference.shape[1], seed)
-    n = min(num_entities, reference.shape[0])
+    n = min(walk.shape[0], reference.shape[0])
     both = (walk[:n].abs().sum(1) > 0) & (reference[:n].abs().sum(1) > 0)
     if not both.any():
         return walk

@@ -98,8 +98,9 @@ def ann_index(
             for r in rows
         ]
         metadata["variants"] = dg.MetadataValue.md("\n".join(table))
+    search = "exact search" if replaced is not None else f"ef_search {tuning.ef_search}"
     context.log.info(
         f"Index over {len(bundle.index)} entities: recall@10 {tuning.recall_at_10:.3f} at "
-        f"ef_search {tuning.ef_search}, {tuning.queries_per_second:,.0f} QPS"
+        f"{search}, {tuning.queries_per_second:,.0f} QPS"
     )
     return dg.Output(bundle, metadata=metadata)

@@ -23,22 +23,24 @@ from orchestration.definitions import lake_resources
 from orchestration.resources import LakeResource, SparkResource
 
 WHERE_TIME_GOES = """Where the time goes: `gnn_checkpoint` (six variants trained, then the
-validation comparison) and `embedding_evaluation` grow fastest; `raw_tables` includes
-starting Spark's JVM and, for synthetic lakes, generating the data. The Spark stages' own
-split is in the co-engagement and graph-build sections, the trainer's in the training
-sections. The steps' log lines split the 10^6-interaction lake (40,000 items; 2026-11-25):
-in `gnn_checkpoint`, 49 s for the five GNN variants (HASP shards, full batch), 156 s for
-DeepWalk's walks and skip-gram and 312 s for the validation comparison, about 74 rankings
-of every validation query against every entity (prior calibration, baselines, their
-weight grids), each a top-k over a queries × entities score matrix, so quadratic in the
-items; `embedding_evaluation` is the same work over four settings; `concept_pretraining`
-is 100 TransE epochs over the entity-concept triples. ItemCF used to multiply the sparse
-co-engagement matrix by the queries' dense rows, a sweep of the whole matrix per batch,
-and a run of this lake was stopped after 25 minutes in evaluation; sparse times sparse is
-100x faster per batch. What would move it next: a fixed sample of validation queries for
-the weight grids, and a GPU (the device sections). A 10^7-interaction lake (400,000
-items) is 100x this ranking work, out of reach of a 2-core machine; its Spark stages are
-timed on their own in the co-engagement and graph-build sections."""
+validation comparison and readout calibration), `concept_pretraining` and
+`embedding_evaluation`; `raw_tables` includes starting Spark's JVM and, for synthetic
+lakes, generating the data, so the Spark steps grow slower than their input over this
+decade (fixed overhead dominates at 10^5); their own split is in the co-engagement and
+graph-build sections. The log lines split `gnn_checkpoint` at 10^6 interactions (40,000
+items; 2026-12-03): 52 s for the graph-wide inputs the variants share (held-out EELs, the
+rank-512 walk factors, the distillation teacher), about 1 min per GNN variant, 2.8 min for
+DeepWalk, 3.4 min for validation (every encoder and baseline with its weight grid over a
+seeded sample of 2,000 queries). That run took 1,264 s before three fixes: the graph-wide
+inputs were recomputed per variant, calibration ran each encoder once per degree-gate
+κ although κ only changes the readout, and each grid point summed its weighted score
+matrices through temporaries (4x slower than accumulating into one buffer); evaluation
+recomputed a rank-512 SVD per encoder and view (424 s, now 143 s). TransE's exponent is
+above 1: its dense Adam step updates every node's row, so an epoch costs steps × nodes
+(sparse updates were linear but cost the demo 13% of its strict cold-start MAP@10). What
+would move it next: sparse TransE updates retuned for quality, DeepWalk's walks
+vectorised, and a GPU (the device sections). A 10^7-interaction lake was not run end to
+end; [scaling.md](scaling.md) extrapolates from these exponents."""
 
 
 def exponent(sizes: dict[str, int], seconds: dict[str, float]) -> float:

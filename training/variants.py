@@ -73,9 +73,8 @@ class EncoderShape:
 @dataclass(frozen=True)
 class GraphInputs:
     """What every variant of a run derives from the whole graph, computed once per run:
-    the held-out pairs, the training graph without them, and the encoders' graph-wide inputs."""
+    the training graph without the held-out EELs, and the encoders' graph-wide inputs."""
 
-    held: Tensor
     train_kg: KGArrays
     prepared: Prepared
 
@@ -103,7 +102,7 @@ def graph_inputs(
         walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
     if params.distill_weight:
         teacher = walk_teacher(signals(kg, held), params.distill_k)
-    return GraphInputs(held, train_kg, Prepared(id_vectors, walk, teacher))
+    return GraphInputs(train_kg, Prepared(id_vectors, walk, teacher))
 
 
 def train_variant(
@@ -121,7 +120,8 @@ def train_variant(
 ) -> Checkpoint | EmbeddingTable:
     """An encoder trained over the shards, or the DeepWalk table over the whole graph.
     ``inputs`` are :func:`graph_inputs` of the same arguments (computed here if not given)."""
-    inputs = inputs or graph_inputs(shards, transe, kg, shape, params)
+    if inputs is None:
+        inputs = graph_inputs(shards, transe, kg, shape, params)
     if not variant.is_encoder:
         walk = DeepWalkParams(dim=shape.dim, seed=params.seed)
         table = train_deepwalk(

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, IntegerType, LongType, StructField, StructType
 
 from spark_jobs import constants as C
+from spark_jobs import user_pairs
 
 Score = Literal["cosine", "ppmi", "jaccard"]
 
@@ -47,8 +49,23 @@ def user_items(interactions: DataFrame, params: CoengagementParams) -> DataFrame
     return (
         latest.withColumn("_rank", F.row_number().over(recent))
         .where(F.col("_rank") <= params.max_items_per_user)
-        .select(C.USER_ID, C.ITEM_ID, F.col(C.TS).cast("long").alias("_t"))
+        .select(C.USER_ID, C.ITEM_ID, F.col(C.TS).cast("long").alias(user_pairs.T))
     )
+
+
+def partition_labels(spark: SparkSession, n: int) -> list[int]:
+    """For each of ``n`` shuffle partitions an int that Spark's hash partitioning sends
+    there (``pmod(hash(v), n)``, as in ``repartition(n, col)``), so that ``n`` buckets
+    land in ``n`` partitions, one each, instead of colliding."""
+    v = F.col("id").cast("int")
+    found = dict(
+        spark.range(64 * n)
+        .select(F.pmod(F.hash(v), F.lit(n)).alias("p"), v.alias("v"))
+        .groupBy("p")
+        .agg(F.min("v"))
+        .collect()
+    )
+    return [found[p] for p in range(n)]
 
 
 def coengagement_edges(interactions: DataFrame, params: CoengagementParams) -> DataFrame:
@@ -59,19 +76,45 @@ def coengagement_edges(interactions: DataFrame, params: CoengagementParams) -> D
     pairs with PMI <= 0 dropped (they co-occur no more than chance), so every score is > 0.
     """
     ui = user_items(interactions, params).persist()
-    a, b = ui.alias("a"), ui.alias("b")
-    cond = (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") < F.col("b.item_id"))
-    if params.window_days is not None:
-        cond &= F.abs(F.col("a._t") - F.col("b._t")) <= int(params.window_days * 86_400)
-    pairs = (
-        a.join(b, cond)
-        .groupBy(F.col("a.item_id").alias(C.SRC), F.col("b.item_id").alias(C.DST))
-        .agg(F.count("*").alias(C.SUPPORT))
-        .where(F.col(C.SUPPORT) >= params.min_support)
+    # integer codes in id order, so pairs aggregate on one long and code order is id order
+    items = (
+        ui.groupBy(C.ITEM_ID)
+        .agg(F.count("*").alias("_n"))
+        .withColumn(user_pairs.CODE, F.row_number().over(Window.orderBy(C.ITEM_ID)) - 1)
+        .persist()
     )
-    users_per_item = ui.groupBy(C.ITEM_ID).agg(F.count("*").alias("_n"))
-    n_i = users_per_item.select(F.col(C.ITEM_ID).alias(C.SRC), F.col("_n").alias("_ni"))
-    n_j = users_per_item.select(F.col(C.ITEM_ID).alias(C.DST), F.col("_n").alias("_nj"))
+    coded = ui.join(F.broadcast(items.select(C.ITEM_ID, user_pairs.CODE)), C.ITEM_ID)
+    # the cap's window partitioned ui by user and a broadcast join keeps that: no exchange
+    lists = coded.groupBy(C.USER_ID).agg(
+        F.collect_list(F.struct(user_pairs.T, user_pairs.CODE)).alias(user_pairs.ITEMS)
+    )
+    window = None if params.window_days is None else int(params.window_days * 86_400)
+    buckets = int(ui.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
+    labels = partition_labels(ui.sparkSession, buckets)
+    blocks = StructType(
+        [StructField(user_pairs.BUCKET, IntegerType()), StructField(user_pairs.BLOCK, BinaryType())]
+    )
+    totals = StructType(
+        [StructField(user_pairs.KEY, LongType()), StructField(C.SUPPORT, LongType())]
+    )
+    key = F.col(user_pairs.KEY)
+    # pair counts travel as a few packed blocks per bucket, not as one shuffled row each
+    pairs = (
+        lists.mapInArrow(user_pairs.partition_pairs(window, labels), blocks)
+        .repartition(buckets, user_pairs.BUCKET)
+        .mapInArrow(user_pairs.pair_totals(params.min_support), totals)
+        .select(
+            F.shiftright(key, 32).cast("int").alias("_lo"),
+            (key.bitwiseAND(0xFFFFFFFF)).cast("int").alias("_hi"),
+            C.SUPPORT,
+        )
+    )
+    n_i = items.select(
+        F.col(C.ITEM_ID).alias(C.SRC), F.col("_n").alias("_ni"), F.col(user_pairs.CODE).alias("_lo")
+    )
+    n_j = items.select(
+        F.col(C.ITEM_ID).alias(C.DST), F.col("_n").alias("_nj"), F.col(user_pairs.CODE).alias("_hi")
+    )
     s = F.col(C.SUPPORT).cast("double")
     if params.score == "cosine":
         score = s / F.sqrt(F.col("_ni") * F.col("_nj"))
@@ -81,8 +124,8 @@ def coengagement_edges(interactions: DataFrame, params: CoengagementParams) -> D
         n_users = ui.select(C.USER_ID).distinct().count()
         score = F.log(s * n_users / (F.col("_ni") * F.col("_nj")))
     return (
-        pairs.join(n_i, C.SRC)
-        .join(n_j, C.DST)
+        pairs.join(n_i, "_lo")
+        .join(n_j, "_hi")
         .select(C.SRC, C.DST, F.col(C.SUPPORT).cast("long"), score.alias(C.SCORE))
         .where(F.col(C.SCORE) > 0)
     )

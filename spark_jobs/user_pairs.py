@@ -1,0 +1,145 @@
+"""Item pairs from users' item lists, counted in Spark partitions without a self-join.
+
+The co-engagement job codes items as integers in id order and hands each partition its
+users' capped lists (one row per user, grouped where the cap already partitioned by
+user). :func:`partition_pairs` sorts each user's items by time, enumerates the pairs
+within the window from each item's window end (a binary search) in bounded chunks and
+packs their keys into a few binary blocks per key bucket, so Spark's shuffle moves blocks
+rather than one row per pair. :func:`pair_totals` counts a bucket's keys and applies the
+minimum support; only the kept pairs ever become Spark rows.
+
+Counting inside the first partitions does not pay: at 10^6 interactions it shrinks 21.8M
+pair occurrences only to 16M keys with counts (more bytes than the keys alone), and
+adding weighted counts later needs a sort with its permutation, several times slower
+than the plain sort of keys used instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spark_jobs import constants as C
+
+ITEMS = "_items"  # the list<struct<_t: long seconds, _code: int>> column of one user's items
+T = "_t"
+CODE = "_code"  # an item's rank in id order, from 0
+KEY = "_pair"  # lo << 32 | hi for item codes lo < hi
+BUCKET = "_bucket"
+BLOCK = "_block"  # the packed int64 pair keys of one bucket
+BLOCK_PAIRS = 4_000_000  # pairs per block: 32 MB, far below Arrow's 2 GiB per batch
+CHUNK_PAIRS = 1_000_000  # pair occurrences enumerated at a time: ~60 MB of int64 arrays
+
+
+def window_ends(owner: np.ndarray, t: np.ndarray, window: int | None) -> np.ndarray:
+    """For rows sorted by (owner, t): one past the last row of the same owner whose time
+    is at most ``window`` seconds later (the owner's end when ``window`` is None)."""
+    owner_end = np.searchsorted(owner, owner, side="right")
+    if window is None or len(t) == 0:
+        return owner_end
+    # (owner, t) as one sortable int64: owners are spaced wider than any time difference
+    span = int(t.max() - t.min()) + window + 1
+    key = owner.astype(np.int64) * span + (t - t.min())
+    return np.minimum(owner_end, np.searchsorted(key, key + window, side="right"))
+
+
+def pair_keys(
+    owner: np.ndarray, t: np.ndarray, code: np.ndarray, window: int | None
+) -> Iterator[np.ndarray]:
+    """Keys ``lo << 32 | hi`` (codes ``lo < hi``) of every pair of rows with the same owner
+    at most ``window`` seconds apart, once per owner, in chunks of about ``CHUNK_PAIRS``.
+
+    An owner lists a code at most once (the lists are deduplicated upstream).
+    """
+    order = np.lexsort((t, owner))
+    owner, t, code = owner[order], t[order], code[order].astype(np.int64)
+    per_row = window_ends(owner, t, window) - np.arange(len(code)) - 1
+    for rows in _chunks(owner, per_row):
+        left = np.repeat(rows, per_row[rows])
+        first = np.cumsum(per_row[rows]) - per_row[rows]
+        right = left + 1 + np.arange(len(left)) - np.repeat(first, per_row[rows])
+        a, b = code[left], code[right]
+        yield (np.minimum(a, b) << 32) | np.maximum(a, b)
+
+
+def counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys and how often each occurs. A sort and a scan: numpy's vectorised sort
+    is an order of magnitude faster than ``np.unique`` here (0.07 s against 11 s for 12M
+    int64 keys, numpy 2.4)."""
+    keys = np.sort(keys)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else keys
+    return keys[starts], np.diff(np.r_[starts, len(keys)])
+
+
+def _chunks(owner: np.ndarray, per_row: np.ndarray) -> Iterator[np.ndarray]:
+    """Row indices in runs of whole owners, about ``CHUNK_PAIRS`` pairs per run."""
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else owner
+    per_owner = np.add.reduceat(per_row, starts) if len(owner) else per_row
+    run = (np.cumsum(per_owner) - per_owner) // CHUNK_PAIRS
+    cuts = np.r_[starts[np.flatnonzero(np.r_[True, run[1:] != run[:-1]])], len(owner)]
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        yield np.arange(lo, hi)
+
+
+def partition_pairs(window: int | None, labels: list[int]):
+    """A ``mapInArrow`` function: a partition's user lists in, its pair keys out as
+    blocks (``BUCKET``, ``BLOCK``), each block the sorted keys of one key bucket.
+
+    Bucket ``b`` is labelled ``labels[b]``: values the shuffle sends to distinct partitions.
+    """
+    buckets = len(labels)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        batches = [b for b in batches if b.num_rows]
+        if not batches:  # an empty partition
+            return
+        lists = pa.Table.from_batches(batches).column(ITEMS).combine_chunks()
+        lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(lists)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        t = flat.field(T).to_numpy(zero_copy_only=False)
+        code = flat.field(CODE).to_numpy(zero_copy_only=False)
+        for keys in pair_keys(owner, t, code, window):
+            bucket = bucket_of(keys, buckets)
+            order = np.argsort(bucket, kind="stable")  # a radix sort on small integers
+            bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+            for b in range(buckets):
+                mine = keys[order[bounds[b] : bounds[b + 1]]]
+                for lo in range(0, len(mine), BLOCK_PAIRS):
+                    # sorted keys compress several times better in the shuffle
+                    block = np.sort(mine[lo : lo + BLOCK_PAIRS]).tobytes()
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array([labels[b]], pa.int32()), pa.array([block], pa.binary())],
+                        names=[BUCKET, BLOCK],
+                    )
+
+    return run
+
+
+def bucket_of(keys: np.ndarray, buckets: int) -> np.ndarray:
+    """A key's bucket: a multiplicative hash, so popular items' pairs spread out."""
+    mixed = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    bucket = (mixed >> np.uint64(33)) % np.uint64(buckets)
+    return bucket.astype(np.uint16 if buckets <= 1 << 16 else np.int64)
+
+
+def pair_totals(min_support: int):
+    """A ``mapInArrow`` function over the blocks of some buckets: each pair's occurrences
+    counted, pairs under ``min_support`` dropped, (``KEY``, support) rows out."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        blocks = [
+            np.frombuffer(block, dtype=np.int64)
+            for b in batches
+            for block in b.column(BLOCK).to_pylist()
+        ]
+        if not blocks:
+            return
+        keys, counts = counted(np.concatenate(blocks))
+        keep = counts >= min_support
+        yield pa.RecordBatch.from_arrays([keys[keep], counts[keep]], names=[KEY, C.SUPPORT])
+
+    return run

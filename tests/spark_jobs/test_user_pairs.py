@@ -1,0 +1,82 @@
+"""The co-engagement pair counter against brute force, without Spark."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from spark_jobs import user_pairs as up
+
+
+def random_lists(seed: int, n_owners: int = 12, n_codes: int = 40):
+    """Owners' deduplicated item codes with integer times."""
+    rng = np.random.default_rng(seed)
+    owner = rng.integers(0, n_owners, 400)
+    code = rng.integers(0, n_codes, 400)
+    _, first = np.unique(owner * n_codes + code, return_index=True)
+    owner, code = owner[first], code[first]
+    return owner, rng.integers(0, 100, len(owner)), code
+
+
+def brute_force(owner, t, code, window) -> Counter:
+    pairs: Counter = Counter()
+    for o in np.unique(owner):
+        rows = np.flatnonzero(owner == o)
+        for i, j in combinations(rows, 2):
+            if window is None or abs(int(t[i]) - int(t[j])) <= window:
+                pairs[(min(code[i], code[j]), max(code[i], code[j]))] += 1
+    return pairs
+
+
+@pytest.mark.parametrize("window", [None, 0, 7])
+@pytest.mark.parametrize("chunk", [5, 10**9], ids=["many-chunks", "one-chunk"])
+def test_pair_keys_counted_equal_brute_force(window, chunk, monkeypatch):
+    monkeypatch.setattr(up, "CHUNK_PAIRS", chunk)
+    owner, t, code = random_lists(seed=window or 1)
+    chunks = list(up.pair_keys(owner, t, code, window))
+    assert (len(chunks) > 3) == (chunk == 5)
+    keys, counts = up.counted(np.concatenate(chunks))
+    want = brute_force(owner, t, code, window)
+    assert want and list(keys) == sorted(keys)
+    got = {(int(k) >> 32, int(k) & 0xFFFFFFFF): int(c) for k, c in zip(keys, counts, strict=True)}
+    assert got == want
+
+
+def lists_batch(owner, t, code) -> pa.RecordBatch:
+    """One row per owner: the ``ITEMS`` list the Spark job builds."""
+    rows = [
+        [{up.T: int(t[i]), up.CODE: int(code[i])} for i in np.flatnonzero(owner == o)]
+        for o in np.unique(owner)
+    ]
+    items = pa.struct([(up.T, pa.int64()), (up.CODE, pa.int32())])
+    return pa.RecordBatch.from_arrays([pa.array(rows, pa.list_(items))], names=[up.ITEMS])
+
+
+def test_blocks_from_two_partitions_sum_to_the_brute_force_supports(monkeypatch):
+    """Two partitions' pair blocks, regrouped by bucket as Spark's shuffle would, give
+    every pair's total support; pairs under the minimum are dropped."""
+    monkeypatch.setattr(up, "BLOCK_PAIRS", 7)  # several blocks per bucket
+    parts = [random_lists(seed=s) for s in (3, 4)]
+    blocks = up.partition_pairs(window=20, labels=[7, 8, 9])
+    out = [b for p in parts for b in blocks(iter([lists_batch(*p)]))]
+    assert len(out) > 6 and all(b.num_rows == 1 for b in out)
+    want = brute_force(*parts[0], 20) + brute_force(*parts[1], 20)
+    got = {}
+    for bucket in range(3):
+        mine = [b for b in out if b.column(up.BUCKET)[0].as_py() == 7 + bucket]
+        for batch in up.pair_totals(min_support=2)(iter(mine)):
+            keys = batch.column(up.KEY).to_numpy()
+            assert set(up.bucket_of(keys, 3)) <= {bucket}
+            support = batch.column("support").to_numpy()
+            got.update(zip(keys.tolist(), support.tolist(), strict=True))
+    assert got == {(a << 32) | b: n for (a, b), n in want.items() if n >= 2}
+    assert any(n == 1 for n in want.values())  # the minimum dropped something
+
+
+def test_an_empty_partition_yields_nothing():
+    assert list(up.partition_pairs(window=None, labels=[0, 1])(iter([]))) == []
+    assert list(up.pair_totals(min_support=1)(iter([]))) == []

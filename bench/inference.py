@@ -27,8 +27,8 @@ from orchestration.measure import Measure
 from orchestration.versions import latest
 from training.checkpoint import load_model_set
 from training.device import device_name, pick_device
-from training.hasp import EEL
 from training.inference import embed, whole_graph
+from training.kg_arrays import EEL
 from training.model import ModelConfig, SemanticGNN
 from training.synthetic_kg import community_kg
 

@@ -34,8 +34,7 @@ from orchestration.resources import LakeResource, SparkResource
 from orchestration.versions import latest
 from training.checkpoint import Checkpoint, ModelSet, load_model_set
 from training.compare import calibrate, encoder_map, set_calibration, validation_set
-from training.hasp import KGArrays
-from training.kg_arrays import kg_arrays
+from training.kg_arrays import KGArrays, kg_arrays
 from training.protocol import (
     COLD_EXPOSURE,
     NO_LEARNING,

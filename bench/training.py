@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from bench.report import DOC, markdown_table, stamp, write_section
 from training.device import device_name, pick_device
-from training.hasp import EEL, ENTITY, HaspParams, KGArrays, build_hasp
-from training.kg_arrays import kg_arrays
+from training.hasp import HaspParams, build_hasp
+from training.kg_arrays import EEL, ENTITY, KGArrays, kg_arrays
 from training.layers import RelationAttentionConv
 from training.model import ModelConfig
 from training.shard_graph import ShardGraph, shard_graph

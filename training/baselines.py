@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.hasp import KGArrays
+from training.kg_arrays import KGArrays
 
 Scores = Callable[[Tensor], Tensor]
 EASE_MAX_ENTITIES = 15_000  # four dense N x N float32 matrices: 3.6 GB at this size

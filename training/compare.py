@@ -33,7 +33,7 @@ from training.baselines import (
 )
 from training.checkpoint import Checkpoint, ModelSet
 from training.evaluate import MAX_QUERIES, RankingTask
-from training.hasp import KGArrays
+from training.kg_arrays import KGArrays
 from training.shard_graph import held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)

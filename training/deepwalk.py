@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.hasp import ENTITY, KGArrays
-from training.transe import NodeSpace
+from training.kg_arrays import ENTITY, KGArrays, NodeSpace
 
 
 @dataclass(frozen=True)

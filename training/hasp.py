@@ -29,42 +29,10 @@ import torch
 from torch_geometric.data import HeteroData
 
 from training.arrays import unique_ints
+from training.kg_arrays import EEL, ENTITY, KGArrays
 from training.shard_store import HaspShards
 
-ENTITY = "entity"
-EEL = "coengaged"
 FLOAT_BYTES = 4
-
-
-@dataclass(frozen=True)
-class KGArrays:
-    """The knowledge graph as arrays on dense per-type ids.
-
-    ``eel`` holds each EEL in both directions, shape ``(2, E_eel)``;
-    ``concept_edges[(relation, concept_type)]`` holds entity -> concept edges ``(2, E_r)``.
-    """
-
-    num_nodes: dict[str, int]
-    eel: np.ndarray
-    eel_weight: np.ndarray
-    concept_edges: dict[tuple[str, str], np.ndarray]
-
-    @property
-    def num_entities(self) -> int:
-        return self.num_nodes[ENTITY]
-
-    @property
-    def concept_types(self) -> list[str]:
-        return sorted(t for t in self.num_nodes if t != ENTITY)
-
-    def without_eels(self, pairs: np.ndarray) -> KGArrays:
-        """The graph with the EELs in ``pairs`` ``(2, P)`` removed in both directions."""
-        n = self.num_entities
-        drop = np.concatenate([pairs[0] * n + pairs[1], pairs[1] * n + pairs[0]])
-        keep = ~np.isin(self.eel[0] * n + self.eel[1], drop)
-        return KGArrays(
-            self.num_nodes, self.eel[:, keep], self.eel_weight[keep], self.concept_edges
-        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from training.checkpoint import Checkpoint
-from training.hasp import KGArrays, build_shard
+from training.hasp import build_shard
+from training.kg_arrays import KGArrays
 from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
 from training.spectral import aligned, walk_factors

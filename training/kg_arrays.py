@@ -1,12 +1,63 @@
-"""Knowledge-graph tables (Arrow) to the arrays that HASP and the trainers index by."""
+"""The knowledge graph as the arrays that HASP and the trainers index by, and its
+conversion from the ``kg_nodes``/``kg_edges`` tables (Arrow)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.hasp import EEL, ENTITY, KGArrays
+ENTITY = "entity"
+EEL = "coengaged"
+
+
+@dataclass(frozen=True)
+class KGArrays:
+    """The knowledge graph as arrays on dense per-type ids.
+
+    ``eel`` holds each EEL in both directions, shape ``(2, E_eel)``;
+    ``concept_edges[(relation, concept_type)]`` holds entity -> concept edges ``(2, E_r)``.
+    """
+
+    num_nodes: dict[str, int]
+    eel: np.ndarray
+    eel_weight: np.ndarray
+    concept_edges: dict[tuple[str, str], np.ndarray]
+
+    @property
+    def num_entities(self) -> int:
+        return self.num_nodes[ENTITY]
+
+    @property
+    def concept_types(self) -> list[str]:
+        return sorted(t for t in self.num_nodes if t != ENTITY)
+
+    def without_eels(self, pairs: np.ndarray) -> KGArrays:
+        """The graph with the EELs in ``pairs`` ``(2, P)`` removed in both directions."""
+        n = self.num_entities
+        drop = np.concatenate([pairs[0] * n + pairs[1], pairs[1] * n + pairs[0]])
+        keep = ~np.isin(self.eel[0] * n + self.eel[1], drop)
+        return KGArrays(
+            self.num_nodes, self.eel[:, keep], self.eel_weight[keep], self.concept_edges
+        )
+
+
+@dataclass(frozen=True)
+class NodeSpace:
+    """One id space over all node types: entities first, then each concept type."""
+
+    offsets: dict[str, int]
+    total: int
+
+    @classmethod
+    def of(cls, kg: KGArrays) -> NodeSpace:
+        offsets, total = {}, 0
+        for node_type in [ENTITY, *kg.concept_types]:
+            offsets[node_type] = total
+            total += kg.num_nodes[node_type]
+        return cls(offsets, total)
 
 
 def kg_arrays(nodes: pa.Table, edges: pa.Table) -> KGArrays:

@@ -17,7 +17,7 @@ from torch_geometric.data import HeteroData
 
 from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
 from training.compare import Calibration, Row, calibrate, compare, set_calibration, validation_set
-from training.hasp import KGArrays
+from training.kg_arrays import KGArrays
 from training.model import SemanticGNN
 from training.trainer import TrainParams
 from training.transe import TransEResult

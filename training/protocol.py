@@ -51,8 +51,8 @@ from training.baselines import (
 )
 from training.checkpoint import Checkpoint, ModelSet
 from training.evaluate import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
-from training.hasp import KGArrays
 from training.inference import embed_graph, kg_walk_factors
+from training.kg_arrays import KGArrays
 from training.split import EvaluationSplit, training_view, warmup_view
 
 KS = (10, 50, 100)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from training.hasp import EEL, ENTITY
+from training.kg_arrays import EEL, ENTITY
 
 POPULARITY_BUCKETS = 16
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.arrays import unique_ints
-from training.hasp import KGArrays
+from training.kg_arrays import KGArrays
 
 TEST, INDUCTIVE, WARMUP = "test", "inductive", "warmup"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.hasp import ENTITY, KGArrays
+from training.kg_arrays import ENTITY, KGArrays
 
 
 def community_kg(

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch_geometric.nn.kge import TransE
 
-from training.hasp import ENTITY, KGArrays
+from training.kg_arrays import ENTITY, KGArrays, NodeSpace
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,6 @@ class TransEResult:
 
     def save(self, folder: Path) -> None:
         save_transe(self, folder)
-
-
-@dataclass(frozen=True)
-class NodeSpace:
-    """One id space over all node types: entities first, then each concept type."""
-
-    offsets: dict[str, int]
-    total: int
-
-    @classmethod
-    def of(cls, kg: KGArrays) -> NodeSpace:
-        offsets, total = {}, 0
-        for node_type in [ENTITY, *kg.concept_types]:
-            offsets[node_type] = total
-            total += kg.num_nodes[node_type]
-        return cls(offsets, total)
 
 
 def semantic_triples(kg: KGArrays, space: NodeSpace) -> tuple[torch.Tensor, list[str], list[str]]:

@@ -17,7 +17,7 @@ from training.baselines import signals
 from training.checkpoint import Checkpoint, EmbeddingTable
 from training.deepwalk import DeepWalkParams, train_deepwalk
 from training.distributed import train_distributed
-from training.hasp import EEL, KGArrays
+from training.kg_arrays import EEL, KGArrays
 from training.model import KINDS, ModelConfig
 from training.shard_graph import held_out_pairs, shard_graph
 from training.spectral import spectral_embedding, walk_factors

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from training.baselines import ease, rp3, signals
-from training.hasp import ENTITY, KGArrays
+from training.kg_arrays import ENTITY, KGArrays
 
 # a path 0-1-2-3 and the chord 0-2, with weights
 PAIRS = [(0, 1, 1.0), (1, 2, 2.0), (2, 3, 1.0), (0, 2, 3.0)]

@@ -17,7 +17,7 @@ from training.evaluate import (
     recall_at_k,
     top_k,
 )
-from training.hasp import ENTITY, KGArrays
+from training.kg_arrays import ENTITY, KGArrays
 
 
 def test_average_precision_by_hand():

@@ -7,10 +7,7 @@ import pytest
 import torch
 
 from training.hasp import (
-    EEL,
-    ENTITY,
     HaspParams,
-    KGArrays,
     MemoryModel,
     build_hasp,
     cut_fraction,
@@ -18,6 +15,7 @@ from training.hasp import (
     partition_entities,
     random_parts,
 )
+from training.kg_arrays import EEL, ENTITY, KGArrays
 
 
 def planted_kg(n_entities=2_000, linked_share=0.8, communities=16, degree=8, seed=0) -> KGArrays:

@@ -11,8 +11,9 @@ import torch
 
 from training.checkpoint import Checkpoint, ModelSet
 from training.device import pick_device
-from training.hasp import EEL, HaspParams, build_hasp
+from training.hasp import HaspParams, build_hasp
 from training.inference import embed, embed_graph, whole_graph
+from training.kg_arrays import EEL
 from training.model import ModelConfig, build_model
 from training.protocol import (
     SEMANTIC,

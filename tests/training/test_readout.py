@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.training.test_baselines import PAIRS, four_entities
-from training.hasp import EEL, HaspParams, build_hasp
+from training.hasp import HaspParams, build_hasp
+from training.kg_arrays import EEL
 from training.model import ModelConfig, build_model
 from training.shard_graph import shard_graph
 from training.spectral import WALK_NORM, walk_factors

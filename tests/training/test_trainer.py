@@ -25,7 +25,8 @@ from training.compare import (
 )
 from training.device import pick_device
 from training.distributed import Job, train_distributed
-from training.hasp import EEL, HaspParams, build_hasp
+from training.hasp import HaspParams, build_hasp
+from training.kg_arrays import EEL
 from training.model import ModelConfig, SemanticGNN, build_model
 from training.shard_graph import held_out_pairs, shard_graph
 from training.synthetic_kg import community_kg

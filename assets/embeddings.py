@@ -49,7 +49,7 @@ def entity_embeddings(
 ) -> Iterator[dg.Output]:
     """Full-graph inference with the primary checkpoint, chunked to the memory budget."""
     models = load_model_set(gnn_checkpoint)
-    checkpoint = models.best
+    checkpoint = models.primary_checkpoint
     version = gnn_checkpoint.name
     device = pick_device()
     nodes = knowledge_graph["nodes"].toArrow()

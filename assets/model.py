@@ -170,7 +170,7 @@ def gnn_checkpoint(
         "|---|---|---|---|---|---|---|",
         *(_summary_row(r) for r in run.runs),
     ]
-    primary = models.best.result
+    primary = models.primary_checkpoint.result
     if not ease_fits(kg.num_entities):
         context.log.info(
             f"EASE left out: {kg.num_entities} entities, above its dense limit {EASE_MAX_ENTITIES}"

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         source = "planted graph, untrained model"
     else:
         kg = lake_kg(args.lake)
-        checkpoint = load_model_set(latest(args.lake / "gnn_checkpoint")).best
+        checkpoint = load_model_set(latest(args.lake / "gnn_checkpoint")).primary_checkpoint
         model, features = checkpoint.model().to(device), checkpoint.concept_features
         source = f"lake `{args.lake}`"
     config = model.config

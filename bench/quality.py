@@ -231,7 +231,7 @@ def dataset_section(title: str, ingest: IngestConfig, ablation: bool) -> str:
             header = ["variant", "validation MAP@10"]
             header += [f"test {label}" for label, _ in SETTINGS]
             header += ["cold top-10 best-sellers", "train s"]
-            rows = ablate(lake_inputs(lake), models.best)
+            rows = ablate(lake_inputs(lake), models.primary_checkpoint)
             parts += ["### Ablation of the served model", markdown_table(header, rows)]
         return "\n\n".join(parts)
 

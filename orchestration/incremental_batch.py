@@ -181,7 +181,9 @@ class _Batch:
     def embedding(self) -> Embedded:
         models = load_model_set(latest(self.settings.checkpoint_root))
         kg = kg_arrays(*self.graph)
-        return embed_graph(models.best, kg, self.settings.memory_budget_mb, pick_device())
+        return embed_graph(
+            models.primary_checkpoint, kg, self.settings.memory_budget_mb, pick_device()
+        )
 
     def _step(self, name: str, **counts: int) -> None:
         self.counts.update(counts)

@@ -145,7 +145,9 @@ class ModelSet:
         (folder / MODEL_SET).write_text(json.dumps(index, indent=2))
 
     @property
-    def best(self) -> Checkpoint:
+    def primary_checkpoint(self) -> Checkpoint:
+        """The checkpoint of the primary model: the one embedded and served (it is chosen
+        by configuration, not by the validation scores in ``validation``)."""
         return self.checkpoints[self.primary]
 
     def tuned_weights(self) -> dict[str, tuple[float, ...]]:

@@ -123,21 +123,21 @@ def pseudo_new_task(kg: KGArrays, seed: int) -> RankingTask:
 
 
 def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> Validation:
-    best = models.best
+    primary = models.primary_checkpoint
     held_out = held_out_pairs(
         shards,
-        best.concept_features,
-        list(best.config.relations),
-        best.params.val_share,
-        best.params.seed,
+        primary.concept_features,
+        list(primary.config.relations),
+        primary.params.val_share,
+        primary.params.seed,
     )
     s = signals(kg, held_out)
     # every EEL not held out is known (cut EELs too, which ItemCF sees): not ranked
     task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities).sample(
-        seed=best.params.seed
+        seed=primary.params.seed
     )
     embeddings = {name: shard_embeddings(c, shards)[0] for name, c in models.checkpoints.items()}
-    return Validation(task, s, embeddings, pseudo_new_task(kg, best.params.seed))
+    return Validation(task, s, embeddings, pseudo_new_task(kg, primary.params.seed))
 
 
 @dataclass(frozen=True)

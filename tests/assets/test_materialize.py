@@ -82,7 +82,7 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
     models = load_model_set(Path(meta("gnn_checkpoint")["path"]))
     assert models.primary == "semantic" and set(models.checkpoints) == {"semantic", "sage"}
     assert models.tables["deepwalk"].embeddings.shape == (SMALL.n_items, 16)
-    ckpt = models.best
+    ckpt = models.primary_checkpoint
     assert ckpt.config.num_entities == SMALL.n_items and len(ckpt.result.curve) == 2
     assert ckpt.lineage["hasp_shards"] == hasp["path"]
     assert ckpt.id_map.num_rows == kg["nodes/rows"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, IntegerType, LongType, StructField, StructType
+from pyspark.sql.types import LongType, StructField, StructType
 
+from spark_jobs import blocks, user_pairs
 from spark_jobs import constants as C
-from spark_jobs import user_pairs
 
 Score = Literal["cosine", "ppmi", "jaccard"]
 
@@ -53,21 +53,6 @@ def user_items(interactions: DataFrame, params: CoengagementParams) -> DataFrame
     )
 
 
-def partition_labels(spark: SparkSession, n: int) -> list[int]:
-    """For each of ``n`` shuffle partitions an int that Spark's hash partitioning sends
-    there (``pmod(hash(v), n)``, as in ``repartition(n, col)``), so that ``n`` buckets
-    land in ``n`` partitions, one each, instead of colliding."""
-    v = F.col("id").cast("int")
-    found = dict(
-        spark.range(64 * n)
-        .select(F.pmod(F.hash(v), F.lit(n)).alias("p"), v.alias("v"))
-        .groupBy("p")
-        .agg(F.min("v"))
-        .collect()
-    )
-    return [found[p] for p in range(n)]
-
-
 def coengagement_edges(interactions: DataFrame, params: CoengagementParams) -> DataFrame:
     """``src < dst`` item pairs with ``support`` (distinct users) and a normalized ``score``.
 
@@ -90,18 +75,15 @@ def coengagement_edges(interactions: DataFrame, params: CoengagementParams) -> D
     )
     window = None if params.window_days is None else int(params.window_days * 86_400)
     buckets = int(ui.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
-    labels = partition_labels(ui.sparkSession, buckets)
-    blocks = StructType(
-        [StructField(user_pairs.BUCKET, IntegerType()), StructField(user_pairs.BLOCK, BinaryType())]
-    )
+    labels = blocks.partition_labels(ui.sparkSession, buckets)
     totals = StructType(
         [StructField(user_pairs.KEY, LongType()), StructField(C.SUPPORT, LongType())]
     )
     key = F.col(user_pairs.KEY)
     # pair counts travel as a few packed blocks per bucket, not as one shuffled row each
     pairs = (
-        lists.mapInArrow(user_pairs.partition_pairs(window, labels), blocks)
-        .repartition(buckets, user_pairs.BUCKET)
+        lists.mapInArrow(user_pairs.partition_pairs(window, labels), blocks.SCHEMA)
+        .repartition(buckets, blocks.BUCKET)
         .mapInArrow(user_pairs.pair_totals(params.min_support), totals)
         .select(
             F.shiftright(key, 32).cast("int").alias("_lo"),

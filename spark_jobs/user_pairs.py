@@ -22,15 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from spark_jobs import blocks
 from spark_jobs import constants as C
 
 ITEMS = "_items"  # the list<struct<_t: long seconds, _code: int>> column of one user's items
 T = "_t"
 CODE = "_code"  # an item's rank in id order, from 0
 KEY = "_pair"  # lo << 32 | hi for item codes lo < hi
-BUCKET = "_bucket"
-BLOCK = "_block"  # the packed int64 pair keys of one bucket
-BLOCK_PAIRS = 4_000_000  # pairs per block: 32 MB, far below Arrow's 2 GiB per batch
 CHUNK_PAIRS = 1_000_000  # pair occurrences enumerated at a time: ~60 MB of int64 arrays
 
 
@@ -86,11 +84,7 @@ def _chunks(owner: np.ndarray, per_row: np.ndarray) -> Iterator[np.ndarray]:
 
 def partition_pairs(window: int | None, labels: list[int]):
     """A ``mapInArrow`` function: a partition's user lists in, its pair keys out as
-    blocks (``BUCKET``, ``BLOCK``), each block the sorted keys of one key bucket.
-
-    Bucket ``b`` is labelled ``labels[b]``: values the shuffle sends to distinct partitions.
-    """
-    buckets = len(labels)
+    :mod:`spark_jobs.blocks`, bucketed by key (bucket ``b`` labelled ``labels[b]``)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         batches = [b for b in batches if b.num_rows]
@@ -103,27 +97,10 @@ def partition_pairs(window: int | None, labels: list[int]):
         t = flat.field(T).to_numpy(zero_copy_only=False)
         code = flat.field(CODE).to_numpy(zero_copy_only=False)
         for keys in pair_keys(owner, t, code, window):
-            bucket = bucket_of(keys, buckets)
-            order = np.argsort(bucket, kind="stable")  # a radix sort on small integers
-            bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
-            for b in range(buckets):
-                mine = keys[order[bounds[b] : bounds[b + 1]]]
-                for lo in range(0, len(mine), BLOCK_PAIRS):
-                    # sorted keys compress several times better in the shuffle
-                    block = np.sort(mine[lo : lo + BLOCK_PAIRS]).tobytes()
-                    yield pa.RecordBatch.from_arrays(
-                        [pa.array([labels[b]], pa.int32()), pa.array([block], pa.binary())],
-                        names=[BUCKET, BLOCK],
-                    )
+            keys = np.sort(keys)  # sorted blocks compress several times better in the shuffle
+            yield from blocks.to_blocks([keys], keys, labels)
 
     return run
-
-
-def bucket_of(keys: np.ndarray, buckets: int) -> np.ndarray:
-    """A key's bucket: a multiplicative hash, so popular items' pairs spread out."""
-    mixed = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    bucket = (mixed >> np.uint64(33)) % np.uint64(buckets)
-    return bucket.astype(np.uint16 if buckets <= 1 << 16 else np.int64)
 
 
 def pair_totals(min_support: int):
@@ -131,14 +108,10 @@ def pair_totals(min_support: int):
     counted, pairs under ``min_support`` dropped, (``KEY``, support) rows out."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        blocks = [
-            np.frombuffer(block, dtype=np.int64)
-            for b in batches
-            for block in b.column(BLOCK).to_pylist()
-        ]
-        if not blocks:
+        (keys,) = blocks.from_blocks(batches, [np.dtype(np.int64)])
+        if len(keys) == 0:
             return
-        keys, counts = counted(np.concatenate(blocks))
+        keys, counts = counted(keys)
         keep = counts >= min_support
         yield pa.RecordBatch.from_arrays([keys[keep], counts[keep]], names=[KEY, C.SUPPORT])
 

@@ -131,10 +131,3 @@ def test_pairs_and_counts_equal_the_self_join_sql(spark, tmp_path):
     for a, b, support, score in theirs:
         assert ours[(a, b)][0] == support and ours[(a, b)][1] == pytest.approx(score)
 
-
-def test_partition_labels_land_one_per_partition(spark):
-    from spark_jobs.coengagement import partition_labels
-
-    labels = partition_labels(spark, 8)
-    df = spark.createDataFrame([(v,) for v in labels], "v int").repartition(8, "v")
-    assert df.rdd.glom().map(len).collect() == [1] * 8

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from spark_jobs import blocks
 from spark_jobs import user_pairs as up
 
 
@@ -59,18 +60,18 @@ def lists_batch(owner, t, code) -> pa.RecordBatch:
 def test_blocks_from_two_partitions_sum_to_the_brute_force_supports(monkeypatch):
     """Two partitions' pair blocks, regrouped by bucket as Spark's shuffle would, give
     every pair's total support; pairs under the minimum are dropped."""
-    monkeypatch.setattr(up, "BLOCK_PAIRS", 7)  # several blocks per bucket
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 7 * 8)  # several blocks per bucket
     parts = [random_lists(seed=s) for s in (3, 4)]
-    blocks = up.partition_pairs(window=20, labels=[7, 8, 9])
-    out = [b for p in parts for b in blocks(iter([lists_batch(*p)]))]
+    pairs = up.partition_pairs(window=20, labels=[7, 8, 9])
+    out = [b for p in parts for b in pairs(iter([lists_batch(*p)]))]
     assert len(out) > 6 and all(b.num_rows == 1 for b in out)
     want = brute_force(*parts[0], 20) + brute_force(*parts[1], 20)
     got = {}
     for bucket in range(3):
-        mine = [b for b in out if b.column(up.BUCKET)[0].as_py() == 7 + bucket]
+        mine = [b for b in out if b.column(blocks.BUCKET)[0].as_py() == 7 + bucket]
         for batch in up.pair_totals(min_support=2)(iter(mine)):
             keys = batch.column(up.KEY).to_numpy()
-            assert set(up.bucket_of(keys, 3)) <= {bucket}
+            assert set(blocks.bucket_of(keys, 3)) <= {bucket}
             support = batch.column("support").to_numpy()
             got.update(zip(keys.tolist(), support.tolist(), strict=True))
     assert got == {(a << 32) | b: n for (a, b), n in want.items() if n >= 2}

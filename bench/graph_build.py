@@ -129,17 +129,18 @@ def run_duckdb(
 
 
 ROWS = ("triples", "nodes", "edges")
-GRAPH_NOTE = """Where the time goes: the `edges` step carries the work at every size:
-EEL pruning and the joins of the edges to the dense ids; triples and nodes are small. Its
-costliest stage scans the pairs, emits each in both directions and sorts them per task for
-a partial top-k (Spark's `WindowGroupLimit`) before shuffling them by source: a sort of
-twice the pairs. The next reads that shuffle twice (the kept top-k and its mirror reuse
-one exchange), finishes the top-k and pre-aggregates the distinct; the last finishes the
-distinct, joins the dense ids (broadcast) and writes. At 10^5 and 10^6 each stage is
-seconds of work, so Spark's per-stage scheduling and shuffle files weigh most; by 10^7
-both engines grow about linearly in the pairs and the ratio levels off. What would move it
-on one machine: the per-task sort (DuckDB's window hashes by source and sorts only within
-an entity's links); on a cluster, nothing: this is the part that scales out."""
+GRAPH_NOTE = """Where the time goes: the `edges` step carries the work at every size;
+triples and nodes are small. Spark no longer ranks links in a window (before: a sort of
+twice the pairs per task, then a shuffle of one row per link by source). The pairs are put
+on entity node ids (a broadcast join; node ids follow item id order), and each entity's
+k-th strongest link is found in numpy: every pair travels to both ends' buckets as packed
+blocks, and one sort per bucket gives each entity with more than k links its bound. The
+pairs are then filtered against their two ends' bounds (broadcast) where they lie,
+mirrored and written. At 10^5 and 10^6 each stage is seconds of work, so Spark's
+per-stage scheduling, the JVM's warm-up and the Python workers weigh most; by 10^7 both
+engines grow about linearly in the pairs. What would move it further on one machine: one
+read of the pairs instead of two (the bounds and the filter each scan them); on a cluster,
+nothing: this is the part that scales out."""
 HEADER = [
     "interactions",
     "co-engagement pairs in",

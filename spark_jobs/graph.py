@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
+from spark_jobs import blocks, top_k
 from spark_jobs import constants as C
 
 
@@ -72,57 +74,120 @@ def build_nodes(catalog: DataFrame, triples: DataFrame) -> DataFrame:
 
 
 def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
-    """Symmetric EELs (``src, dst, weight`` on item ids) after min support and top-k.
+    """Symmetric EELs (``src, dst, weight``) after min support and top-k, for ``src <
+    dst`` pairs on integer ids below 2^31 (:func:`on_entity_ids`).
 
-    Top-k is taken per entity over both directions; an edge stays when either end keeps
-    it, so the result is symmetric and no entity loses all its strongest links.
+    Top-k is taken per entity over both directions (score descending, then the other
+    end's id); an edge stays when either end keeps it, so the result is symmetric and no
+    entity loses all its strongest links. Each entity's k-th link is found in numpy
+    (:mod:`spark_jobs.top_k`); a pair is then kept by comparing it with its two ends'
+    bounds, with no window and no further shuffle of the pairs.
     """
     kept = edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE)
-    both = kept.unionByName(
-        kept.select(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST), C.SCORE)
+    n = int(kept.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
+    labels = blocks.partition_labels(kept.sparkSession, n)
+    bounds = (
+        kept.mapInArrow(top_k.directed_blocks(labels), blocks.SCHEMA)
+        .repartition(n, blocks.BUCKET)
+        .mapInArrow(top_k.kth_links(params.top_k), _BOUNDS)
     )
-    rank = Window.partitionBy(C.SRC).orderBy(F.col(C.SCORE).desc(), F.col(C.DST))
-    top = both.withColumn("_r", F.row_number().over(rank)).where(F.col("_r") <= params.top_k)
-    top = top.select(C.SRC, C.DST, F.col(C.SCORE).alias("weight"))
-    mirrored = top.select(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST), "weight")
-    return top.unionByName(mirrored).dropDuplicates([C.SRC, C.DST])
 
-
-def build_edges(nodes: DataFrame, eel: DataFrame, triples: DataFrame) -> DataFrame:
-    """Edges on dense node ids: EELs (both directions) and entity -> concept edges."""
-    ent = nodes.where(F.col(C.NODE_TYPE) == C.ENTITY).select(F.col(C.KEY).alias("_k"), C.NODE_ID)
-    src_ids = ent.select(F.col("_k").alias(C.SRC), F.col(C.NODE_ID).alias("_s"))
-    dst_ids = ent.select(F.col("_k").alias(C.DST), F.col(C.NODE_ID).alias("_d"))
-    eel_edges = (
-        eel.join(src_ids, C.SRC)
-        .join(dst_ids, C.DST)
-        .select(
-            F.lit(C.ENTITY).alias(C.SRC_TYPE),
-            F.col("_s").alias(C.SRC),
-            F.lit(C.EEL).alias(C.RELATION),
-            F.lit(C.ENTITY).alias(C.DST_TYPE),
-            F.col("_d").alias(C.DST),
-            F.col("weight").cast("double"),
+    def ranked_by(end: str, other: str) -> tuple[DataFrame, Column]:
+        # one row per entity with more than k links (24 B): broadcast, so that the
+        # pairs are filtered where they lie instead of shuffled to the bounds
+        b = F.broadcast(bounds).select(
+            F.col(top_k.NODE).alias(f"_{end}"),
+            F.col(top_k.BOUND_SCORE).alias(f"_{end}_score"),
+            F.col(top_k.BOUND_OTHER).alias(f"_{end}_other"),
         )
+        score, bound = F.col(C.SCORE), F.col(f"_{end}_score")
+        within = (
+            bound.isNull()  # k links or fewer: all kept
+            | (score > bound)
+            | ((score == bound) & (F.col(other) <= F.col(f"_{end}_other")))
+        )
+        return b, within
+
+    by_src, in_src = ranked_by(C.SRC, C.DST)
+    by_dst, in_dst = ranked_by(C.DST, C.SRC)
+    top = (
+        kept.join(by_src, F.col(C.SRC) == F.col(f"_{C.SRC}"), "left")
+        .join(by_dst, F.col(C.DST) == F.col(f"_{C.DST}"), "left")
+        .where(in_src | in_dst)
+        .select(C.SRC, C.DST, F.col(C.SCORE).alias("weight"))
     )
+    mirrored = top.select(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST), "weight")
+    return top.unionByName(mirrored)
+
+
+_BOUNDS = StructType(
+    [
+        StructField(top_k.NODE, LongType()),
+        StructField(top_k.BOUND_SCORE, DoubleType()),
+        StructField(top_k.BOUND_OTHER, LongType()),
+    ]
+)
+
+
+def entity_ids(nodes: DataFrame) -> DataFrame:
+    """``_k`` (an item id) and ``node_id`` of every entity node."""
+    return nodes.where(F.col(C.NODE_TYPE) == C.ENTITY).select(F.col(C.KEY).alias("_k"), C.NODE_ID)
+
+
+def on_entity_ids(pairs: DataFrame, nodes: DataFrame) -> DataFrame:
+    """``pairs`` with ``src`` and ``dst`` replaced by entity node ids; pairs with an end
+    that is not an entity node are dropped (ingest quarantines interactions of items
+    outside the catalog, so none are). Node ids follow item id order, so ``src < dst``
+    and every order by id hold on the ids too."""
+    ent = F.broadcast(entity_ids(nodes))  # one row per item: small beside the pairs
+    return (
+        pairs.join(ent.withColumnRenamed("_k", C.SRC), C.SRC)
+        .drop(C.SRC)
+        .withColumnRenamed(C.NODE_ID, C.SRC)
+        .join(ent.withColumnRenamed("_k", C.DST), C.DST)
+        .drop(C.DST)
+        .withColumnRenamed(C.NODE_ID, C.DST)
+    )
+
+
+def eel_edges(eel: DataFrame) -> DataFrame:
+    """Edge rows of EELs already on entity node ids (``src, dst, weight``)."""
+    return eel.select(
+        F.lit(C.ENTITY).alias(C.SRC_TYPE),
+        F.col(C.SRC).cast("long"),
+        F.lit(C.EEL).alias(C.RELATION),
+        F.lit(C.ENTITY).alias(C.DST_TYPE),
+        F.col(C.DST).cast("long"),
+        F.col("weight").cast("double"),
+    )
+
+
+def concept_edges(nodes: DataFrame, triples: DataFrame) -> DataFrame:
+    """Entity -> concept edge rows of ``triples`` on node ids."""
+    ent = F.broadcast(entity_ids(nodes)).withColumnRenamed("_k", C.ITEM_ID)
     concept_ids = nodes.where(F.col(C.NODE_TYPE) != C.ENTITY).select(
         F.col(C.NODE_TYPE).alias(C.RELATION),
         F.col(C.KEY).alias(C.CONCEPT),
         F.col(C.NODE_ID).alias("_d"),
     )
-    concept_edges = (
-        triples.join(src_ids.withColumnRenamed(C.SRC, C.ITEM_ID), C.ITEM_ID)
+    return (
+        triples.join(ent, C.ITEM_ID)
         .join(concept_ids, [C.RELATION, C.CONCEPT])
         .select(
             F.lit(C.ENTITY).alias(C.SRC_TYPE),
-            F.col("_s").alias(C.SRC),
+            F.col(C.NODE_ID).alias(C.SRC),
             F.col(C.RELATION),
             F.col(C.RELATION).alias(C.DST_TYPE),
             F.col("_d").alias(C.DST),
             F.lit(1.0).alias("weight"),
         )
     )
-    return eel_edges.unionByName(concept_edges)
+
+
+def build_edges(nodes: DataFrame, eel: DataFrame, triples: DataFrame) -> DataFrame:
+    """Edges on dense node ids: EELs given on item ids (both directions) and entity ->
+    concept edges."""
+    return eel_edges(on_entity_ids(eel, nodes)).unionByName(concept_edges(nodes, triples))
 
 
 def knowledge_graph(
@@ -130,5 +195,6 @@ def knowledge_graph(
 ) -> dict[str, DataFrame]:
     """``nodes`` and ``edges`` tables of the pruned graph (contracts in docs/architecture.md)."""
     nodes = build_nodes(catalog, triples)
-    edges = build_edges(nodes, prune_eel(coengagement, params), triples)
+    eel = prune_eel(on_entity_ids(coengagement, nodes), params)
+    edges = eel_edges(eel).unionByName(concept_edges(nodes, triples))
     return {"nodes": nodes, "edges": edges}

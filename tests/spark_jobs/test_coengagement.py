@@ -130,4 +130,3 @@ def test_pairs_and_counts_equal_the_self_join_sql(spark, tmp_path):
     assert len(theirs) > 500 and set(ours) == {(a, b) for a, b, _, _ in theirs}
     for a, b, support, score in theirs:
         assert ours[(a, b)][0] == support and ours[(a, b)][1] == pytest.approx(score)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from spark_jobs import constants as C
@@ -10,8 +11,9 @@ from spark_jobs.graph import GraphParams, knowledge_graph, prune_eel, semantic_t
 
 
 def test_prune_eel_is_symmetric_top_k(spark):
+    a, b, c, d = range(4)
     edges = spark.createDataFrame(
-        [("a", "b", 5, 0.9), ("a", "c", 5, 0.5), ("a", "d", 5, 0.1), ("c", "d", 1, 0.8)],
+        [(a, b, 5, 0.9), (a, c, 5, 0.5), (a, d, 5, 0.1), (c, d, 1, 0.8)],
         [C.SRC, C.DST, C.SUPPORT, C.SCORE],
     )
     got = {
@@ -19,7 +21,35 @@ def test_prune_eel_is_symmetric_top_k(spark):
         for r in prune_eel(edges, GraphParams(top_k=1, min_support=2)).collect()
     }
     # a keeps b (its best); b, c, d keep a (their only link after min support); c-d lacks support
-    assert got == {("a", "b"), ("b", "a"), ("a", "c"), ("c", "a"), ("a", "d"), ("d", "a")}
+    assert got == {(a, b), (b, a), (a, c), (c, a), (a, d), (d, a)}
+
+
+def reference_prune(pairs, k: int) -> set[tuple[int, int, float]]:
+    """The window definition: rank each entity's links (score descending, then the other
+    end), keep the top k of each, mirror, deduplicate."""
+    links: dict[int, list[tuple[float, int]]] = {}
+    for s, d, score in pairs:
+        links.setdefault(s, []).append((score, d))
+        links.setdefault(d, []).append((score, s))
+    out = set()
+    for s, mine in links.items():
+        for score, d in sorted(mine, key=lambda x: (-x[0], x[1]))[:k]:
+            out |= {(s, d, score), (d, s, score)}
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_prune_eel_equals_the_window_definition_with_ties(spark, k):
+    rng = np.random.default_rng(k)
+    pairs = {(int(min(x, y)), int(max(x, y))) for x, y in rng.integers(0, 60, (700, 2)) if x != y}
+    # scores on a coarse grid, so many links tie and the id order decides
+    rows = [(s, d, 2, float(rng.integers(1, 6)) / 4) for s, d in sorted(pairs)]
+    edges = spark.createDataFrame(rows, [C.SRC, C.DST, C.SUPPORT, C.SCORE])
+    got = {
+        (r[C.SRC], r[C.DST], r["weight"]) for r in prune_eel(edges, GraphParams(top_k=k)).collect()
+    }
+    want = reference_prune([(s, d, w) for s, d, _, w in rows], k)
+    assert got == want and len(got) < 2 * len(rows)
 
 
 def test_concept_pruning_and_fanout_sampling(spark):

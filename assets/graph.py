@@ -11,11 +11,8 @@ from orchestration.plots import loglog_distribution, png_markdown
 from orchestration.resources import SparkResource, env
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
-from spark_jobs.coengagement import CoengagementParams
-from spark_jobs.coengagement import coengagement_edges as build_coengagement
-from spark_jobs.graph import GraphParams
-from spark_jobs.graph import knowledge_graph as build_graph
-from spark_jobs.graph import semantic_triples as prune_triples
+from spark_jobs.coengagement import CoengagementParams, build_coengagement
+from spark_jobs.graph import GraphParams, build_graph, prune_triples
 from spark_jobs.graph_stats import component_sizes, connected_components, eel_degrees
 
 GROUP = "graph"

@@ -25,7 +25,7 @@ from bench.report import DOC, markdown_table, stamp, write_section
 from bench.spark_stages import last_stage, profile_table, stage_profile, step
 from orchestration.measure import Measure
 from orchestration.plots import curves
-from spark_jobs.coengagement import CoengagementParams, coengagement_edges
+from spark_jobs.coengagement import CoengagementParams, build_coengagement
 from spark_jobs.ingest import ingest
 from spark_jobs.session import SparkSettings, get_spark
 from spark_jobs.synthetic import SyntheticSpec, synthetic_inputs
@@ -70,7 +70,7 @@ def run_spark(
     spark: SparkSession, src: Path, out: Path, params: CoengagementParams
 ) -> tuple[float, float, int]:
     with Measure() as m, step(spark, "co-engagement pairs"):
-        coengagement_edges(spark.read.parquet(str(src)), params).write.parquet(str(out))
+        build_coengagement(spark.read.parquet(str(src)), params).write.parquet(str(out))
     return m.seconds, m.peak_rss_mb, pq.ParquetDataset(out).read().num_rows
 
 

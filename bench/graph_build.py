@@ -30,7 +30,7 @@ from orchestration.measure import Measure
 from orchestration.plots import curves
 from spark_jobs import constants as C
 from spark_jobs.coengagement import CoengagementParams
-from spark_jobs.graph import GraphParams, knowledge_graph, semantic_triples
+from spark_jobs.graph import GraphParams, build_graph, prune_triples
 from spark_jobs.session import SparkSettings, get_spark
 
 TRIPLES_SQL = """
@@ -88,10 +88,10 @@ def run_spark(
     with Measure() as m:
         # the triples are an asset of their own: written, then read by the graph stage
         with step(spark, "triples"):
-            triples = semantic_triples(read(str(inputs["concepts"])), params)
+            triples = prune_triples(read(str(inputs["concepts"])), params)
             triples.write.parquet(str(out / "triples"))
         catalog, pairs = read(str(inputs["catalog"])), read(str(inputs["pairs"]))
-        graph = knowledge_graph(catalog, pairs, read(str(out / "triples")), params)
+        graph = build_graph(catalog, pairs, read(str(out / "triples")), params)
         for name, frame in graph.items():
             with step(spark, name):
                 frame.write.parquet(str(out / name))

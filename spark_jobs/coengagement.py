@@ -53,7 +53,7 @@ def user_items(interactions: DataFrame, params: CoengagementParams) -> DataFrame
     )
 
 
-def coengagement_edges(interactions: DataFrame, params: CoengagementParams) -> DataFrame:
+def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> DataFrame:
     """``src < dst`` item pairs with ``support`` (distinct users) and a normalized ``score``.
 
     Scores, with ``n_i`` the users of item i after the cap and ``N`` all users:

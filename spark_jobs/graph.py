@@ -33,7 +33,7 @@ class GraphParams:
                 raise ValueError(f"GraphParams.{name} must be >= 1, got {getattr(self, name)}")
 
 
-def semantic_triples(concepts: DataFrame, params: GraphParams) -> DataFrame:
+def prune_triples(concepts: DataFrame, params: GraphParams) -> DataFrame:
     """Entity-concept triples after concept pruning.
 
     Concepts used by fewer than ``min_concept_entities`` entities carry no similarity
@@ -190,7 +190,7 @@ def build_edges(nodes: DataFrame, eel: DataFrame, triples: DataFrame) -> DataFra
     return eel_edges(on_entity_ids(eel, nodes)).unionByName(concept_edges(nodes, triples))
 
 
-def knowledge_graph(
+def build_graph(
     catalog: DataFrame, coengagement: DataFrame, triples: DataFrame, params: GraphParams
 ) -> dict[str, DataFrame]:
     """``nodes`` and ``edges`` tables of the pruned graph (contracts in docs/architecture.md)."""

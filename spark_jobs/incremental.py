@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import constants as C
-from spark_jobs.coengagement import CoengagementParams, coengagement_edges, user_items
+from spark_jobs.coengagement import CoengagementParams, build_coengagement, user_items
 from spark_jobs.csv_lines import BAD_BYTES, LINE
 from spark_jobs.graph import build_edges
 from spark_jobs.readers import read_file
@@ -74,7 +74,7 @@ def recompute_pairs(
         pairs.select(F.col(C.DST).alias(C.ITEM_ID))
     )
     subset = interactions.join(items.distinct(), C.ITEM_ID, "left_semi")
-    return coengagement_edges(subset, params).join(pairs, [C.SRC, C.DST], "left_semi")
+    return build_coengagement(subset, params).join(pairs, [C.SRC, C.DST], "left_semi")
 
 
 def new_nodes(nodes: DataFrame, catalog: DataFrame, triples: DataFrame) -> DataFrame:

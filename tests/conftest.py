@@ -69,13 +69,13 @@ def movielens() -> Path:
 @pytest.fixture(scope="session")
 def movielens_graph(spark, movielens) -> dict:
     """The knowledge graph of ml-latest-small (built once per test run)."""
-    from spark_jobs.coengagement import CoengagementParams, coengagement_edges
-    from spark_jobs.graph import GraphParams, knowledge_graph, semantic_triples
+    from spark_jobs.coengagement import CoengagementParams, build_coengagement
+    from spark_jobs.graph import GraphParams, build_graph, prune_triples
     from spark_jobs.ingest import ingest
     from spark_jobs.readers import read_movielens
 
     out = ingest(read_movielens(spark, movielens), "ml")
     params = GraphParams()
-    edges = coengagement_edges(out.interactions, CoengagementParams(max_items_per_user=50))
-    graph = knowledge_graph(out.catalog, edges, semantic_triples(out.concepts, params), params)
+    edges = build_coengagement(out.interactions, CoengagementParams(max_items_per_user=50))
+    graph = build_graph(out.catalog, edges, prune_triples(out.concepts, params), params)
     return {name: df.persist() for name, df in graph.items()}

@@ -64,7 +64,7 @@ class TransEResult:
         save_transe(self, folder)
 
 
-def semantic_triples(kg: KGArrays, space: NodeSpace) -> tuple[torch.Tensor, list[str], list[str]]:
+def triple_ids(kg: KGArrays, space: NodeSpace) -> tuple[torch.Tensor, list[str], list[str]]:
     """``(3, T)`` global (head, relation, tail) ids, relation names and each one's concept type."""
     parts, relations, tail_types = [], [], []
     for r, ((relation, ctype), edges) in enumerate(sorted(kg.concept_edges.items())):
@@ -115,7 +115,7 @@ def train_transe(
     """Train TransE on the semantic triples; report filtered MRR and Hits@10 on held-out ones."""
     torch.manual_seed(params.seed)
     space = NodeSpace.of(kg)
-    triples, relations, tail_types = semantic_triples(kg, space)
+    triples, relations, tail_types = triple_ids(kg, space)
     order = torch.randperm(triples.shape[1], generator=torch.Generator().manual_seed(params.seed))
     n_test = int(params.holdout * triples.shape[1])
     test, train = triples[:, order[:n_test]], triples[:, order[n_test:]]

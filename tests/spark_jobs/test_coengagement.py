@@ -10,7 +10,7 @@ from itertools import combinations
 import pytest
 
 from spark_jobs import constants as C
-from spark_jobs.coengagement import CoengagementParams, coengagement_edges
+from spark_jobs.coengagement import CoengagementParams, build_coengagement
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -81,7 +81,7 @@ def interactions(spark):
 def test_matches_python_reference(interactions, params):
     got = {
         (r[C.SRC], r[C.DST]): (r[C.SUPPORT], r[C.SCORE])
-        for r in coengagement_edges(interactions, params).collect()
+        for r in build_coengagement(interactions, params).collect()
     }
     want = reference(ROWS, params)
     assert want, "the reference should find pairs for every case"
@@ -92,7 +92,7 @@ def test_matches_python_reference(interactions, params):
 
 
 def test_pairs_are_ordered_and_loop_free(interactions):
-    rows = coengagement_edges(interactions, CoengagementParams(window_days=None, min_support=1))
+    rows = build_coengagement(interactions, CoengagementParams(window_days=None, min_support=1))
     assert all(r[C.SRC] < r[C.DST] for r in rows.collect())
 
 
@@ -118,7 +118,7 @@ def test_pairs_and_counts_equal_the_self_join_sql(spark, tmp_path):
     params = CoengagementParams(window_days=3, max_items_per_user=20, min_support=2)
     ours = {
         (r[C.SRC], r[C.DST]): (r[C.SUPPORT], r[C.SCORE])
-        for r in coengagement_edges(spark.read.parquet(str(src)), params).collect()
+        for r in build_coengagement(spark.read.parquet(str(src)), params).collect()
     }
     sql = SQL.format(
         src=f"{src}/*.parquet", out=tmp_path / "duck.parquet", min_weight=0.0, cap=20,

@@ -7,7 +7,7 @@ import pytest
 
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
-from spark_jobs.graph import GraphParams, knowledge_graph, prune_eel, semantic_triples
+from spark_jobs.graph import GraphParams, build_graph, prune_eel, prune_triples
 
 
 def test_prune_eel_is_symmetric_top_k(spark):
@@ -59,7 +59,7 @@ def test_concept_pruning_and_fanout_sampling(spark):
         ("i2", "tag", "pair"),
     ]
     concepts = spark.createDataFrame(rows, [C.ITEM_ID, C.RELATION, C.CONCEPT])
-    out = semantic_triples(
+    out = prune_triples(
         concepts, GraphParams(min_concept_entities=2, max_concept_fanout=4, seed=1)
     ).collect()
     by_concept: dict[str, list] = {}
@@ -70,7 +70,7 @@ def test_concept_pruning_and_fanout_sampling(spark):
         r["sampled"] and r["concept_entities"] == 10 for r in by_concept["big"]
     )
     assert len(by_concept["pair"]) == 2 and not any(r["sampled"] for r in by_concept["pair"])
-    again = semantic_triples(
+    again = prune_triples(
         concepts, GraphParams(min_concept_entities=2, max_concept_fanout=4, seed=1)
     )
     assert sorted(map(tuple, again.collect())) == sorted(map(tuple, out))  # seeded
@@ -85,7 +85,7 @@ def test_small_graph_ids_and_edges(spark):
         [("a", "genre", "x"), ("cold", "genre", "x"), ("b", "tag", "t"), ("c", "tag", "t")],
         [C.ITEM_ID, C.RELATION, C.CONCEPT],
     )
-    g = knowledge_graph(catalog, coeng, triples, GraphParams())
+    g = build_graph(catalog, coeng, triples, GraphParams())
     nodes = {(r[C.NODE_TYPE], r[C.KEY]): r[C.NODE_ID] for r in g["nodes"].collect()}
     assert nodes == {
         ("entity", "a"): 0,

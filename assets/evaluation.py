@@ -12,9 +12,7 @@ from orchestration.plots import bars, png_markdown
 from orchestration.resources import LakeResource, SparkResource, env
 from training.checkpoint import load_model_set
 from training.device import pick_device
-from training.evaluate import MAX_QUERIES
-from training.kg_arrays import kg_from_frames
-from training.protocol import (
+from training.evaluation import (
     STRICT,
     TRANSDUCTIVE,
     WARMUP,
@@ -24,6 +22,8 @@ from training.protocol import (
     gate_failures,
     load_report,
 )
+from training.kg_arrays import kg_from_frames
+from training.ranking import MAX_QUERIES
 from training.split import EvaluationSplit, SplitParams, make_split
 
 GROUP = "evaluation"

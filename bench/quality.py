@@ -33,9 +33,7 @@ from orchestration.lake_log import LakeLog
 from orchestration.resources import LakeResource, SparkResource
 from orchestration.versions import latest
 from training.checkpoint import Checkpoint, ModelSet, load_model_set
-from training.compare import calibrate, encoder_map, set_calibration, validation_set
-from training.kg_arrays import KGArrays, kg_arrays
-from training.protocol import (
+from training.evaluation import (
     COLD_EXPOSURE,
     NO_LEARNING,
     STRICT,
@@ -45,9 +43,11 @@ from training.protocol import (
     evaluate_models,
     load_report,
 )
+from training.kg_arrays import KGArrays, kg_arrays
 from training.shard_store import open_shards
 from training.split import EvaluationSplit, training_view
 from training.transe import load_transe
+from training.validation import calibrate, encoder_map, set_calibration, validation_set
 from training.variants import EncoderShape, Variant, train_variant
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "quality.md"

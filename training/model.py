@@ -17,7 +17,7 @@ a degree-gated mix:
     \qquad g_i = \frac{d_i}{d_i + \kappa} \;(\kappa = 0:\ g_i = 1),
 
 with ``κ`` and the residual scale ``α`` fitted on validation, like the popularity prior's
-weight (:mod:`training.compare`). Scores are ``z_iᵀ z_j + w_i · log(1 + d_j)``, where the
+weight (:mod:`training.validation`). Scores are ``z_iᵀ z_j + w_i · log(1 + d_j)``, where the
 prior's weight depends on the query: ``w`` for one with EELs, ``w + δ`` for one without (a
 new item), both fitted on validation (``δ = 0`` in training).
 """

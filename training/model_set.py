@@ -16,11 +16,18 @@ import torch
 from torch_geometric.data import HeteroData
 
 from training.checkpoint import Checkpoint, EmbeddingTable, ModelSet
-from training.compare import Calibration, Row, calibrate, compare, set_calibration, validation_set
 from training.kg_arrays import KGArrays
 from training.model import SemanticGNN
 from training.trainer import TrainParams
 from training.transe import TransEResult
+from training.validation import (
+    Calibration,
+    Row,
+    calibrate,
+    compare,
+    set_calibration,
+    validation_set,
+)
 from training.variants import EncoderShape, Variant, graph_inputs, train_variant
 
 Log = Callable[[str], None]

@@ -54,8 +54,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.evaluate import RankingTask
 from training.model import EntityEncoder, ModelConfig, build_model
+from training.ranking import RankingTask
 from training.shard_graph import ShardGraph
 from training.teacher import Teacher
 

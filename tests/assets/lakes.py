@@ -36,7 +36,7 @@ def resources(lake: Path, delta_engine: str = "deltalake") -> dict[str, object]:
 def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     with pytest.MonkeyPatch.context() as mp:
         # two epochs of training are not meant to beat ItemCF: the gate's own test is in
-        # tests/training/test_protocol.py; here it must let the wiring through
+        # tests/training/test_evaluation.py; here it must let the wiring through
         mp.setenv("COGRAPH_GATE_MARGIN", "1.0")
         return _materialize(lake, ingest, raise_on_error)
 

@@ -15,14 +15,6 @@ import torch
 
 from tests.spark_cluster import free_port
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
-from training.compare import (
-    NEW_SHARE,
-    PRIOR_GRID,
-    calibrate,
-    compare,
-    set_calibration,
-    validation_set,
-)
 from training.device import pick_device
 from training.distributed import Job, train_distributed
 from training.hasp import HaspParams, build_hasp
@@ -32,6 +24,14 @@ from training.shard_graph import held_out_pairs, shard_graph
 from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, converged, train_transe
+from training.validation import (
+    NEW_SHARE,
+    PRIOR_GRID,
+    calibrate,
+    compare,
+    set_calibration,
+    validation_set,
+)
 from training.variants import Variant, concept_inputs
 
 ROOT = Path(__file__).resolve().parents[2]

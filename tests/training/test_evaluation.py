@@ -11,11 +11,7 @@ import torch
 
 from training.checkpoint import Checkpoint, ModelSet
 from training.device import pick_device
-from training.hasp import HaspParams, build_hasp
-from training.inference import embed, embed_graph, whole_graph
-from training.kg_arrays import EEL
-from training.model import ModelConfig, build_model
-from training.protocol import (
+from training.evaluation import (
     SEMANTIC,
     STRICT,
     TRANSDUCTIVE,
@@ -27,6 +23,10 @@ from training.protocol import (
     rare_concept_links,
     settings,
 )
+from training.hasp import HaspParams, build_hasp
+from training.inference import embed, embed_graph, whole_graph
+from training.kg_arrays import EEL
+from training.model import ModelConfig, build_model
 from training.shard_graph import shard_graph
 from training.spectral import spectral_embedding
 from training.split import EvaluationSplit, SplitParams, make_split, training_view, warmup_view
@@ -216,8 +216,8 @@ def test_sampled_queries_hold_the_full_rankings_mean_on_movielens(movielens_grap
     queries here, below the default sample of 2,000) a sample of 200 holds the full
     ranking's MAP@10 inside its 95% bootstrap interval."""
     from training.baselines import itemcf, signals
-    from training.evaluate import bootstrap_interval
     from training.kg_arrays import kg_arrays
+    from training.ranking import bootstrap_interval
 
     kg = kg_arrays(movielens_graph["nodes"].toArrow(), movielens_graph["edges"].toArrow())
     split = make_split(kg, SplitParams(test_share=0.1, inductive_share=0.1, seed=0))

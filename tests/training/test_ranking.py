@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from training.baselines import best_of, blend, concepts, itemcf, popularity, signals
-from training.evaluate import (
+from training.kg_arrays import ENTITY, KGArrays
+from training.ranking import (
     RankingTask,
     average_precision_at_k,
     bootstrap_interval,
@@ -17,7 +18,6 @@ from training.evaluate import (
     recall_at_k,
     top_k,
 )
-from training.kg_arrays import ENTITY, KGArrays
 
 
 def test_average_precision_by_hand():

@@ -32,8 +32,8 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
-from training.evaluate import MAX_QUERIES, RankingTask
 from training.kg_arrays import KGArrays
+from training.ranking import MAX_QUERIES, RankingTask
 from training.shard_graph import held_out_pairs, shard_graph
 
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0)

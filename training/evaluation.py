@@ -1,6 +1,6 @@
 """The evaluation protocol (after SemanticGNN's): every model and baseline, same split.
 
-Settings, each a :class:`~training.evaluate.RankingTask` over all entities:
+Settings, each a :class:`~training.ranking.RankingTask` over all entities:
 
 * **transductive** (Co-Sim): queries are entities with test EELs, ranked against every
   entity except themselves and their training links; also per cold-start group by EEL
@@ -15,7 +15,7 @@ Settings, each a :class:`~training.evaluate.RankingTask` over all entities:
 Learned encoders embed each setting's graph with :func:`training.inference.embed`; no-
 learning baselines score from the same graph; their weights come from validation. Each
 setting ranks a seeded sample of at most ``max_queries`` of its queries
-(:meth:`~training.evaluate.RankingTask.sample`); every mean comes with its count and the
+(:meth:`~training.ranking.RankingTask.sample`); every mean comes with its count and the
 MAP@10 with a 95% bootstrap interval (``map@10_low``, ``map@10_high``).
 
 Besides ranking quality, **cold-query exposure** (:func:`cold_query_exposure`): over the
@@ -50,9 +50,9 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
-from training.evaluate import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
 from training.inference import embed_graph, kg_walk_factors
 from training.kg_arrays import KGArrays
+from training.ranking import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
 from training.split import EvaluationSplit, training_view, warmup_view
 
 KS = (10, 50, 100)

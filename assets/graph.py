@@ -6,6 +6,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from orchestration.io_manager import CONFIG, TableWrite
 from orchestration.measure import Measure
 from orchestration.plots import loglog_distribution, png_markdown
 from orchestration.resources import SparkResource, env
@@ -37,7 +38,7 @@ class GraphConfig(dg.Config):
 @dg.asset(group_name=GROUP)
 def coengagement_edges(
     context: dg.AssetExecutionContext, config: CoengagementConfig, raw_interactions: DataFrame
-) -> dg.Output[DataFrame]:
+) -> dg.Output[TableWrite]:
     """Item pairs co-engaged by the same users within a window, with support and score."""
     with Measure() as m:
         edges = build_coengagement(
@@ -51,7 +52,7 @@ def coengagement_edges(
         ).first()
     context.log.info(f"{stats['edges']} co-engagement pairs")
     return dg.Output(
-        edges,
+        TableWrite(edges, "overwrite", {CONFIG: config.model_dump_json()}),
         metadata={
             "edges": stats["edges"],
             "max_support": stats["max_support"] or 0,
@@ -101,7 +102,7 @@ def knowledge_graph(
     item_catalog: DataFrame,
     coengagement_edges: DataFrame,
     semantic_triples: DataFrame,
-) -> dg.Output[dict[str, DataFrame]]:
+) -> dg.Output[TableWrite]:
     """Entity and concept nodes with dense ids; symmetric top-k EELs and entity-concept edges."""
     with Measure() as m:
         graph = build_graph(
@@ -122,7 +123,9 @@ def knowledge_graph(
         f"Graph: {node_counts} nodes, {edge_counts} edges, cold-start {cold_share:.1%}"
     )
     return dg.Output(
-        {"nodes": nodes, "edges": edges},
+        TableWrite(
+            {"nodes": nodes, "edges": edges}, "overwrite", {CONFIG: config.model_dump_json()}
+        ),
         metadata={
             "nodes_by_type": dg.MetadataValue.json(node_counts),
             "edges_by_relation": dg.MetadataValue.json(edge_counts),

@@ -3,6 +3,7 @@ searchable with the current checkpoint, no retraining (``spark_jobs/incremental.
 ``serving/refresh.py``)."""
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from assets.embeddings import INFERENCE_BUDGET_MB
 from assets.graph import CoengagementConfig, GraphConfig
 from orchestration import inbox
 from orchestration.incremental_batch import BatchSettings, applied_batches, apply_batch
-from orchestration.io_manager import lake_tables
+from orchestration.io_manager import lake_tables, recorded_config
 from orchestration.lake_log import INCREMENTAL_UNIT
+from orchestration.lake_transaction import LakeTables
 from orchestration.measure import Measure
 from orchestration.resources import LakeResource, SparkResource, env
 from orchestration.versions import latest
@@ -30,6 +32,28 @@ class BatchConfig(dg.Config):
     files: list[str] = []
     memory_budget_mb: int = INFERENCE_BUDGET_MB
     encoding: str = env("INPUT_ENCODING", "utf-8")  # of CSV batch files
+
+
+def batch_settings(
+    tables: LakeTables, config: BatchConfig, lake: LakeResource, log: logging.Logger
+) -> BatchSettings:
+    """The batch's settings, with the co-engagement and graph configs that the nightly
+    build recorded in its tables, so that merged pairs and EELs follow its rules."""
+    coengagement = recorded_config(tables, "coengagement_edges")
+    graph = recorded_config(tables, "knowledge_graph/edges")
+    if coengagement is None or graph is None:
+        log.warning(
+            "The graph tables recorded no config (written by an older version): "
+            "this batch uses the default co-engagement and graph configs"
+        )
+    return BatchSettings(
+        coengagement=CoengagementParams(**CoengagementConfig(**(coengagement or {})).model_dump()),
+        min_support=GraphConfig(**(graph or {})).min_support,
+        memory_budget_mb=config.memory_budget_mb,
+        index_root=lake.path("ann_index"),
+        checkpoint_root=lake.path("gnn_checkpoint"),
+        encoding=config.encoding,
+    )
 
 
 @dg.asset(
@@ -51,14 +75,7 @@ def batch_updates(
     none, a killed run resumes from its last finished step, and a batch is applied once.
     """
     tables = lake_tables(lake, spark)
-    settings = BatchSettings(
-        coengagement=CoengagementParams(**CoengagementConfig().model_dump()),
-        min_support=GraphConfig().min_support,
-        memory_budget_mb=config.memory_budget_mb,
-        index_root=lake.path("ann_index"),
-        checkpoint_root=lake.path("gnn_checkpoint"),
-        encoding=config.encoding,
-    )
+    settings = batch_settings(tables, config, lake, context.log)
     inbox_dir = lake.path("inbox")
     with tables.log.writer_lease(lake.writer_lease_seconds), Measure() as m:
         # what a killed run left first, then the files of this run not applied yet

@@ -143,12 +143,14 @@ def commit(staged: StagedWrite) -> TableCommit:
     """Make staged files one new Delta version."""
     path = staged.path
     if staged.df is not None:
-        (
+        writer = (
             staged.df.write.format("delta")
             .mode(staged.mode)
             .option("overwriteSchema", str(staged.overwrite_schema).lower())
-            .save(str(path))
         )
+        if staged.custom_metadata:  # delta-spark keeps one string per commit
+            writer = writer.option("userMetadata", json.dumps(staged.custom_metadata))
+        writer.save(str(path))
         engine = "delta-spark"
     else:
         actions = [
@@ -190,6 +192,20 @@ def commit(staged: StagedWrite) -> TableCommit:
         schema=_fields(staged.arrow_schema),
         engine=engine,
     )
+
+
+def recorded(path: str | Path, key: str) -> str | None:
+    """The value of custom commit metadata ``key`` in the newest commit of the table at
+    ``path`` that carries it (either engine's commits), or None."""
+    if not is_table(Path(path)):
+        return None
+    for commit in DeltaTable(str(path)).history():  # newest first
+        if key in commit:  # deltalake: custom metadata are commit fields
+            return str(commit[key])
+        user = commit.get("userMetadata")
+        if user and user.startswith("{") and key in (fields := json.loads(user)):
+            return str(fields[key])
+    return None
 
 
 def table_rows(table: DeltaTable) -> int:

@@ -11,7 +11,9 @@ rows, schema and the write's seconds and peak memory (Spark is lazy: the write i
 the stage's work happens).
 """
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -22,14 +24,25 @@ from orchestration.lake_transaction import LakeTables
 from orchestration.measure import Measure
 from orchestration.resources import LakeResource, SparkResource
 
+CONFIG = "cograph.config"  # commit metadata: the JSON config of the run that wrote a table
+
 
 @dataclass(frozen=True)
 class TableWrite:
-    """A DataFrame and how to write it, where the mode depends on the run (an append of
-    new rows, or a replacement)."""
+    """A DataFrame (or an asset's named frames) and how to write it, where the mode
+    depends on the run (an append of new rows, or a replacement); ``custom`` goes into
+    the commits' metadata (e.g. ``CONFIG``)."""
 
-    df: DataFrame
+    df: DataFrame | dict[str, DataFrame]
     mode: delta_tables.WriteMode
+    custom: Mapping[str, str] = field(default_factory=dict)
+
+
+def recorded_config(tables: LakeTables, name: str) -> dict[str, Any] | None:
+    """The config that the last full write of table ``name`` recorded, or None (a lake
+    written before configs were recorded)."""
+    value = delta_tables.recorded(tables.path(name), CONFIG)
+    return None if value is None else json.loads(value)
 
 
 def table_metadata(commit: delta_tables.TableCommit, prefix: str = "") -> dict[str, Any]:
@@ -67,10 +80,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         name = self._name(context.asset_key)
         meta = context.definition_metadata or {}
         mode = meta.get("write_mode", "overwrite")
-        if isinstance(obj, TableWrite):
-            obj, mode = obj.df, obj.mode
-        frames = obj if isinstance(obj, dict) else {"": obj}
         custom = {"dagster_run_id": context.run_id, "asset": context.asset_key.to_user_string()}
+        if isinstance(obj, TableWrite):
+            obj, mode, custom = obj.df, obj.mode, {**custom, **obj.custom}
+        frames = obj if isinstance(obj, dict) else {"": obj}
         with Measure() as m:
             staged: dict[str, delta_tables.StagedWrite] = {}
             try:

@@ -168,3 +168,36 @@ def test_corrupt_file_is_quarantined_and_the_next_goes_through(lake):
     assert result.success
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["interactions"].value == 2
+
+
+def test_batches_follow_the_graph_config_the_nightly_build_recorded(materialized_lake, tmp_path):
+    """A nightly build with a non-default window and minimum support records them in its
+    commits; the incremental batch's settings read them back instead of the defaults."""
+    import logging
+
+    from assets.graph import CoengagementConfig, GraphConfig
+    from assets.incremental import BatchConfig, batch_settings
+    from orchestration.io_manager import lake_tables
+
+    lake = lake_copy(materialized_lake.lake, tmp_path)
+    res = resources(lake)
+    before = batch_settings(
+        lake_tables(res["lake"], res["spark"]), BatchConfig(), res["lake"], logging.getLogger()
+    )
+    assert (before.coengagement.window_days, before.min_support) == (30, 2)  # the defaults
+    dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=["coengagement_edges", "knowledge_graph"],
+        resources=res,
+        run_config=dg.RunConfig(
+            ops={
+                "coengagement_edges": CoengagementConfig(window_days=7, min_support=3),
+                "knowledge_graph": GraphConfig(min_support=3),
+            }
+        ),
+    )
+    after = batch_settings(
+        lake_tables(res["lake"], res["spark"]), BatchConfig(), res["lake"], logging.getLogger()
+    )
+    assert after.coengagement.window_days == 7 and after.coengagement.min_support == 3
+    assert after.min_support == 3

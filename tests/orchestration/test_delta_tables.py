@@ -8,7 +8,13 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from orchestration.delta_tables import SchemaMismatchError, merge_table, read_table, write_table
+from orchestration.delta_tables import (
+    SchemaMismatchError,
+    merge_table,
+    read_table,
+    recorded,
+    write_table,
+)
 from tests.conftest import require_jvm
 
 
@@ -133,3 +139,21 @@ def test_delta_spark_commits_what_deltalake_commits(spark, caps, frame, tmp_path
         seen[engine] = out
     assert seen[True] == seen[False]
     assert [v for v, _ in seen[True]] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("engine", ["deltalake", "delta-spark"])
+def test_recorded_metadata_is_the_newest_commit_that_carries_it(
+    spark, caps, frame, tmp_path, engine
+):
+    """Either engine's custom commit metadata reads back, past later commits without it."""
+    delta_spark = engine == "delta-spark"
+    if delta_spark:
+        require_jvm(caps, "delta")
+    path = tmp_path / "t"
+    assert recorded(path, "cograph.config") is None  # no table yet
+    write_table(frame, path, use_delta_spark=delta_spark, custom_metadata={"cograph.config": "a"})
+    write_table(frame.limit(2), path, use_delta_spark=delta_spark, mode="append")
+    assert recorded(path, "cograph.config") == "a"
+    write_table(frame, path, use_delta_spark=delta_spark, custom_metadata={"cograph.config": "b"})
+    assert recorded(path, "cograph.config") == "b"
+    assert recorded(path, "something else") is None

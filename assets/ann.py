@@ -6,12 +6,12 @@ from pathlib import Path
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from orchestration.measure import Measure
-from orchestration.resources import env
+from resources.measure import Measure
+from resources.spark_lake import env
 from serving.artifact import IndexBundle
 from serving.build import build_bundle, compare_variants, concept_labels
 from serving.index import IndexParams
-from training.embedding_store import open_matrix
+from storage.embedding_store import open_matrix
 
 GROUP = "serving"
 

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
-from orchestration.measure import Measure
-from orchestration.resources import SparkResource, env
+from resources.measure import Measure
+from resources.spark_lake import SparkResource, env
+from storage.embedding_store import EmbeddingMatrix, embedding_rows
 from training.checkpoint import load_model_set
 from training.device import pick_device
-from training.embedding_store import EmbeddingMatrix, embedding_rows
 from training.inference import embed_graph
 from training.kg_arrays import kg_from_frames
 

@@ -7,9 +7,9 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from assets.embeddings import INFERENCE_BUDGET_MB
-from orchestration.measure import Measure
-from orchestration.plots import bars, png_markdown
-from orchestration.resources import LakeResource, SparkResource, env
+from resources.measure import Measure
+from resources.plots import bars, png_markdown
+from resources.spark_lake import LakeResource, SparkResource, env
 from training.checkpoint import load_model_set
 from training.device import pick_device
 from training.evaluation import (

@@ -6,10 +6,10 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from orchestration.io_manager import CONFIG, TableWrite
-from orchestration.measure import Measure
-from orchestration.plots import loglog_distribution, png_markdown
-from orchestration.resources import SparkResource, env
+from resources.io_manager import CONFIG, TableWrite
+from resources.measure import Measure
+from resources.plots import loglog_distribution, png_markdown
+from resources.spark_lake import SparkResource, env
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
 from spark_jobs.coengagement import CoengagementParams, build_coengagement

@@ -11,17 +11,17 @@ import dagster as dg
 
 from assets.embeddings import INFERENCE_BUDGET_MB
 from assets.graph import CoengagementConfig, GraphConfig
-from orchestration import inbox
 from orchestration.incremental_batch import BatchSettings, applied_batches, apply_batch
-from orchestration.io_manager import lake_tables, recorded_config
-from orchestration.lake_log import INCREMENTAL_UNIT
-from orchestration.lake_transaction import LakeTables
-from orchestration.measure import Measure
-from orchestration.resources import LakeResource, SparkResource, env
-from orchestration.versions import latest
+from resources.io_manager import lake_tables, recorded_config
+from resources.measure import Measure
+from resources.spark_lake import LakeResource, SparkResource, env
 from serving.artifact import BUNDLE
 from serving.refresh import INDUCTIVE_SINCE_RETRAIN
 from spark_jobs.coengagement import CoengagementParams
+from storage import inbox
+from storage.lake_log import INCREMENTAL_UNIT
+from storage.lake_transaction import LakeTables
+from storage.versions import latest
 
 GROUP = "incremental"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from orchestration.measure import Measure
-from orchestration.plots import curves, png_markdown
-from orchestration.resources import env
+from resources.measure import Measure
+from resources.plots import curves, png_markdown
+from resources.spark_lake import env
 from training.baselines import EASE_MAX_ENTITIES, ease_fits
 from training.checkpoint import ModelSet
 from training.device import pick_device

@@ -9,15 +9,15 @@ import dagster as dg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from orchestration.housekeeping import STAGING
-from orchestration.io_manager import TableWrite, lake_tables
-from orchestration.measure import Measure
-from orchestration.resources import LakeResource, SparkResource, env
+from resources.io_manager import TableWrite, lake_tables
+from resources.measure import Measure
+from resources.spark_lake import LakeResource, SparkResource, env
 from spark_jobs import constants as C
 from spark_jobs.ingest import ingest, merge_catalog, new_triples
 from spark_jobs.readers import RawInputs, read_generic, read_movielens
 from spark_jobs.synthetic import SyntheticSpec, synthetic_inputs
 from spark_jobs.validation import QUARANTINE_SCHEMA, reason_counts
+from storage.housekeeping import STAGING
 
 GROUP = "ingest"
 

@@ -3,8 +3,8 @@
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from orchestration.measure import Measure
-from orchestration.resources import env
+from resources.measure import Measure
+from resources.spark_lake import env
 from training.hasp import HaspParams, MemoryModel, build_hasp
 from training.kg_arrays import kg_from_frames
 from training.shard_store import HaspShards

@@ -23,8 +23,8 @@ from pyspark.sql import SparkSession
 
 from bench.report import DOC, markdown_table, stamp, write_section
 from bench.spark_stages import last_stage, profile_table, stage_profile, step
-from orchestration.measure import Measure
-from orchestration.plots import curves
+from resources.measure import Measure
+from resources.plots import curves
 from spark_jobs.coengagement import CoengagementParams, build_coengagement
 from spark_jobs.ingest import ingest
 from spark_jobs.session import SparkSettings, get_spark

@@ -20,7 +20,7 @@ from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
 from bench.report import DOC, markdown_table, stamp, write_section
 from orchestration.definitions import lake_resources
-from orchestration.resources import LakeResource, SparkResource
+from resources.spark_lake import LakeResource, SparkResource
 
 WHERE_TIME_GOES = """Where the time goes: `gnn_checkpoint` (six variants trained, then the
 validation comparison and readout calibration), `concept_pretraining` and

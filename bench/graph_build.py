@@ -26,8 +26,8 @@ from pyspark.sql import SparkSession
 from bench import coengagement
 from bench.report import DOC, markdown_table, stamp, write_section
 from bench.spark_stages import last_stage, profile_table, stage_profile, step
-from orchestration.measure import Measure
-from orchestration.plots import curves
+from resources.measure import Measure
+from resources.plots import curves
 from spark_jobs import constants as C
 from spark_jobs.coengagement import CoengagementParams
 from spark_jobs.graph import GraphParams, build_graph, prune_triples

@@ -25,10 +25,10 @@ from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
 from bench.report import DOC, markdown_table, stamp, write_section
 from orchestration.definitions import ASSETS, CHECKS, lake_resources
-from orchestration.resources import LakeResource, SparkResource
 from orchestration.sensors import inbox_sensor
-from orchestration.versions import latest
+from resources.spark_lake import LakeResource, SparkResource
 from serving.artifact import load_bundle
+from storage.versions import latest
 
 NEW_ITEMS = 20
 

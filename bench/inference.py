@@ -23,8 +23,8 @@ import torch
 
 from bench.report import DOC, markdown_table, stamp, write_section
 from bench.training import lake_kg
-from orchestration.measure import Measure
-from orchestration.versions import latest
+from resources.measure import Measure
+from storage.versions import latest
 from training.checkpoint import load_model_set
 from training.device import device_name, pick_device
 from training.inference import embed, whole_graph

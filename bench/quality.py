@@ -29,9 +29,9 @@ from assets.raw import IngestConfig
 from bench.lineage import full_refresh
 from bench.report import markdown_table, stamp
 from orchestration.definitions import lake_resources
-from orchestration.lake_log import LakeLog
-from orchestration.resources import LakeResource, SparkResource
-from orchestration.versions import latest
+from resources.spark_lake import LakeResource, SparkResource
+from storage.lake_log import LakeLog
+from storage.versions import latest
 from training.checkpoint import Checkpoint, ModelSet, load_model_set
 from training.evaluation import (
     COLD_EXPOSURE,

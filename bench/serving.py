@@ -26,12 +26,12 @@ import numpy as np
 import requests
 
 from bench.report import DOC, markdown_table, stamp, write_section
-from orchestration.versions import latest, publish
 from serving.artifact import IndexBundle, load_bundle
 from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, recall_at_k
 from serving.launch import similar_items_service
 from serving.synthetic import clustered_matrix
+from storage.versions import latest, publish
 
 
 def synthetic_lake(root: Path, n: int) -> Path:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import ann, embeddings, evaluation, graph, incremental, model, raw, shards
-from orchestration.folder_io_manager import FolderIOManager
-from orchestration.io_manager import DeltaIOManager
 from orchestration.maintenance import lake_maintenance, weekly_lake_maintenance
-from orchestration.resources import LakeResource, SparkResource, env
 from orchestration.sensors import INCREMENTAL_JOB, inbox_sensor
+from resources.folder_io_manager import FolderIOManager
+from resources.io_manager import DeltaIOManager
+from resources.spark_lake import LakeResource, SparkResource, env
 
 
 def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object]:

@@ -1,6 +1,6 @@
 """One incremental batch as a resumable, all-or-nothing unit over the lake (no Dagster).
 
-The steps, each journaled when it finishes (:mod:`orchestration.lake_transaction`),
+The steps, each journaled when it finishes (:mod:`storage.lake_transaction`),
 after a first entry that names the batch's files:
 
 1. ``appended``: the batch's rows appended to quarantine, item_catalog, item_concepts and
@@ -35,9 +35,6 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from orchestration.lake_log import INCREMENTAL_UNIT
-from orchestration.lake_transaction import LakeTables, LakeTransaction
-from orchestration.versions import latest, publish
 from serving.artifact import load_bundle
 from serving.build import concept_labels
 from serving.refresh import refresh_bundle
@@ -52,9 +49,12 @@ from spark_jobs.incremental import (
     recompute_pairs,
     touched_pairs,
 )
+from storage.embedding_store import embedding_rows
+from storage.lake_log import INCREMENTAL_UNIT
+from storage.lake_transaction import LakeTables, LakeTransaction
+from storage.versions import latest, publish
 from training.checkpoint import load_model_set
 from training.device import pick_device
-from training.embedding_store import embedding_rows
 from training.inference import Embedded, embed_graph
 from training.kg_arrays import kg_arrays
 

@@ -1,10 +1,10 @@
-"""The lake maintenance job: housekeeping (``orchestration/housekeeping.py``) on a schedule."""
+"""The lake maintenance job: housekeeping (``storage/housekeeping.py``) on a schedule."""
 
 import dagster as dg
 
-from orchestration.housekeeping import tidy_lake
-from orchestration.io_manager import lake_tables
-from orchestration.resources import LakeResource, SparkResource, env
+from resources.io_manager import lake_tables
+from resources.spark_lake import LakeResource, SparkResource, env
+from storage.housekeeping import tidy_lake
 
 
 class HousekeepingConfig(dg.Config):

@@ -5,9 +5,9 @@ import json
 
 import dagster as dg
 
-from orchestration.inbox import fingerprint, scan
-from orchestration.lake_log import INCREMENTAL_UNIT, LakeLog
-from orchestration.resources import LakeResource
+from resources.spark_lake import LakeResource
+from storage.inbox import fingerprint, scan
+from storage.lake_log import INCREMENTAL_UNIT, LakeLog
 
 INCREMENTAL_JOB = "incremental_update"
 MAX_REMEMBERED = 10_000  # fingerprints kept in the cursor

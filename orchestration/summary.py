@@ -7,10 +7,10 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from orchestration.delta_tables import table_rows
-from orchestration.lake_log import LakeLog
-from orchestration.resources import env
-from orchestration.versions import LATEST
+from resources.spark_lake import env
+from storage.delta_tables import table_rows
+from storage.lake_log import LakeLog
+from storage.versions import LATEST
 
 
 def recorded_tables(root: Path) -> list[tuple[str, int, int]]:

@@ -24,7 +24,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from orchestration.versions import latest
 from serving.artifact import IndexBundle, load_bundle
 from serving.batcher import MicroBatcher
 from serving.metrics import Metrics
@@ -35,6 +34,7 @@ from serving.retrieval import (
     similar,
     weighted_mean,
 )
+from storage.versions import latest
 
 MAX_K = 1000
 MAX_HISTORY = 1000

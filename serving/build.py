@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from serving.artifact import IndexBundle
 from serving.index import IndexParams, Tuning, build, item_vectors, sample_queries, tune
-from training.embedding_store import EmbeddingMatrix
+from storage.embedding_store import EmbeddingMatrix
 
 
 def concept_labels(nodes: pa.Table, edges: pa.Table) -> pa.Table:

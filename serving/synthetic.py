@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from training.embedding_store import EmbeddingMatrix
+from storage.embedding_store import EmbeddingMatrix
 
 
 def clustered_matrix(

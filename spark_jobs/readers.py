@@ -8,10 +8,8 @@ table) instead of becoming a silent null in Spark's type inference.
 from __future__ import annotations
 
 import functools
-import hashlib
 import tempfile
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import constants as C
 from spark_jobs.csv_lines import BAD_BYTES, LINE, number_lines
+from storage.fingerprints import content_hash
 
 NO_GENRE = "(no genres listed)"  # MovieLens's marker for a movie without genres
 
@@ -46,18 +45,6 @@ class RawInputs:
             raise ValueError(
                 f"Input sources must be distinct to count rejections per input: {self}"
             )
-
-
-def content_hash(paths: Iterable[str | Path]) -> str:
-    """A short hash of the bytes of ``paths`` (a folder: its files, in name order)."""
-    digest = hashlib.sha256()
-    for path in map(Path, paths):
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            with file.open("rb") as f:
-                for block in iter(lambda f=f: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:20]
 
 
 def read_file(

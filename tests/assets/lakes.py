@@ -16,8 +16,8 @@ from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig, SyntheticConfig
 from assets.shards import HaspConfig
 from orchestration.definitions import ASSETS, CHECKS, lake_resources
-from orchestration.lake_log import LakeLog
-from orchestration.resources import LakeResource, SparkResource
+from resources.spark_lake import LakeResource, SparkResource
+from storage.lake_log import LakeLog
 from tests.conftest import TEST_SPARK
 
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from orchestration.definitions import ASSETS, CHECKS
-from orchestration.versions import latest
+from storage.versions import latest
 from tests.assets.lakes import assert_same_rows, lake_copy, recorded, resources, table_at
 from tests.assets.test_incremental import tick, write_batch
 from tests.conftest import require_jvm

@@ -16,8 +16,8 @@ from deltalake import DeltaTable
 
 from orchestration.definitions import ASSETS, CHECKS
 from orchestration.sensors import inbox_sensor
-from orchestration.versions import latest
 from serving.artifact import load_bundle
+from storage.versions import latest
 from tests.assets.lakes import lake_copy, resources, versions
 
 NEW = ["new-item-a", "new-item-b", "new-item-c"]
@@ -177,7 +177,7 @@ def test_batches_follow_the_graph_config_the_nightly_build_recorded(materialized
 
     from assets.graph import CoengagementConfig, GraphConfig
     from assets.incremental import BatchConfig, batch_settings
-    from orchestration.io_manager import lake_tables
+    from resources.io_manager import lake_tables
 
     lake = lake_copy(materialized_lake.lake, tmp_path)
     res = resources(lake)

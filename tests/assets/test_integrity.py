@@ -21,13 +21,14 @@ import pytest
 from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
-from orchestration import delta_tables, incremental_batch
+from orchestration import incremental_batch
 from orchestration.definitions import ASSETS, CHECKS, full_refresh
-from orchestration.delta_tables import table_rows
-from orchestration.inbox import fingerprint
-from orchestration.lake_log import LakeLog
-from orchestration.lake_transaction import LakeTransaction
-from orchestration.versions import latest
+from storage import delta_tables
+from storage.delta_tables import table_rows
+from storage.inbox import fingerprint
+from storage.lake_log import LakeLog
+from storage.lake_transaction import LakeTransaction
+from storage.versions import latest
 from tests.assets.lakes import SMALL, lake_copy, resources, training_ops
 from tests.assets.test_incremental import NEW, tick, write_batch
 from tests.conftest import ROOT

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
 from orchestration.definitions import defs
-from orchestration.delta_tables import table_rows
+from storage.delta_tables import table_rows
 from tests.assets.lakes import SMALL, lake_copy, recorded, run, versions
 from training.checkpoint import load_model_set
 from training.shard_store import open_shards

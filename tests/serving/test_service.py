@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import requests
 
-from orchestration.versions import publish as publish_version
 from serving.artifact import load_bundle
 from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, query_vectors
 from serving.launch import similar_items_service
 from serving.synthetic import clustered_matrix
+from storage.versions import publish as publish_version
 
 TOKEN = "s3cret-token"
 ONE = {"item_id": "item-1"}

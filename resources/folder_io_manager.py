@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.resources import LakeResource
-from orchestration.versions import FolderArtifact, latest, publish
+from resources.spark_lake import LakeResource
+from storage.versions import FolderArtifact, latest, publish
 
 
 class FolderIOManager(dg.ConfigurableIOManager):

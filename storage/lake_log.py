@@ -34,7 +34,7 @@ from typing import Any
 
 from deltalake import DeltaTable
 
-from orchestration.delta_tables import table_version
+from storage.delta_tables import table_version
 
 LOG = "_lake_log"
 JOURNALS = "journals"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spark_jobs.readers import content_hash
+from storage.fingerprints import content_hash
 
 SUFFIXES = (".csv", ".parquet")
 DONE = ".done"

@@ -4,7 +4,7 @@ A :class:`LakeTransaction` reads every table at the version it trusts (its own c
 so far, else the lake's snapshot), commits writes one Delta version at a time after
 restoring any unrecorded commits on top of what it trusts, journals each finished step
 (with the versions its commits made), and makes everything visible at once
-with one record (:mod:`orchestration.lake_log`). A transaction that dies leaves a
+with one record (:mod:`storage.lake_log`). A transaction that dies leaves a
 journal: reopening it with the same key resumes after its last finished step (commits of
 the step it died in are rolled back and the step is redone), unless another writer
 recorded one of its tables since (then its journal is stale and it starts again).
@@ -19,8 +19,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from orchestration import delta_tables
-from orchestration.lake_log import LakeLog, Snapshot, rollback_unrecorded, write_mode_for
+from storage import delta_tables
+from storage.lake_log import LakeLog, Snapshot, rollback_unrecorded, write_mode_for
 
 
 class LakeTables:

@@ -9,10 +9,10 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from orchestration import delta_tables
-from orchestration.housekeeping import STAGING, tidy_lake
-from orchestration.lake_log import LakeLog, LeaseTimeout
-from orchestration.lake_transaction import LakeTables, StaleUnit
+from storage import delta_tables
+from storage.housekeeping import STAGING, tidy_lake
+from storage.lake_log import LakeLog, LeaseTimeout
+from storage.lake_transaction import LakeTables, StaleUnit
 
 CUSTOM = {"asset": "test"}
 

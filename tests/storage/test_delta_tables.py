@@ -8,7 +8,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from orchestration.delta_tables import (
+from storage.delta_tables import (
     SchemaMismatchError,
     merge_table,
     read_table,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from orchestration.lake_log import INCREMENTAL_UNIT, rollback_unrecorded
-from orchestration.lake_transaction import LakeTables
+from storage.lake_log import INCREMENTAL_UNIT, rollback_unrecorded
+from storage.lake_transaction import LakeTables
 
 STAGING = "_staging"  # under the lake root: per-run copies of CSV inputs
 

@@ -2,7 +2,7 @@
 
 An asset returns a DataFrame (one table), a ``dict`` of DataFrames (a table set, stored
 as ``<table>/<name>``) or a :class:`TableWrite` (a DataFrame with its write mode). The
-tables of every output of one step are one unit (:mod:`orchestration.lake_transaction`):
+tables of every output of one step are one unit (:mod:`storage.lake_transaction`):
 each is committed as a Delta version and journaled, and one record after the step's last
 output makes all of them visible together, so a failure anywhere (between two tables, or
 between two outputs of a multi-asset) leaves readers on the last recorded versions.
@@ -19,10 +19,10 @@ from typing import Any
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from orchestration import delta_tables
-from orchestration.lake_transaction import LakeTables
-from orchestration.measure import Measure
-from orchestration.resources import LakeResource, SparkResource
+from resources.measure import Measure
+from resources.spark_lake import LakeResource, SparkResource
+from storage import delta_tables
+from storage.lake_transaction import LakeTables
 
 CONFIG = "cograph.config"  # commit metadata: the JSON config of the run that wrote a table
 

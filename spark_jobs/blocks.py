@@ -9,18 +9,37 @@ row per record, and never converts the records to its own row format.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
 BUCKET = "_bucket"
 BLOCK = "_block"
 SCHEMA = StructType([StructField(BUCKET, IntegerType()), StructField(BLOCK, BinaryType())])
+ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 BLOCK_BYTES = 32 << 20  # per block: far below Arrow's 2 GiB per batch and Spark's per row
+
+
+def exchange(
+    df: DataFrame,
+    send: Callable[[list[int]], ArrowMap],
+    receive: ArrowMap,
+    schema: StructType,
+) -> DataFrame:
+    """``df`` through ``send(labels)`` (a ``mapInArrow`` function that yields blocks), a
+    shuffle of the blocks by bucket over the session's shuffle partitions, one bucket per
+    partition, and ``receive`` (a ``mapInArrow`` function) to rows of ``schema``."""
+    spark = df.sparkSession
+    n = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
+    return (
+        df.mapInArrow(send(partition_labels(spark, n)), SCHEMA)
+        .repartition(n, BUCKET)
+        .mapInArrow(receive, schema)
+    )
 
 
 def partition_labels(spark: SparkSession, n: int) -> list[int]:

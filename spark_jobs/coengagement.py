@@ -8,12 +8,12 @@ quadratically with the heaviest users.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_jobs import blocks, user_pairs
 from spark_jobs import constants as C
@@ -74,22 +74,17 @@ def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> D
         F.collect_list(F.struct(user_pairs.T, user_pairs.CODE)).alias(user_pairs.ITEMS)
     )
     window = None if params.window_days is None else int(params.window_days * 86_400)
-    buckets = int(ui.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
-    labels = blocks.partition_labels(ui.sparkSession, buckets)
-    totals = StructType(
-        [StructField(user_pairs.KEY, LongType()), StructField(C.SUPPORT, LongType())]
-    )
     key = F.col(user_pairs.KEY)
-    # pair counts travel as a few packed blocks per bucket, not as one shuffled row each
-    pairs = (
-        lists.mapInArrow(user_pairs.partition_pairs(window, labels), blocks.SCHEMA)
-        .repartition(buckets, blocks.BUCKET)
-        .mapInArrow(user_pairs.pair_totals(params.min_support), totals)
-        .select(
-            F.shiftright(key, 32).cast("int").alias("_lo"),
-            (key.bitwiseAND(0xFFFFFFFF)).cast("int").alias("_hi"),
-            C.SUPPORT,
-        )
+    # pair keys travel as a few packed blocks per bucket, not as one shuffled row each
+    pairs = blocks.exchange(
+        lists,
+        functools.partial(user_pairs.partition_pairs, window),
+        user_pairs.pair_totals(params.min_support),
+        user_pairs.TOTALS,
+    ).select(
+        F.shiftright(key, 32).cast("int").alias("_lo"),
+        (key.bitwiseAND(0xFFFFFFFF)).cast("int").alias("_hi"),
+        C.SUPPORT,
     )
     n_i = items.select(
         F.col(C.ITEM_ID).alias(C.SRC), F.col("_n").alias("_ni"), F.col(user_pairs.CODE).alias("_lo")

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from spark_jobs import blocks, top_k
 from spark_jobs import constants as C
@@ -84,12 +83,8 @@ def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
     bounds, with no window and no further shuffle of the pairs.
     """
     kept = edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE)
-    n = int(kept.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
-    labels = blocks.partition_labels(kept.sparkSession, n)
-    bounds = (
-        kept.mapInArrow(top_k.directed_blocks(labels), blocks.SCHEMA)
-        .repartition(n, blocks.BUCKET)
-        .mapInArrow(top_k.kth_links(params.top_k), _BOUNDS)
+    bounds = blocks.exchange(
+        kept, top_k.directed_blocks, top_k.kth_links(params.top_k), top_k.BOUNDS
     )
 
     def ranked_by(end: str, other: str) -> tuple[DataFrame, Column]:
@@ -118,15 +113,6 @@ def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
     )
     mirrored = top.select(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST), "weight")
     return top.unionByName(mirrored)
-
-
-_BOUNDS = StructType(
-    [
-        StructField(top_k.NODE, LongType()),
-        StructField(top_k.BOUND_SCORE, DoubleType()),
-        StructField(top_k.BOUND_OTHER, LongType()),
-    ]
-)
 
 
 def entity_ids(nodes: DataFrame) -> DataFrame:

@@ -15,13 +15,22 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from spark_jobs import blocks
 from spark_jobs import constants as C
+from spark_jobs.sorted_runs import run_starts
 
 NODE = "_node"  # a source with more than k links
 BOUND_SCORE = "_bound_score"  # its k-th link's score
 BOUND_OTHER = "_bound_other"  # and that link's other end
+BOUNDS = StructType(
+    [
+        StructField(NODE, LongType()),
+        StructField(BOUND_SCORE, DoubleType()),
+        StructField(BOUND_OTHER, LongType()),
+    ]
+)
 COLUMNS = [np.dtype(np.int32), np.dtype(np.int32), np.dtype(np.float64)]
 
 
@@ -47,9 +56,8 @@ def kth(source: np.ndarray, other: np.ndarray, score: np.ndarray, k: int) -> np.
     """Row positions of each source's k-th link in (score descending, other ascending)
     order, for the sources with more than k links."""
     order = np.lexsort((other, -score, source))
-    s = source[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else s
-    sizes = np.diff(np.r_[starts, len(s)])
+    starts = run_starts(source[order])
+    sizes = np.diff(np.r_[starts, len(order)])
     return order[starts[sizes > k] + k - 1]
 
 

@@ -21,14 +21,17 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_jobs import blocks
 from spark_jobs import constants as C
+from spark_jobs.sorted_runs import run_starts
 
 ITEMS = "_items"  # the list<struct<_t: long seconds, _code: int>> column of one user's items
 T = "_t"
 CODE = "_code"  # an item's rank in id order, from 0
 KEY = "_pair"  # lo << 32 | hi for item codes lo < hi
+TOTALS = StructType([StructField(KEY, LongType()), StructField(C.SUPPORT, LongType())])
 CHUNK_PAIRS = 1_000_000  # pair occurrences enumerated at a time: ~60 MB of int64 arrays
 
 
@@ -64,20 +67,19 @@ def pair_keys(
 
 
 def counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys and how often each occurs. A sort and a scan: numpy's vectorised sort
-    is an order of magnitude faster than ``np.unique`` here (0.07 s against 11 s for 12M
-    int64 keys, numpy 2.4)."""
+    """Distinct keys and how often each occurs: one sort and a scan (0.07 s for 12M int64
+    keys, where ``np.unique`` took 11 s with numpy 2.4)."""
     keys = np.sort(keys)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else keys
+    starts = run_starts(keys)
     return keys[starts], np.diff(np.r_[starts, len(keys)])
 
 
 def _chunks(owner: np.ndarray, per_row: np.ndarray) -> Iterator[np.ndarray]:
     """Row indices in runs of whole owners, about ``CHUNK_PAIRS`` pairs per run."""
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else owner
+    starts = run_starts(owner)
     per_owner = np.add.reduceat(per_row, starts) if len(owner) else per_row
     run = (np.cumsum(per_owner) - per_owner) // CHUNK_PAIRS
-    cuts = np.r_[starts[np.flatnonzero(np.r_[True, run[1:] != run[:-1]])], len(owner)]
+    cuts = np.r_[starts[run_starts(run)], len(owner)]
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
         yield np.arange(lo, hi)
 

@@ -4,26 +4,32 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import DataFrame
 
+from resources.markdown import markdown_table
 from resources.measure import Measure
-from resources.spark_lake import env
 from serving.artifact import IndexBundle
 from serving.build import build_bundle, compare_variants, concept_labels
 from serving.index import IndexParams
+from settings import config_field
 from storage.embedding_store import open_matrix
 
 GROUP = "serving"
 
 
 class AnnIndexConfig(dg.Config):
-    m: int = 32
-    ef_construction: int = 200
-    quantize: str = env("INDEX_QUANTIZE", "none")  # "sq8" or "fp16" to serve a quantized index
-    target_recall: float = 0.95
-    sample_queries: int = 500
-    compare_quantized: bool = True  # also measure sq8 and fp16 against exact search
-    seed: int = 0
+    m: int = Field(32, description="HNSW links per node.")
+    ef_construction: int = Field(200, description="HNSW candidate list while building.")
+    quantize: str = config_field("index_quantize")
+    target_recall: float = Field(
+        0.95, description="Recall@10 against exact search that the search depth is tuned to."
+    )
+    sample_queries: int = Field(500, description="Queries that measure recall.")
+    compare_quantized: bool = Field(
+        True, description="Also measure sq8 and fp16 indexes against exact search."
+    )
+    seed: int = Field(0, description="Seed of the recall queries.")
 
 
 @dg.asset(
@@ -71,8 +77,10 @@ def ann_index(
             f"recall@10 {tuning.recall_at_10:.3f} is below the target {config.target_recall} "
             f"at the largest ef_search tried ({tuning.ef_search})"
         )
-    curve = ["| ef_search | recall@10 | QPS |", "|---|---|---|"]
-    curve += [f"| {p['ef']} | {p['recall']:.3f} | {p['qps']:,.0f} |" for p in tuning.curve]
+    curve = markdown_table(
+        ["ef_search", "recall@10", "QPS"],
+        [(p["ef"], f"{p['recall']:.3f}", f"{p['qps']:,.0f}") for p in tuning.curve],
+    )
     metadata = {
         "model_version": bundle.meta["model_version"],
         "index_kind": bundle.index.params.kind,  # "flat" where HNSW missed the target
@@ -86,18 +94,25 @@ def ann_index(
         "ef_search": tuning.ef_search,
         "queries_per_second": tuning.queries_per_second,
         "build_seconds": build_seconds,
-        "ef_curve": dg.MetadataValue.md("\n".join(curve)),
+        "ef_curve": dg.MetadataValue.md(curve),
         **m.metadata("compute"),
     }
     if config.compare_quantized:
         rows = compare_variants(matrix, params, ("none", "sq8", "fp16"))
-        table = ["| index | ef_search | recall@10 | QPS | bytes |", "|---|---|---|---|---|"]
-        table += [
-            f"| {r['index']} | {r['ef_search']} | {r['recall_at_10']:.3f} "
-            f"| {r['queries_per_second']:,.0f} | {r['bytes']:,} |"
-            for r in rows
-        ]
-        metadata["variants"] = dg.MetadataValue.md("\n".join(table))
+        table = markdown_table(
+            ["index", "ef_search", "recall@10", "QPS", "bytes"],
+            [
+                (
+                    r["index"],
+                    r["ef_search"],
+                    f"{r['recall_at_10']:.3f}",
+                    f"{r['queries_per_second']:,.0f}",
+                    f"{r['bytes']:,}",
+                )
+                for r in rows
+            ],
+        )
+        metadata["variants"] = dg.MetadataValue.md(table)
     search = "exact search" if replaced is not None else f"ef_search {tuning.ef_search}"
     context.log.info(
         f"Index over {len(bundle.index)} entities: recall@10 {tuning.recall_at_10:.3f} at "

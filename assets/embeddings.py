@@ -9,7 +9,8 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from resources.measure import Measure
-from resources.spark_lake import SparkResource, env
+from resources.spark_lake import SparkResource
+from settings import config_field
 from storage.embedding_store import EmbeddingMatrix, embedding_rows
 from training.checkpoint import load_model_set
 from training.device import pick_device
@@ -20,11 +21,10 @@ GROUP = "embeddings"
 
 
 # one setting for every full-graph inference (refresh, evaluation, incremental updates)
-INFERENCE_BUDGET_MB = int(env("INFERENCE_MEMORY_BUDGET_MB", "256"))
 
 
 class InferenceConfig(dg.Config):
-    memory_budget_mb: int = INFERENCE_BUDGET_MB
+    memory_budget_mb: int = config_field("inference_memory_budget_mb")
 
 
 @dg.multi_asset(

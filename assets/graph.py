@@ -3,13 +3,16 @@
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from resources.io_manager import CONFIG, TableWrite
+from resources.markdown import markdown_table
 from resources.measure import Measure
 from resources.plots import loglog_distribution, png_markdown
-from resources.spark_lake import SparkResource, env
+from resources.spark_lake import SparkResource
+from settings import config_field, current
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
 from spark_jobs.coengagement import CoengagementParams, build_coengagement
@@ -20,19 +23,36 @@ GROUP = "graph"
 
 
 class CoengagementConfig(dg.Config):
-    window_days: float | None = float(env("WINDOW_DAYS", str(C.DEFAULT_WINDOW_DAYS)))
-    max_items_per_user: int = C.DEFAULT_MAX_ITEMS_PER_USER
-    min_support: int = C.DEFAULT_MIN_SUPPORT
-    min_weight: float = 0.0
-    score: Literal["cosine", "ppmi", "jaccard"] = "cosine"
+    window_days: float | None = config_field("window_days")
+    max_items_per_user: int = Field(
+        C.DEFAULT_MAX_ITEMS_PER_USER,
+        description="A user's most recent items that count (heavy users are capped).",
+    )
+    min_support: int = Field(
+        C.DEFAULT_MIN_SUPPORT, description="Users a pair needs in common to be kept."
+    )
+    min_weight: float = Field(0.0, description="Interactions below this weight are ignored.")
+    score: Literal["cosine", "ppmi", "jaccard"] = Field(
+        "cosine", description="How a pair's co-engagement is scored."
+    )
 
 
 class GraphConfig(dg.Config):
-    min_support: int = C.DEFAULT_MIN_SUPPORT
-    top_k: int = C.DEFAULT_TOP_K
-    min_concept_entities: int = C.DEFAULT_MIN_CONCEPT_ENTITIES
-    max_concept_fanout: int = C.DEFAULT_MAX_CONCEPT_FANOUT
-    seed: int = 0
+    min_support: int = Field(
+        C.DEFAULT_MIN_SUPPORT, description="Co-engagement support an EEL needs."
+    )
+    top_k: int = Field(
+        C.DEFAULT_TOP_K, description="EELs kept per entity, its strongest (both ends vote)."
+    )
+    min_concept_entities: int = Field(
+        C.DEFAULT_MIN_CONCEPT_ENTITIES,
+        description="Concepts with fewer entities carry no similarity and are dropped.",
+    )
+    max_concept_fanout: int = Field(
+        C.DEFAULT_MAX_CONCEPT_FANOUT,
+        description="Concepts with more entities keep a seeded sample of this many.",
+    )
+    seed: int = Field(0, description="Seed of the concept sampling.")
 
 
 @dg.asset(group_name=GROUP)
@@ -81,15 +101,17 @@ def semantic_triples(
         }
         rows_in = item_concepts.count()
     kept = sum(t for t, _, _ in per_relation.values())
-    table = ["| relation | triples | concepts | concepts sampled down |", "|---|---|---|---|"]
-    table += [f"| {rel} | {t} | {c} | {s} |" for rel, (t, c, s) in sorted(per_relation.items())]
+    table = markdown_table(
+        ["relation", "triples", "concepts", "concepts sampled down"],
+        [(rel, *counts) for rel, counts in sorted(per_relation.items())],
+    )
     context.log.info(f"{kept} of {rows_in} triples kept after concept pruning")
     return dg.Output(
         triples,
         metadata={
             "triples_in": rows_in,
             "triples_kept": kept,
-            "by_relation": dg.MetadataValue.md("\n".join(table)),
+            "by_relation": dg.MetadataValue.md(table),
             **m.metadata("compute"),
         },
     )
@@ -221,7 +243,7 @@ def kg_cold_start_share(
     Reported, and a warning above the configured share: a graph that is mostly cold
     start means the co-engagement thresholds or the interaction data need a look.
     """
-    limit = float(env("MAX_COLD_START_SHARE", "0.5"))
+    limit = current().max_cold_start_share
     degrees = eel_degrees(knowledge_graph["nodes"], knowledge_graph["edges"])
     row = degrees.agg(
         F.count("*").alias("n"), F.sum((F.col(C.DEGREE) == 0).cast("int")).alias("cold")

@@ -5,23 +5,25 @@ searchable with the current checkpoint, no retraining (``spark_jobs/incremental.
 import json
 import logging
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
-from assets.embeddings import INFERENCE_BUDGET_MB
 from assets.graph import CoengagementConfig, GraphConfig
-from orchestration.incremental_batch import BatchSettings, applied_batches, apply_batch
 from resources.io_manager import lake_tables, recorded_config
 from resources.measure import Measure
-from resources.spark_lake import LakeResource, SparkResource, env
+from resources.spark_lake import LakeResource, SparkResource
 from serving.artifact import BUNDLE
-from serving.refresh import INDUCTIVE_SINCE_RETRAIN
+from serving.refresh import INDUCTIVE_SINCE_RETRAIN, publish_refresh
+from settings import config_field, current
 from spark_jobs.coengagement import CoengagementParams
+from spark_jobs.incremental_batch import BatchSettings, apply_batch, pending_batches
 from storage import inbox
-from storage.lake_log import INCREMENTAL_UNIT
 from storage.lake_transaction import LakeTables
 from storage.versions import latest
+from training.inference import embed_with_latest
 
 GROUP = "incremental"
 
@@ -29,9 +31,11 @@ GROUP = "incremental"
 class BatchConfig(dg.Config):
     """``files`` empty: every file in the inbox whose batch is not recorded yet."""
 
-    files: list[str] = []
-    memory_budget_mb: int = INFERENCE_BUDGET_MB
-    encoding: str = env("INPUT_ENCODING", "utf-8")  # of CSV batch files
+    files: list[str] = Field(
+        [], description="Inbox files to apply (empty: every file not applied yet)."
+    )
+    memory_budget_mb: int = config_field("inference_memory_budget_mb")
+    encoding: str = config_field("input_encoding")
 
 
 def batch_settings(
@@ -46,12 +50,13 @@ def batch_settings(
             "The graph tables recorded no config (written by an older version): "
             "this batch uses the default co-engagement and graph configs"
         )
+    index_root = lake.layout.index
     return BatchSettings(
         coengagement=CoengagementParams(**CoengagementConfig(**(coengagement or {})).model_dump()),
         min_support=GraphConfig(**(graph or {})).min_support,
-        memory_budget_mb=config.memory_budget_mb,
-        index_root=lake.path("ann_index"),
-        checkpoint_root=lake.path("gnn_checkpoint"),
+        index_root=index_root,
+        embed=partial(embed_with_latest, lake.layout.checkpoints, config.memory_budget_mb),
+        publish=partial(publish_refresh, index_root),
         encoding=config.encoding,
     )
 
@@ -69,27 +74,18 @@ def batch_updates(
 ) -> Iterator[dg.MaterializeResult]:  # yields only when something was new
     """Apply the inbox batch to the lake: append its rows, MERGE recomputed co-engagement
     pairs, extend the graph, embed new and affected entities inductively, log one row per
-    file, then publish a new index version (``orchestration/incremental_batch.py``).
+    file, then publish a new index version (``spark_jobs/incremental_batch.py``).
 
     One writer at a time holds the lake. The batch is one unit: readers see all of it or
     none, a killed run resumes from its last finished step, and a batch is applied once.
     """
     tables = lake_tables(lake, spark)
     settings = batch_settings(tables, config, lake, context.log)
-    inbox_dir = lake.path("inbox")
+    files = [Path(f) for f in config.files] or inbox.candidates(lake.layout.inbox)
     with tables.log.writer_lease(lake.writer_lease_seconds), Measure() as m:
-        # what a killed run left first, then the files of this run not applied yet
-        work = [
-            {Path(p): b for p, b in journal["facts"]["files"].items()}
-            for journal in tables.log.journals(INCREMENTAL_UNIT).values()
-        ]
-        done = applied_batches(spark.session, tables)
-        done |= {b for files in work for b in files.values()}
-        files = [Path(f) for f in config.files] or inbox.candidates(inbox_dir)
-        fresh = {f: inbox.batch_id(f) for f in files if f.exists()}
-        fresh = {f: b for f, b in fresh.items() if b not in done}
-        if fresh:
-            work.append(fresh)
+        work = pending_batches(
+            spark.session, tables, {f: inbox.batch_id(f) for f in files if f.exists()}
+        )
         applied = [
             apply_batch(spark.session, tables, w, settings, context.run_id, context.log.info)
             for w in work
@@ -117,8 +113,8 @@ def batch_updates(
 def inductive_drift(lake: LakeResource) -> dg.AssetCheckResult:
     """Warns when the share of served entities embedded inductively since the last
     retrain passes ``COGRAPH_DRIFT_MAX_SHARE``: time for the nightly retrain, or an early one."""
-    limit = float(env("DRIFT_MAX_SHARE", "0.1"))
-    meta = json.loads((latest(lake.path("ann_index")) / BUNDLE).read_text())
+    limit = current().drift_max_share
+    meta = json.loads((latest(lake.layout.index) / BUNDLE).read_text())
     since = int(meta.get(INDUCTIVE_SINCE_RETRAIN, 0))
     entities = int(meta.get("entities") or 1)
     share = since / max(entities, 1)

@@ -3,13 +3,16 @@
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import DataFrame
 
+from resources.markdown import markdown_table
 from resources.measure import Measure
 from resources.plots import curves, png_markdown
-from resources.spark_lake import env
+from settings import config_field
 from training.baselines import EASE_MAX_ENTITIES, ease_fits
 from training.checkpoint import ModelSet
 from training.device import pick_device
@@ -25,53 +28,84 @@ GROUP = "model"
 
 
 class TransEConfig(dg.Config):
-    dim: int = 64
-    margin: float = 1.0
-    epochs: int = int(env("TRANSE_EPOCHS", "100"))
-    batch_size: int = 1024
-    lr: float = 0.01
-    holdout: float = 0.1
-    seed: int = 0
-    # a time budget (0: none) and an optional early stop on a flat loss (0: off). Stopping
-    # when the loss fell under 1% in 5 epochs (34 epochs, a third of the time) cut the demo's
-    # strict cold start from 0.358 to 0.229 MAP@10, so by default every epoch runs
-    max_seconds: float = float(env("TRANSE_MAX_SECONDS", "300"))
-    min_improvement: float = 0.0
-    patience: int = 5
+    dim: int = Field(64, description="Concept embedding size.")
+    margin: float = Field(1.0, description="Margin of TransE's ranking loss.")
+    epochs: int = config_field("transe_epochs")
+    batch_size: int = Field(1024, description="Triples per optimizer step.")
+    lr: float = Field(0.01, description="Adam learning rate.")
+    holdout: float = Field(0.1, description="Share of triples held out for MRR and Hits@10.")
+    seed: int = Field(0, description="Seed of the holdout, negatives and initialization.")
+    max_seconds: float = config_field("transe_max_seconds")
+    # Stopping when the loss fell under 1% in 5 epochs (34 epochs, a third of the time) cut
+    # the demo's strict cold start from 0.358 to 0.229 MAP@10, so by default every epoch runs
+    min_improvement: float = Field(
+        0.0,
+        description="Stop when the loss falls less than this share in `patience` epochs "
+        "(0: never stop early).",
+    )
+    patience: int = Field(5, description="Epochs the early stop looks back.")
 
 
 class TrainConfig(dg.Config):
     """``world_size`` > 1 trains data-parallel in that many processes (gloo on CPU)."""
 
-    dim: int = 64
-    layers: int = 2
-    heads: int = 1
-    epochs: int = int(env("TRAIN_EPOCHS", "30"))
-    lr: float = 0.01
-    weight_decay: float = 0.0
-    objective: str = "bce"  # or "sampled_softmax" (with the logQ correction)
-    negatives: int = 1
-    softmax_negatives: int = 128
-    temperature: float = 0.1
-    popularity_prior: bool = True
-    val_share: float = 0.1
-    id_dropout: float = 0.3
-    pseudo_new_share: float = 0.2
-    patience: int = 5
-    select_by: str = "map"  # the epoch kept: best validation MAP@10, or "auc"
-    id_init: str = "spectral"  # id embeddings start from the SVD of training EELs, or "random"
-    walk_rank: int = 512  # the fixed walk factors served beside the GNN's output (0: none)
-    batches_per_shard: int = 4  # optimizer steps per shard visit
-    global_negatives: int = 0  # bce: graph-wide corrupted pairs per positive (0: off)
-    align_weight: float = 1.0  # the cold view's walk factors against the warm ones
-    distill_weight: float = 1.0  # listwise distillation toward the two-step walk's top k
-    distill_k: int = 10
-    world_size: int = int(env("WORLD_SIZE", "1"))
-    seed: int = 0
-    # variants to train; the first is primary. Kinds: semantic, gcn, gat, sage, each
-    # optionally with "_no_pretrain" (random concept features: the KG-pretraining ablation),
-    # and "deepwalk" (random walks + skip-gram over the whole graph)
-    models: list[str] = ["semantic", "semantic_no_pretrain", "gcn", "gat", "sage", "deepwalk"]
+    dim: int = Field(64, description="Embedding size.")
+    layers: int = Field(2, description="Message-passing layers.")
+    heads: int = Field(1, description="Attention heads per layer.")
+    epochs: int = config_field("train_epochs")
+    lr: float = Field(0.01, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, description="Adam weight decay.")
+    objective: Literal["bce", "sampled_softmax"] = Field(
+        "bce",
+        description="`bce` (EELs against corrupted pairs) or `sampled_softmax` (shared "
+        "sampled candidates with the logQ correction).",
+    )
+    negatives: int = Field(1, description="bce: corrupted pairs per positive EEL.")
+    softmax_negatives: int = Field(
+        128, description="sampled_softmax: shared sampled candidates per step."
+    )
+    temperature: float = Field(0.1, description="sampled_softmax: logit temperature.")
+    popularity_prior: bool = Field(
+        True, description="Add the calibrated popularity prior to served scores."
+    )
+    val_share: float = Field(0.1, description="Share of training EELs held out for validation.")
+    id_dropout: float = Field(
+        0.3,
+        description="Share of entities whose id embedding is dropped per step, so that "
+        "the model learns to embed from concepts (cold start).",
+    )
+    pseudo_new_share: float = Field(
+        0.2, description="Share of entities trained as if new: without id or EELs."
+    )
+    patience: int = Field(5, description="Epochs without a better validation score to stop.")
+    select_by: Literal["map", "auc"] = Field(
+        "map", description="The epoch kept: best validation MAP@10, or AUC."
+    )
+    id_init: Literal["spectral", "random"] = Field(
+        "spectral", description="Id embeddings start from the SVD of training EELs, or random."
+    )
+    walk_rank: int = Field(
+        512, description="Rank of the fixed walk factors served beside the GNN's output (0: none)."
+    )
+    batches_per_shard: int = Field(4, description="Optimizer steps per shard visit.")
+    global_negatives: int = Field(
+        0, description="bce: graph-wide corrupted pairs per positive (0: off)."
+    )
+    align_weight: float = Field(
+        1.0, description="Weight of aligning the cold view's walk factors to the warm ones."
+    )
+    distill_weight: float = Field(
+        1.0, description="Weight of listwise distillation toward the two-step walk's top k."
+    )
+    distill_k: int = Field(10, description="The walk teacher's neighbours per entity.")
+    world_size: int = config_field("world_size")
+    seed: int = Field(0, description="Seed of sampling and initialization.")
+    models: list[str] = Field(
+        ["semantic", "semantic_no_pretrain", "gcn", "gat", "sage", "deepwalk"],
+        description="Variants to train; the first is served. Kinds: semantic, gcn, gat, "
+        "sage, each optionally with `_no_pretrain` (random concept features: the "
+        "KG-pretraining ablation), and deepwalk (random walks and skip-gram).",
+    )
 
 
 def _revision() -> str:
@@ -165,11 +199,10 @@ def gnn_checkpoint(
         title="validation AUC",
         xlabel="epoch",
     )
-    table = [
-        "| model | best val AUC | best epoch | epochs | seconds | peak RSS MiB | learned prior w |",
-        "|---|---|---|---|---|---|---|",
-        *(_summary_row(r) for r in run.runs),
-    ]
+    table = markdown_table(
+        ["model", "best val AUC", "best epoch", "epochs", "seconds", "peak RSS MiB", "prior w"],
+        [_summary_row(r) for r in run.runs],
+    )
     primary = models.primary_checkpoint.result
     if not ease_fits(kg.num_entities):
         context.log.info(
@@ -177,17 +210,19 @@ def gnn_checkpoint(
         )
     context.log.info("Ranking every model and baseline on the validation EELs")
     validated = validate_model_set(models, shards, kg)
-    validation = ["| model | validation MAP@10 | tuned weights |", "|---|---|---|"]
-    validation += [f"| {r.name} | {r.map_at_k:.4f} | {r.weights or ''} |" for r in validated.rows]
-    context.log.info("\n".join(validation))
+    validation = markdown_table(
+        ["model", "validation MAP@10", "tuned weights"],
+        [(r.name, f"{r.map_at_k:.4f}", r.weights or "") for r in validated.rows],
+    )
+    context.log.info(validation)
     return dg.Output(
         models,
         metadata={
             "primary": models.primary,
             "best_val_auc": primary.best_val_auc,
-            "comparison": dg.MetadataValue.md("\n".join(table)),
+            "comparison": dg.MetadataValue.md(table),
             # learned models and no-learning baselines ranked on the trainer's held-out EELs
-            "validation_map_at_10": dg.MetadataValue.md("\n".join(validation)),
+            "validation_map_at_10": dg.MetadataValue.md(validation),
             "evaluation_seconds": validated.seconds,
             # per encoder: the popularity prior's weight (learned, then fitted on validation),
             # the degree gate's κ and the GNN residual's scale α, fitted on validation
@@ -210,10 +245,15 @@ def gnn_checkpoint(
     )
 
 
-def _summary_row(r: VariantRun) -> str:
+def _summary_row(r: VariantRun) -> tuple[object, ...]:
+    cost = (f"{r.seconds:.1f}", f"{r.peak_rss_mb:.0f}")
     if r.best_val_auc is None:  # an embedding table: no validation curve, no prior
-        return f"| {r.name} | – | – | – | {r.seconds:.1f} | {r.peak_rss_mb:.0f} | – |"
+        return (r.name, "–", "–", "–", *cost, "–")
     return (
-        f"| {r.name} | {r.best_val_auc:.4f} | {r.best_epoch} | {r.epochs} | {r.seconds:.1f} "
-        f"| {r.peak_rss_mb:.0f} | {r.learned_prior:.3f} |"
+        r.name,
+        f"{r.best_val_auc:.4f}",
+        r.best_epoch,
+        r.epochs,
+        *cost,
+        f"{r.learned_prior:.3f}",
     )

@@ -6,29 +6,31 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from resources.io_manager import TableWrite, lake_tables
+from resources.markdown import markdown_table
 from resources.measure import Measure
-from resources.spark_lake import LakeResource, SparkResource, env
+from resources.spark_lake import LakeResource, SparkResource
+from settings import config_field
 from spark_jobs import constants as C
 from spark_jobs.ingest import ingest, merge_catalog, new_triples
 from spark_jobs.readers import RawInputs, read_generic, read_movielens
 from spark_jobs.synthetic import SyntheticSpec, synthetic_inputs
 from spark_jobs.validation import QUARANTINE_SCHEMA, reason_counts
-from storage.housekeeping import STAGING
 
 GROUP = "ingest"
 
 
 class SyntheticConfig(dg.Config):
-    n_users: int = 2_000
-    n_items: int = 4_000
-    n_interactions: int = 100_000
-    cold_item_share: float = 0.15
-    bad_row_share: float = 0.001
-    seed: int = 7
+    n_users: int = Field(2_000, description="Users generated.")
+    n_items: int = Field(4_000, description="Items generated.")
+    n_interactions: int = Field(100_000, description="Interactions generated.")
+    cold_item_share: float = Field(0.15, description="Share of items never engaged.")
+    bad_row_share: float = Field(0.001, description="Share of corrupt rows (for quarantine).")
+    seed: int = Field(7, description="Seed of the generator.")
 
 
 class IngestConfig(dg.Config):
@@ -39,17 +41,19 @@ class IngestConfig(dg.Config):
     nothing); ``replace`` makes the raw tables this input alone.
     """
 
-    source: Literal["synthetic", "movielens", "generic"] = env("SOURCE", "synthetic")  # type: ignore[assignment]
-    movielens_path: str = env("MOVIELENS_PATH", "../shared/datasets/ml-latest-small")
-    interactions_path: str = env("INTERACTIONS_PATH", "")
-    concepts_path: str = env("CONCEPTS_PATH", "")
-    items_path: str = env("ITEMS_PATH", "")
-    mode: Literal["append", "replace"] = env("INGEST_MODE", "append")  # type: ignore[assignment]
-    batch_id: str = ""  # default: a hash of the input's content
-    max_quarantine_share: float = float(env("MAX_QUARANTINE_SHARE", "0.05"))
-    min_rows: int = int(env("MIN_INPUT_ROWS", "1"))  # an input with fewer data rows fails
-    encoding: str = env("INPUT_ENCODING", "utf-8")  # of CSV inputs; bad lines are quarantined
-    synthetic: SyntheticConfig = SyntheticConfig()
+    source: Literal["synthetic", "movielens", "generic"] = config_field("source")
+    movielens_path: str = config_field("movielens_path")
+    interactions_path: str = config_field("interactions_path")
+    concepts_path: str = config_field("concepts_path")
+    items_path: str = config_field("items_path")
+    mode: Literal["append", "replace"] = config_field("ingest_mode")
+    batch_id: str = Field("", description="Id of this input (empty: a hash of its content).")
+    max_quarantine_share: float = config_field("max_quarantine_share")
+    min_rows: int = config_field("min_input_rows")
+    encoding: str = config_field("input_encoding")
+    synthetic: SyntheticConfig = Field(
+        SyntheticConfig(), description="The synthetic source's shape."
+    )
 
 
 def read_inputs(spark: SparkSession, config: IngestConfig, staging: Path) -> RawInputs:
@@ -98,7 +102,7 @@ def raw_tables(
     """
     if spark.capabilities.note:
         context.log.warning(spark.capabilities.note)
-    staging = lake.path(STAGING, context.run_id)
+    staging = lake.layout.staging(context.run_id)
     try:
         yield from _ingest(context, config, spark, lake, staging)
     finally:  # the outputs are written by now: the line-numbered copies can go
@@ -225,14 +229,14 @@ def _accounting(
         raw.interactions_source: clean["raw_interactions"],
         raw.items_source: clean["item_catalog"],
     }
-    lines = ["| input | rows in | kept | quarantined |", "|---|---|---|---|"]
-    for src, n in totals.items():
-        bad = rejected.get(src, 0)
-        lines.append(f"| {src} | {n} | {kept.get(src, n - bad)} | {bad} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["input", "rows in", "kept", "quarantined"],
+        [
+            (src, n, kept.get(src, n - rejected.get(src, 0)), rejected.get(src, 0))
+            for src, n in totals.items()
+        ],
+    )
 
 
 def _reason_table(quarantine: DataFrame) -> str:
-    lines = ["| source | reason | rows |", "|---|---|---|"]
-    lines += [f"| {src} | {kind} | {n} |" for src, kind, n in reason_counts(quarantine)]
-    return "\n".join(lines)
+    return markdown_table(["source", "reason", "rows"], reason_counts(quarantine))

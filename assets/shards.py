@@ -1,10 +1,12 @@
 """HASP shards: memory-bounded, semantics-preserving training subgraphs."""
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import DataFrame
 
+from resources.markdown import markdown_table
 from resources.measure import Measure
-from resources.spark_lake import env
+from settings import config_field
 from training.hasp import HaspParams, MemoryModel, build_hasp
 from training.kg_arrays import kg_from_frames
 from training.shard_store import HaspShards
@@ -16,13 +18,15 @@ GROUP = "shards"
 class HaspConfig(dg.Config):
     """The budget is per device; the demo default is small enough to produce several shards."""
 
-    memory_budget_mb: int = int(env("HASP_MEMORY_BUDGET_MB", "64"))
-    device_count: int = int(env("DEVICE_COUNT", "1"))
-    hidden_dim: int = 64
-    layers: int = 2
-    heads: int = 1
-    sample_caps: dict[str, int] = {}
-    seed: int = 0
+    memory_budget_mb: int = config_field("hasp_memory_budget_mb")
+    device_count: int = config_field("device_count")
+    hidden_dim: int = Field(64, description="Embedding size the memory estimate assumes.")
+    layers: int = Field(2, description="Layers the memory estimate assumes.")
+    heads: int = Field(1, description="Attention heads the memory estimate assumes.")
+    sample_caps: dict[str, int] = Field(
+        {}, description="Concept node types kept as a seeded sample of this many per shard."
+    )
+    seed: int = Field(0, description="Seed of the partition and the samples.")
 
 
 @dg.asset(group_name=GROUP, io_manager_key="folder_io_manager")
@@ -49,13 +53,14 @@ def hasp_shards(
         kg = training_view(kg_from_frames(knowledge_graph), split)
         out = build_hasp(kg, params)
     man = out.manifest
-    rows = ["| shard | entities | concept nodes | EEL edges | concept edges | est. MiB |"]
-    rows.append("|---|---|---|---|---|---|")
-    rows += [
-        f"| {k} | {s['entities']} | {s['concept_nodes']} | {s['eel_edges']} | "
-        f"{s['concept_edges']} | {s['estimated_bytes'] / 2**20:.1f} |"
-        for k, s in enumerate(man["shards"])
-    ]
+    columns = ["entities", "concept_nodes", "eel_edges", "concept_edges"]
+    table = markdown_table(
+        ["shard", *(c.replace("_", " ").replace("eel", "EEL") for c in columns), "est. MiB"],
+        [
+            (k, *(s[c] for c in columns), f"{s['estimated_bytes'] / 2**20:.1f}")
+            for k, s in enumerate(man["shards"])
+        ],
+    )
     context.log.info(
         f"{man['n_shards']} shards, cut {man['cut_eel_fraction']:.1%} of EELs "
         f"(random: {man['random_cut_eel_fraction']:.1%})"
@@ -68,7 +73,7 @@ def hasp_shards(
             "random_cut_eel_fraction": man["random_cut_eel_fraction"],
             "memory_budget_mb": config.memory_budget_mb,
             "max_estimated_mb": max(s["estimated_bytes"] for s in man["shards"]) / 2**20,
-            "shards": dg.MetadataValue.md("\n".join(rows)),
+            "shards": dg.MetadataValue.md(table),
             **m.metadata("compute"),
         },
     )

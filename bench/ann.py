@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
+from resources.markdown import markdown_table
 from serving.build import build_bundle, served_items
 from serving.index import IndexParams, query_vectors, recall_at_k
 from serving.synthetic import clustered_matrix

@@ -21,8 +21,9 @@ import duckdb
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
 from bench.spark_stages import last_stage, profile_table, stage_profile, step
+from resources.markdown import markdown_table
 from resources.measure import Measure
 from resources.plots import curves
 from spark_jobs.coengagement import CoengagementParams, build_coengagement

@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.report import DOC, markdown_table, results_path, write_section
+from bench.report import DOC, results_path, write_section
+from resources.markdown import markdown_table
 
 # (benchmark, table, what is compared, column, higher is better)
 MEASURES = [

@@ -18,8 +18,9 @@ import numpy as np
 
 from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
 from orchestration.definitions import lake_resources
+from resources.markdown import markdown_table
 from resources.spark_lake import LakeResource, SparkResource
 
 WHERE_TIME_GOES = """Where the time goes: `gnn_checkpoint` (six variants trained, then the

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
+from resources.markdown import markdown_table
 from training.hasp import cut_fraction, metis_parts, partition_entities, random_parts
 
 COLD_SHARE = 0.2

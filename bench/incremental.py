@@ -23,11 +23,13 @@ import pyarrow.parquet as pq
 
 from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
 from orchestration.definitions import ASSETS, CHECKS, lake_resources
 from orchestration.sensors import inbox_sensor
+from resources.markdown import markdown_table
 from resources.spark_lake import LakeResource, SparkResource
 from serving.artifact import load_bundle
+from storage.layout import LakeLayout
 from storage.versions import latest
 
 NEW_ITEMS = 20
@@ -35,11 +37,11 @@ NEW_ITEMS = 20
 
 def drop_batch(lake: Path, size: int, tag: str, seed: int) -> list[str]:
     """``size`` interactions over existing items and users, plus new items with concepts."""
-    bundle = load_bundle(latest(lake / "ann_index"))
+    bundle = load_bundle(latest(LakeLayout(lake).index))
     items = bundle.entities["item_id"].to_pylist()
     concepts = bundle.concepts.to_pylist()
     rng = np.random.default_rng(seed)
-    inbox = lake / "inbox"
+    inbox = LakeLayout(lake).inbox
     inbox.mkdir(exist_ok=True)
     new = [f"bench-{tag}-{i}" for i in range(NEW_ITEMS)]
     rows = [concepts[int(j)] for j in rng.choice(len(concepts), size=3 * NEW_ITEMS)]
@@ -81,7 +83,7 @@ def incremental(lake: Path, resources: dict, new: list[str]) -> dict[str, float]
         run_config=request.run_config,
     )
     ran = time.perf_counter()
-    bundle = load_bundle(latest(lake / "ann_index"))
+    bundle = load_bundle(latest(LakeLayout(lake).index))
     ids = bundle.entity_ids()
     if not result.success or not all(bundle.index.contains(ids[i]) for i in new):
         raise RuntimeError("the batch's new items are not searchable")

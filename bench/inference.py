@@ -21,9 +21,11 @@ from typing import TypeVar
 
 import torch
 
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
 from bench.training import lake_kg
+from resources.markdown import markdown_table
 from resources.measure import Measure
+from storage.layout import LakeLayout
 from storage.versions import latest
 from training.checkpoint import load_model_set
 from training.device import device_name, pick_device
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         source = "planted graph, untrained model"
     else:
         kg = lake_kg(args.lake)
-        checkpoint = load_model_set(latest(args.lake / "gnn_checkpoint")).primary_checkpoint
+        checkpoint = load_model_set(latest(LakeLayout(args.lake).checkpoints)).primary_checkpoint
         model, features = checkpoint.model().to(device), checkpoint.concept_features
         source = f"lake `{args.lake}`"
     config = model.config

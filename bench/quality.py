@@ -25,12 +25,15 @@ import torch
 from deltalake import DeltaTable
 from tqdm import tqdm
 
+from assets.evaluation import comparison_table, exposure_table
 from assets.raw import IngestConfig
 from bench.lineage import full_refresh
-from bench.report import markdown_table, stamp
+from bench.report import stamp
 from orchestration.definitions import lake_resources
+from resources.markdown import markdown_table
 from resources.spark_lake import LakeResource, SparkResource
 from storage.lake_log import LakeLog
+from storage.layout import LakeLayout
 from storage.versions import latest
 from training.checkpoint import Checkpoint, ModelSet, load_model_set
 from training.evaluation import (
@@ -97,22 +100,22 @@ class Inputs:
 
 
 def lake_inputs(lake: Path) -> Inputs:
-    snapshot = LakeLog(lake / "tables").snapshot()
+    snapshot = LakeLog(LakeLayout(lake).tables).snapshot()
 
     def table(name: str):
-        path = lake / "tables" / name
+        path = LakeLayout(lake).table(name)
         return DeltaTable(str(path), version=snapshot.version(name)).to_pyarrow_table()
 
     nodes = table("knowledge_graph/nodes")
     split = EvaluationSplit.from_arrow(table("evaluation_split"))
-    shard_set = open_shards(latest(lake / "hasp_shards"))
+    shard_set = open_shards(latest(LakeLayout(lake).artifact("hasp_shards")))
     kg = kg_arrays(nodes, table("knowledge_graph/edges"))
     return Inputs(
         kg,
         training_view(kg, split),
         split,
         [shard_set.load(k) for k in range(len(shard_set))],
-        load_transe(latest(lake / "concept_pretraining")),
+        load_transe(latest(LakeLayout(lake).artifact("concept_pretraining"))),
         nodes,
     )
 
@@ -202,8 +205,8 @@ def dataset_section(title: str, ingest: IngestConfig, ablation: bool) -> str:
         lake = Path(tmp)
         spark = SparkResource(master="local[2]", shuffle_partitions=4)
         refresh = full_refresh(lake_resources(spark, LakeResource(root=str(lake))), ingest)
-        report = load_report(latest(lake / "embedding_evaluation"))
-        models = load_model_set(latest(lake / "gnn_checkpoint"))
+        report = load_report(latest(LakeLayout(lake).artifact("embedding_evaluation")))
+        models = load_model_set(latest(LakeLayout(lake).checkpoints))
         parts = [
             f"## {title}",
             f"Whole lineage {refresh.seconds:.0f} s; TransE "
@@ -214,9 +217,9 @@ def dataset_section(title: str, ingest: IngestConfig, ablation: bool) -> str:
             markdown_table(["setting", report.primary, "best no-learning", "ratio"],
                            ratio_rows(report)),
             "### Every model and baseline (test split)",
-            report.markdown(),
+            comparison_table(report),
             "### Cold query items: what their top 10 is made of",
-            report.exposure_markdown(),
+            exposure_table(report),
             "### Readouts fitted on validation",
             markdown_table(["encoder", "walk rank", "prior w", "new items' w", "gate κ",
                             "residual α"],

@@ -23,12 +23,6 @@ def stamp(*packages: str) -> str:
     return f"_{dt.date.today().isoformat()}, {machine()}; {versions}_"
 
 
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def results_path(name: str, doc: Path = DOC) -> Path:
     return doc.parent / "results" / f"{name}.json"
 

@@ -25,19 +25,21 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
+from resources.markdown import markdown_table
 from serving.artifact import IndexBundle, load_bundle
 from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, recall_at_k
 from serving.launch import similar_items_service
 from serving.synthetic import clustered_matrix
+from storage.layout import LakeLayout
 from storage.versions import latest, publish
 
 
 def synthetic_lake(root: Path, n: int) -> Path:
     matrix, concepts = clustered_matrix(n, dim=64, clusters=max(4, n // 200))
     bundle, _, _ = build_bundle(matrix, concepts, IndexParams(sample_queries=200), "bench")
-    publish(bundle, root / "ann_index", "bench")
+    publish(bundle, LakeLayout(root).index, "bench")
     return root
 
 
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         lake = synthetic_lake(Path(tmp), args.synthetic) if args.synthetic else args.lake
-        bundle = load_bundle(latest(lake / "ann_index"))
+        bundle = load_bundle(latest(LakeLayout(lake).index))
         rng = np.random.default_rng(0)
         n = len(bundle.entities)
         sample = rng.choice(n, size=min(n, 500), replace=False)

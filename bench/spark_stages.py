@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import requests
 from pyspark.sql import SparkSession
 
-from bench.report import markdown_table
+from resources.markdown import markdown_table
 
 
 def _stages(spark: SparkSession) -> list[dict]:

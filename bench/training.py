@@ -23,7 +23,9 @@ import torch
 from torch_geometric.nn import GATConv, HGTConv
 from tqdm import tqdm
 
-from bench.report import DOC, markdown_table, stamp, write_section
+from bench.report import DOC, stamp, write_section
+from resources.markdown import markdown_table
+from storage.layout import LakeLayout
 from training.device import device_name, pick_device
 from training.hasp import HaspParams, build_hasp
 from training.kg_arrays import EEL, ENTITY, KGArrays, kg_arrays
@@ -57,7 +59,7 @@ def lake_kg(lake: Path) -> KGArrays:
     from deltalake import DeltaTable
 
     def table(name: str):
-        path = lake / "tables" / "knowledge_graph" / name
+        path = LakeLayout(lake).table(f"knowledge_graph/{name}")
         return ds.dataset(DeltaTable(str(path)).file_uris()).to_table()
 
     return kg_arrays(table("nodes"), table("edges"))

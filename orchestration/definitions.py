@@ -9,7 +9,8 @@ from orchestration.maintenance import lake_maintenance, weekly_lake_maintenance
 from orchestration.sensors import INCREMENTAL_JOB, inbox_sensor
 from resources.folder_io_manager import FolderIOManager
 from resources.io_manager import DeltaIOManager
-from resources.spark_lake import LakeResource, SparkResource, env
+from resources.spark_lake import LakeResource, SparkResource
+from settings import current
 
 
 def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object]:
@@ -24,18 +25,16 @@ def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object
 
 def local_resources() -> dict[str, object]:
     """One machine: Spark ``local[*]`` and a lake folder on local disk."""
-    spark = SparkResource(
-        master=env("SPARK_MASTER", "local[*]"),
-        driver_memory=env("SPARK_DRIVER_MEMORY", "4g"),
-    )
-    lake = LakeResource(root=env("LAKE_ROOT", "lake"))
+    spark = SparkResource(driver_memory=current().spark_driver_memory or "4g")
+    lake = LakeResource()
     return lake_resources(spark, lake)
 
 
 def cluster_resources() -> dict[str, object]:
     """A Spark cluster and shared storage, both required from the environment."""
     spark = SparkResource(
-        master=dg.EnvVar("COGRAPH_SPARK_MASTER"), driver_memory=env("SPARK_DRIVER_MEMORY", "8g")
+        master=dg.EnvVar("COGRAPH_SPARK_MASTER"),
+        driver_memory=current().spark_driver_memory or "8g",
     )
     lake = LakeResource(root=dg.EnvVar("COGRAPH_LAKE_ROOT"))
     return lake_resources(spark, lake)
@@ -46,11 +45,7 @@ RESOURCES_BY_DEPLOYMENT = {"local": local_resources, "cluster": cluster_resource
 # would cost seconds each and gigabytes); a cluster deployment runs steps apart.
 EXECUTOR_BY_DEPLOYMENT = {"local": dg.in_process_executor, "cluster": dg.multiprocess_executor}
 
-DEPLOYMENT = env("DEPLOYMENT", "local")
-if DEPLOYMENT not in RESOURCES_BY_DEPLOYMENT:
-    raise ValueError(
-        f"COGRAPH_DEPLOYMENT={DEPLOYMENT!r}; expected one of {sorted(RESOURCES_BY_DEPLOYMENT)}"
-    )
+DEPLOYMENT = current().deployment
 
 ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental]
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
@@ -69,7 +64,7 @@ incremental_update = dg.define_asset_job(INCREMENTAL_JOB, selection=UPDATES, tag
 nightly_refresh = dg.ScheduleDefinition(
     name="nightly_full_refresh",
     job=full_refresh,
-    cron_schedule=env("NIGHTLY_CRON", "0 2 * * *"),
+    cron_schedule=current().nightly_cron,
     execution_timezone="UTC",
 )
 

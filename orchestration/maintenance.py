@@ -3,13 +3,13 @@
 import dagster as dg
 
 from resources.io_manager import lake_tables
-from resources.spark_lake import LakeResource, SparkResource, env
+from resources.spark_lake import LakeResource, SparkResource
+from settings import config_field, current
 from storage.housekeeping import tidy_lake
 
 
 class HousekeepingConfig(dg.Config):
-    # files and folders younger than this are left alone: a write may be in flight
-    grace_hours: float = float(env("HOUSEKEEPING_GRACE_HOURS", "168"))
+    grace_hours: float = config_field("housekeeping_grace_hours")
 
 
 @dg.op
@@ -23,7 +23,7 @@ def lake_housekeeping(
     drop dead runs' journals and staging copies, prune old lake records."""
     tables = lake_tables(lake, spark)
     with tables.log.writer_lease(lake.writer_lease_seconds):
-        done = tidy_lake(tables, lake.path(), config.grace_hours)
+        done = tidy_lake(tables, lake.layout, config.grace_hours)
     context.log.info(f"Housekeeping: {done}")
     return dg.Output(
         None,
@@ -48,6 +48,6 @@ def lake_maintenance() -> None:
 weekly_lake_maintenance = dg.ScheduleDefinition(
     name="weekly_lake_maintenance",
     job=lake_maintenance,
-    cron_schedule=env("MAINTENANCE_CRON", "30 3 * * 0"),
+    cron_schedule=current().maintenance_cron,
     execution_timezone="UTC",
 )

@@ -22,13 +22,13 @@ def inbox_sensor(
     file counts once; the run itself skips batches it has already applied, and finishes
     any batch a killed run left journaled, which a tick with no ready file requests too."""
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "done": []}
-    ready, now = scan(lake.path("inbox"), state["seen"], set(state["done"]))
+    ready, now = scan(lake.layout.inbox, state["seen"], set(state["done"]))
     marks = [fingerprint(p) for p in ready]
     context.update_cursor(
         json.dumps({"seen": now, "done": (state["done"] + marks)[-MAX_REMEMBERED:]})
     )
     if not ready:
-        resumable = LakeLog(lake.path("tables")).journals(INCREMENTAL_UNIT)
+        resumable = LakeLog(lake.layout.tables).journals(INCREMENTAL_UNIT)
         if resumable:  # a killed run left a batch half done: finish it without waiting
             key, journal = next(iter(sorted(resumable.items())))
             return dg.RunRequest(
@@ -36,7 +36,7 @@ def inbox_sensor(
                 run_config={"ops": {"batch_updates": {"config": {"files": []}}}},
                 tags={"cograph/resumes": key},
             )
-        return dg.SkipReason(f"No ready file in {lake.path('inbox')}")
+        return dg.SkipReason(f"No ready file in {lake.layout.inbox}")
     return dg.RunRequest(
         run_key=hashlib.sha256("|".join(marks).encode()).hexdigest()[:24],
         run_config={"ops": {"batch_updates": {"config": {"files": [str(p) for p in ready]}}}},

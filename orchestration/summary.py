@@ -3,35 +3,36 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from deltalake import DeltaTable
 
-from resources.spark_lake import env
+from settings import current
 from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
+from storage.layout import LakeLayout
 from storage.versions import LATEST
 
 
-def recorded_tables(root: Path) -> list[tuple[str, int, int]]:
+def recorded_tables(layout: LakeLayout) -> list[tuple[str, int, int]]:
     """(table path relative to the lake, recorded version, rows at it) for every table
     the lake's newest record names: what readers see."""
-    snapshot = LakeLog(root / "tables").snapshot()
+    snapshot = LakeLog(layout.tables).snapshot()
     return [
         (
-            f"tables/{name}",
+            str(layout.table(name).relative_to(layout.root)),
             version,
-            table_rows(DeltaTable(str(root / "tables" / name), version=version)),
+            table_rows(DeltaTable(str(layout.table(name)), version=version)),
         )
         for name, version in sorted(snapshot.tables.items())
     ]
 
 
 def main() -> None:
-    root = Path(env("LAKE_ROOT", "lake")).resolve()
+    layout = LakeLayout.at(current().lake_root)
+    root = layout.root
     print(f"\nLake: {root}")
     print(f"{'table':<40} {'version':>7} {'rows':>12}")
-    for name, version, rows in recorded_tables(root):
+    for name, version, rows in recorded_tables(layout):
         print(f"{name:<40} {version:>7} {rows:>12,}")
     artifacts = sorted(root.glob(f"*/{LATEST}"))
     if artifacts:
@@ -41,7 +42,7 @@ def main() -> None:
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
     print(f"\nDagster runs and asset metadata: {home}")
     print("Open the UI:  make ui   (then http://127.0.0.1:3000, Assets -> View lineage)")
-    if (root / "ann_index" / LATEST).exists():
+    if (layout.index / LATEST).exists():
         print("Query it:     make serve (then http://127.0.0.1:8000/v1/items/<item_id>/similar)")
 
 

@@ -19,7 +19,7 @@ class FolderIOManager(dg.ConfigurableIOManager):
     lake: dg.ResourceDependency[LakeResource]
 
     def _root(self, key: dg.AssetKey) -> Path:
-        return self.lake.path(*key.path)
+        return self.lake.layout.artifact(*key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: FolderArtifact) -> None:
         folder = publish(obj, self._root(context.asset_key), context.run_id)

@@ -58,9 +58,7 @@ def table_metadata(commit: delta_tables.TableCommit, prefix: str = "") -> dict[s
 
 
 def lake_tables(lake: LakeResource, spark: SparkResource) -> LakeTables:
-    return LakeTables(
-        lake.path("tables"), use_delta_spark=lake.uses_delta_spark(spark.capabilities)
-    )
+    return LakeTables(lake.layout.tables, use_delta_spark=lake.uses_delta_spark(spark.capabilities))
 
 
 class DeltaIOManager(dg.ConfigurableIOManager):

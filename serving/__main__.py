@@ -9,37 +9,38 @@ endpoint; unset, reload is refused), ``COGRAPH_MICRO_BATCHING`` (1 or 0),
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import uvicorn
 
 from serving.app import ServiceConfig, create_app
+from settings import current
+from storage.layout import LakeLayout
 
 
 def main() -> None:
+    settings = current()
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
-    parser.add_argument("--lake", default=os.getenv("COGRAPH_LAKE_ROOT", "lake"))
+    parser.add_argument("--lake", default=settings.lake_root)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
         "--micro-batching",
         type=int,
         choices=(0, 1),
-        default=int(os.getenv("COGRAPH_MICRO_BATCHING", "1")),
+        default=int(settings.micro_batching),
     )
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument(
         "--poll-seconds",
         type=float,
-        default=float(os.getenv("COGRAPH_RELOAD_POLL_SECONDS", "5")),
+        default=settings.reload_poll_seconds,
         help="check <lake>/ann_index/LATEST this often and serve a new version (0: never)",
     )
     args = parser.parse_args()
     config = ServiceConfig(
-        index_root=Path(args.lake).resolve() / "ann_index",
-        admin_token=os.getenv("COGRAPH_ADMIN_TOKEN", ""),
+        index_root=LakeLayout.at(args.lake).index,
+        admin_token=settings.admin_token,
         micro_batching=bool(args.micro_batching),
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,

@@ -4,12 +4,17 @@ inductively for new items)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from serving.artifact import IndexBundle
+from serving.artifact import IndexBundle, load_bundle
+from serving.build import concept_labels
 from serving.index import item_vectors
+from storage.embedding_store import EntityVectors
+from storage.versions import latest, publish
 
 INDUCTIVE_SINCE_RETRAIN = "inductive_since_retrain"
 
@@ -54,3 +59,29 @@ def refresh_bundle(
     )
     merged = pa.concat_tables([others, kept.cast(others.schema)]).sort_by("entity_id")
     return IndexBundle(bundle.index, all_vectors, table, merged, meta)
+
+
+def publish_refresh(
+    index_root: Path,
+    nodes: pa.Table,
+    edges: pa.Table,
+    embedded: EntityVectors,
+    affected: np.ndarray,
+    new_entities: int,
+    version: str,
+) -> None:
+    """Publish ``version`` under ``index_root``: the latest bundle with ``affected``
+    entities moved to their vectors in ``embedded`` over the graph ``nodes``/``edges``."""
+    entities = nodes.filter(pc.equal(nodes.column("node_type"), "entity"))
+    entities = entities.select(["node_id", "key"]).rename_columns(["entity_id", "item_id"])
+    bundle = refresh_bundle(
+        load_bundle(latest(index_root)),
+        entities,
+        embedded.vectors,
+        embedded.log_degree,
+        affected,
+        new_entities,
+        concept_labels(nodes, edges),
+        version,
+    )
+    publish(bundle, index_root, version)

@@ -19,7 +19,6 @@ what was fetched: starting Spark resolves nothing, prints no Ivy report and star
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyspark
+
+from settings import current
 
 # The JVM releases are chosen here, not derived from the pip packages' versions: delta-spark
 # 4.4.1 on PyPI has no 4.4.1 JVM artifact on Maven Central (4.4.0 is its JVM release).
@@ -53,7 +54,7 @@ class JvmLibraries:
 
 
 def jar_folder() -> Path:
-    return Path(os.getenv("COGRAPH_JVM_JARS", str(DEFAULT_JAR_FOLDER)))
+    return Path(current().jvm_jars or DEFAULT_JAR_FOLDER)
 
 
 def fetched(folder: Path | None = None) -> dict[str, list[Path]]:

@@ -20,6 +20,16 @@ import pyarrow.parquet as pq
 VECTORS, ENTITIES, META = "vectors.npy", "entities.parquet", "meta.json"
 
 
+@dataclass(frozen=True)
+class EntityVectors:
+    """Every entity's vectors from one model version (row = entity id), before serving."""
+
+    model_version: str
+    vectors: np.ndarray  # (N, dim) float32
+    log_degree: np.ndarray  # (N,) log(1 + EEL degree)
+    inductive: np.ndarray  # (N,) bool: embedded without a trained id
+
+
 @dataclass
 class EmbeddingMatrix:
     vectors: np.ndarray  # (N, dim) float32

@@ -20,8 +20,7 @@ from deltalake import DeltaTable
 
 from storage.lake_log import INCREMENTAL_UNIT, rollback_unrecorded
 from storage.lake_transaction import LakeTables
-
-STAGING = "_staging"  # under the lake root: per-run copies of CSV inputs
+from storage.layout import LakeLayout
 
 
 @dataclass
@@ -37,8 +36,8 @@ def _older_than(path: Path, seconds: float) -> bool:
     return time.time() - path.stat().st_mtime > seconds
 
 
-def tidy_lake(tables: LakeTables, lake_root: Path, grace_hours: float) -> Tidied:
-    """Tidy the lake under ``lake_root`` (tables at ``tables``). Hold the writer lease."""
+def tidy_lake(tables: LakeTables, layout: LakeLayout, grace_hours: float) -> Tidied:
+    """Tidy the lake at ``layout`` (tables at ``tables``). Hold the writer lease."""
     grace_s = grace_hours * 3600
     done = Tidied()
     snapshot = tables.log.snapshot()
@@ -67,7 +66,7 @@ def tidy_lake(tables: LakeTables, lake_root: Path, grace_hours: float) -> Tidied
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
                 done.folders_removed += 1
-    staging = lake_root / STAGING
+    staging = layout.staging_root
     if staging.exists():
         for folder in staging.iterdir():
             if _older_than(folder, grace_s):

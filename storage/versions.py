@@ -31,7 +31,7 @@ def publish(artifact: FolderArtifact, root: Path, version: str) -> Path:
     staging = root / f".{version}.{tag}.tmp"
     artifact.save(staging)
     if folder.exists():
-        if _pointed(root) == version:
+        if pointed(root) == version:
             raise FileExistsError(f"{folder} is the served version; publish a new one")
         shutil.rmtree(folder)
     os.rename(staging, folder)
@@ -41,7 +41,8 @@ def publish(artifact: FolderArtifact, root: Path, version: str) -> Path:
     return folder
 
 
-def _pointed(root: Path) -> str | None:
+def pointed(root: Path) -> str | None:
+    """The version name ``LATEST`` holds under ``root``, if there is one."""
     pointer = root / LATEST
     return pointer.read_text().strip() if pointer.exists() else None
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from settings import current
 
 
 def pick_device(preference: str | None = None) -> torch.device:
-    choice = (preference or os.getenv("COGRAPH_DEVICE", "auto")).lower()
+    choice = (preference or current().device).lower()
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice.startswith("cuda") and not torch.cuda.is_available():

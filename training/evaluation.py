@@ -317,36 +317,6 @@ class EvaluationReport:
         name = max(others, key=lambda m: -math.inf if math.isnan(others[m]) else others[m])
         return name, others[name]
 
-    def markdown(self) -> str:
-        """One row per model, one column per headline metric; then the primary's lift."""
-        head = [f"{s} {m}" for s, m in HEADLINE]
-        lines = ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-        for model, r in self.results.items():
-            cells = " | ".join(f"{r[s][m]:.4f}" for s, m in HEADLINE)
-            lines.append(f"| {'**' + model + '**' if model == self.primary else model} | {cells} |")
-        lift = []
-        for s, m in HEADLINE:
-            name, best = self.best_baseline(s, m)
-            ratio = self.value(self.primary, s, m) / best if best > 0 else math.nan
-            lift.append(f"{ratio:.2f}× ({name})")
-        lines.append(f"| {self.primary} ÷ best other | " + " | ".join(lift) + " |")
-        return "\n".join(lines)
-
-    def exposure_markdown(self) -> str:
-        """Cold-query exposure of every model (see :func:`cold_query_exposure`)."""
-        lines = [
-            f"| model | top-10 among the {BEST_SELLERS} best-sellers | top-10 sharing a concept |",
-            "|---|---|---|",
-        ]
-        for model, r in self.results.items():
-            share = r.get(COLD_EXPOSURE)
-            if share is not None:
-                lines.append(
-                    f"| {model} | {share['bestseller_share']:.1%} "
-                    f"| {share['concept_overlap_share']:.1%} |"
-                )
-        return "\n".join(lines)
-
 
 def load_report(folder: Path) -> EvaluationReport:
     path = folder / REPORT

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import Tensor
 
-from training.checkpoint import Checkpoint
+from storage.embedding_store import EntityVectors
+from storage.versions import latest
+from training.checkpoint import Checkpoint, load_model_set
+from training.device import pick_device
 from training.hasp import build_shard
-from training.kg_arrays import KGArrays
+from training.kg_arrays import KGArrays, kg_arrays
 from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
 from training.spectral import aligned, walk_factors
@@ -128,3 +133,16 @@ def embed_graph(
     known[:n] = model.trained[:n]  # entities added after training are all new
     out = embed(model, graph.to(device), known, memory_budget_mb, progress, walk)
     return Embedded(out.vectors.cpu(), out.log_degree.cpu(), out.inductive.cpu(), out.chunks)
+
+
+def embed_with_latest(
+    checkpoint_root: Path, memory_budget_mb: float, nodes: pa.Table, edges: pa.Table
+) -> EntityVectors:
+    """Every entity of the graph ``nodes``/``edges`` embedded by the primary model of the
+    latest checkpoint version under ``checkpoint_root`` (new entities inductively)."""
+    version = latest(checkpoint_root)
+    checkpoint = load_model_set(version).primary_checkpoint
+    out = embed_graph(checkpoint, kg_arrays(nodes, edges), memory_budget_mb, pick_device())
+    return EntityVectors(
+        version.name, out.vectors.numpy(), out.log_degree.numpy(), out.inductive.numpy()
+    )

@@ -18,6 +18,7 @@ from assets.shards import HaspConfig
 from orchestration.definitions import ASSETS, CHECKS, lake_resources
 from resources.spark_lake import LakeResource, SparkResource
 from storage.lake_log import LakeLog
+from storage.layout import LakeLayout
 from tests.conftest import TEST_SPARK
 
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
@@ -61,7 +62,7 @@ def versions(lake: Path) -> dict[str, int]:
 
 def recorded(lake: Path) -> dict[str, int]:
     """The table versions the lake's newest record makes visible."""
-    snapshot = LakeLog(lake / "tables").snapshot()
+    snapshot = LakeLog(LakeLayout(lake).tables).snapshot()
     return {f"tables/{name}": v for name, v in snapshot.tables.items()}
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from orchestration.definitions import ASSETS, CHECKS
+from storage.layout import LakeLayout
 from storage.versions import latest
 from tests.assets.lakes import assert_same_rows, lake_copy, recorded, resources, table_at
 from tests.assets.test_incremental import tick, write_batch
@@ -17,7 +18,7 @@ from tests.conftest import require_jvm
 
 
 def batch(lake: Path, engine: str) -> dg.ExecuteInProcessResult:
-    entities = pq.read_table(latest(lake / "ann_index") / "entities.parquet").to_pylist()
+    entities = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet").to_pylist()
     write_batch(lake, next(e["item_id"] for e in entities if e["log_degree"] == 0), "0001")
     requests, _ = tick(lake, None)
     return dg.materialize(
@@ -55,5 +56,7 @@ def test_delta_spark_batch_equals_the_offline_batch(caps, materialized_lake, tmp
             table_at(lakes["delta-spark"], table, version),
             table_at(lakes["deltalake"], table, version),
         )
-    history = DeltaTable(str(lakes["delta-spark"] / "tables/coengagement_edges")).history(1)
+    history = DeltaTable(str(LakeLayout(lakes["delta-spark"]).table("coengagement_edges"))).history(
+        1
+    )
     assert history[0]["operation"] == "MERGE"

@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 from orchestration.definitions import ASSETS, CHECKS
 from orchestration.sensors import inbox_sensor
 from serving.artifact import load_bundle
+from storage.layout import LakeLayout
 from storage.versions import latest
 from tests.assets.lakes import lake_copy, resources, versions
 
@@ -48,8 +49,8 @@ def execute(lake: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
 
 
 def concepts_of(lake: Path, item: str) -> list[tuple[str, str]]:
-    table = pq.read_table(latest(lake / "ann_index") / "concepts.parquet")
-    entities = pq.read_table(latest(lake / "ann_index") / "entities.parquet").to_pylist()
+    table = pq.read_table(latest(LakeLayout(lake).index) / "concepts.parquet")
+    entities = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet").to_pylist()
     entity = next(e["entity_id"] for e in entities if e["item_id"] == item)
     labels = [
         c
@@ -60,7 +61,7 @@ def concepts_of(lake: Path, item: str) -> list[tuple[str, str]]:
 
 
 def write_batch(lake: Path, template: str, name: str) -> None:
-    inbox = lake / "inbox"
+    inbox = LakeLayout(lake).inbox
     inbox.mkdir(exist_ok=True)
     concepts = concepts_of(lake, template)
     items = pa.table(
@@ -73,7 +74,7 @@ def write_batch(lake: Path, template: str, name: str) -> None:
     )
     pacsv.write_csv(items, inbox / f"items-{name}.csv")
     users = [f"u{i}" for i in range(40)]
-    old = pq.read_table(latest(lake / "ann_index") / "entities.parquet")["item_id"].to_pylist()
+    old = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet")["item_id"].to_pylist()
     rng = np.random.default_rng(0)
     picks = rng.choice(old[:50], size=(40, 3))
     interactions = pa.table(
@@ -91,7 +92,7 @@ def write_batch(lake: Path, template: str, name: str) -> None:
 def test_batch_lands_and_becomes_searchable(lake):
     # the template: an item nobody engaged yet, embedded from its concepts as the new
     # items will be
-    entities = pq.read_table(latest(lake / "ann_index") / "entities.parquet").to_pylist()
+    entities = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet").to_pylist()
     template = next(e["item_id"] for e in entities if e["log_degree"] == 0)
     write_batch(lake, template, "0001")
     before = versions(lake)
@@ -116,7 +117,7 @@ def test_batch_lands_and_becomes_searchable(lake):
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["new_items"].value == 3 and meta["interactions"].value == 120
 
-    bundle = load_bundle(latest(lake / "ann_index"))
+    bundle = load_bundle(latest(LakeLayout(lake).index))
     ids = bundle.entity_ids()
     new_ids = [ids[i] for i in NEW]
     assert all(bundle.index.contains(e) for e in new_ids)
@@ -148,13 +149,13 @@ def test_batch_lands_and_becomes_searchable(lake):
 
 
 def test_corrupt_file_is_quarantined_and_the_next_goes_through(lake):
-    inbox = lake / "inbox"
+    inbox = LakeLayout(lake).inbox
     inbox.mkdir(exist_ok=True)
     (inbox / "interactions-bad.parquet").write_bytes(b"this is not parquet")
     (inbox / "interactions-bad.parquet.done").touch()
     requests, cursor = tick(lake, json.dumps({"seen": {}, "done": []}))
     assert execute(lake, requests[0]).success  # earlier files were recorded: only this one
-    files = DeltaTable(str(lake / "tables/quarantine")).file_uris()
+    files = DeltaTable(str(LakeLayout(lake).table("quarantine"))).file_uris()
     quarantine = ds.dataset(files).to_table()
     reasons = [r for r in quarantine["reason"].to_pylist() if r.startswith("unreadable file")]
     assert reasons

@@ -21,13 +21,14 @@ import pytest
 from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
-from orchestration import incremental_batch
 from orchestration.definitions import ASSETS, CHECKS, full_refresh
+from spark_jobs import incremental_batch
 from storage import delta_tables
 from storage.delta_tables import table_rows
 from storage.inbox import fingerprint
 from storage.lake_log import LakeLog
 from storage.lake_transaction import LakeTransaction
+from storage.layout import LakeLayout
 from storage.versions import latest
 from tests.assets.lakes import SMALL, lake_copy, resources, training_ops
 from tests.assets.test_incremental import NEW, tick, write_batch
@@ -45,7 +46,7 @@ class Injected(RuntimeError):
 def base(materialized_lake, tmp_path_factory) -> Path:
     """A materialized lake with one batch (3 new items, 120 interactions) in its inbox."""
     lake = lake_copy(materialized_lake.lake, tmp_path_factory.mktemp("base"))
-    entities = pq.read_table(latest(lake / "ann_index") / "entities.parquet").to_pylist()
+    entities = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet").to_pylist()
     template = next(e["item_id"] for e in entities if e["log_degree"] == 0)
     write_batch(lake, template, "0001")
     return lake
@@ -65,15 +66,15 @@ def incremental(lake: Path, raise_on_error: bool = True) -> dg.ExecuteInProcessR
 
 def recorded_rows(lake: Path) -> dict[str, int]:
     """Rows of every table at the version readers see."""
-    snapshot = LakeLog(lake / "tables").snapshot()
+    snapshot = LakeLog(LakeLayout(lake).tables).snapshot()
     return {
-        name: table_rows(DeltaTable(str(lake / "tables" / name), version=version))
+        name: table_rows(DeltaTable(str(LakeLayout(lake).table(name)), version=version))
         for name, version in snapshot.tables.items()
     }
 
 
 def served_items(lake: Path) -> set[str]:
-    entities = pq.read_table(latest(lake / "ann_index") / "entities.parquet")
+    entities = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet")
     return set(entities["item_id"].to_pylist())
 
 
@@ -156,7 +157,7 @@ def test_a_failed_incremental_run_resumes_and_applies_the_batch_once(
     if where != "published":
         assert not set(NEW) & served_items(lake)  # the index has not moved
     # the sensor, with every inbox file handed out already, asks for the batch's resumption
-    inbox_files = sorted(p for p in (lake / "inbox").iterdir() if p.suffix != ".done")
+    inbox_files = sorted(p for p in (LakeLayout(lake).inbox).iterdir() if p.suffix != ".done")
     cursor = json.dumps({"seen": {}, "done": [fingerprint(p) for p in inbox_files]})
     (request,), _ = tick(lake, cursor)
     assert request.tags["cograph/resumes"].startswith("incremental-")
@@ -167,7 +168,7 @@ def test_a_failed_incremental_run_resumes_and_applies_the_batch_once(
     assert resumed == [where if where in STEPS else "started"]  # where it had got to
     assert recorded_rows(lake) == reference
     assert set(NEW) <= served_items(lake)
-    assert LakeLog(lake / "tables").journals() == {}
+    assert LakeLog(LakeLayout(lake).tables).journals() == {}
 
 
 def test_failure_between_outputs_of_raw_tables_shows_nothing(base, tmp_path):
@@ -194,8 +195,8 @@ def test_failure_between_outputs_of_raw_tables_shows_nothing(base, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(LakeTransaction, "step", failing)
         assert not ingest(raise_on_error=False).success
-    latest_raw = DeltaTable(str(lake / "tables/raw_interactions")).version()
-    assert latest_raw > LakeLog(lake / "tables").snapshot().version("raw_interactions")
+    latest_raw = DeltaTable(str(LakeLayout(lake).table("raw_interactions"))).version()
+    assert latest_raw > LakeLog(LakeLayout(lake).tables).snapshot().version("raw_interactions")
     assert recorded_rows(lake) == before  # all four at their old versions
     assert ingest(raise_on_error=True).success
     after = recorded_rows(lake)
@@ -205,7 +206,7 @@ def test_failure_between_outputs_of_raw_tables_shows_nothing(base, tmp_path):
 
 def test_failure_between_the_graph_tables_shows_nothing(base, tmp_path):
     lake = copy(base, tmp_path)
-    before = LakeLog(lake / "tables").snapshot()
+    before = LakeLog(LakeLayout(lake).tables).snapshot()
     original = delta_tables.commit
 
     def failing(staged):
@@ -224,11 +225,11 @@ def test_failure_between_the_graph_tables_shows_nothing(base, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(delta_tables, "commit", failing)
         assert not graph(raise_on_error=False).success
-    nodes = lake / "tables/knowledge_graph/nodes"
+    nodes = LakeLayout(lake).table("knowledge_graph/nodes")
     assert DeltaTable(str(nodes)).version() == before.version("knowledge_graph/nodes") + 1
-    assert LakeLog(lake / "tables").snapshot().tables == before.tables
+    assert LakeLog(LakeLayout(lake).tables).snapshot().tables == before.tables
     assert graph(raise_on_error=True).success
-    after = LakeLog(lake / "tables").snapshot()
+    after = LakeLog(LakeLayout(lake).tables).snapshot()
     for name in ("knowledge_graph/nodes", "knowledge_graph/edges"):
         assert after.version(name) > before.version(name)
 
@@ -260,7 +261,7 @@ def cli_run(lake: Path, home: Path) -> subprocess.Popen:
 def test_kill_9_mid_run_then_rerun_applies_the_batch_once(base, reference, tmp_path):
     lake, home = copy(base, tmp_path), tmp_path / "home"
     home.mkdir()
-    log = LakeLog(lake / "tables")
+    log = LakeLog(LakeLayout(lake).tables)
     proc = cli_run(lake, home)
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
@@ -287,7 +288,7 @@ def test_two_runs_at_once_apply_the_batch_once(base, reference, tmp_path):
     codes = [r.wait(400) for r in runs]
     assert codes == [0, 0], [(h / "run.log").read_text()[-3000:] for h in homes]
     assert recorded_rows(lake) == reference
-    logged = DeltaTable(str(lake / "tables/batch_updates"))
+    logged = DeltaTable(str(LakeLayout(lake).table("batch_updates")))
     assert table_rows(logged) == 2  # one row per file, once
 
 
@@ -314,4 +315,6 @@ def test_a_header_only_input_fails_naming_it_and_changes_nothing(base, tmp_path)
     assert "fewer data rows than min_rows=1" in message
     assert f"{tmp_path / 'interactions.csv'}: 0 rows" in message
     assert recorded_rows(lake) == before
-    assert not (lake / "_staging").exists() or not any((lake / "_staging").iterdir())
+    assert not (LakeLayout(lake).staging_root).exists() or not any(
+        (LakeLayout(lake).staging_root).iterdir()
+    )

@@ -11,6 +11,7 @@ from deltalake import DeltaTable
 from assets.raw import IngestConfig
 from orchestration.definitions import defs
 from storage.delta_tables import table_rows
+from storage.layout import LakeLayout
 from tests.assets.lakes import SMALL, lake_copy, recorded, run, versions
 from training.checkpoint import load_model_set
 from training.shard_store import open_shards
@@ -98,7 +99,7 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
     shortfall = index["target_recall_at_10"] - index["recall_at_10"]
     assert index["recall_shortfall"] == pytest.approx(max(0.0, shortfall), abs=1e-4)
 
-    edges = DeltaTable(str(lake / "tables/knowledge_graph/edges"))
+    edges = DeltaTable(str(LakeLayout(lake).table("knowledge_graph/edges")))
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"
 
 
@@ -112,7 +113,7 @@ def test_rematerialize_same_input_adds_no_rows(first_run, lake):
     raw = {"tables/raw_interactions", "tables/item_catalog", "tables/item_concepts"}
     assert all(after[t] == before[t] for t in raw | {"tables/quarantine"})
     assert all(after[t] == before[t] + 1 for t in set(before) - raw - {"tables/quarantine"})
-    quarantine = DeltaTable(str(lake / "tables/quarantine"))  # not quarantined twice
+    quarantine = DeltaTable(str(LakeLayout(lake).table("quarantine")))  # not quarantined twice
     assert table_rows(quarantine) == 8
     assert recorded(lake) == after
 

@@ -16,6 +16,7 @@ from serving.build import build_bundle
 from serving.index import IndexParams, item_vectors, query_vectors
 from serving.launch import similar_items_service
 from serving.synthetic import clustered_matrix
+from storage.layout import LakeLayout
 from storage.versions import publish as publish_version
 
 TOKEN = "s3cret-token"
@@ -26,7 +27,7 @@ N = 2000
 def publish(root: Path, version: str, seed: int) -> None:
     m, concepts = clustered_matrix(N, seed=seed)
     bundle, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=200), version)
-    publish_version(bundle, root / "ann_index", version)
+    publish_version(bundle, LakeLayout(root).index, version)
 
 
 def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):

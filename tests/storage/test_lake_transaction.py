@@ -10,16 +10,17 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from storage import delta_tables
-from storage.housekeeping import STAGING, tidy_lake
+from storage.housekeeping import tidy_lake
 from storage.lake_log import LakeLog, LeaseTimeout
 from storage.lake_transaction import LakeTables, StaleUnit
+from storage.layout import STAGING, LakeLayout
 
 CUSTOM = {"asset": "test"}
 
 
 @pytest.fixture
 def tables(tmp_path) -> LakeTables:
-    return LakeTables(tmp_path / "tables", use_delta_spark=False)
+    return LakeTables(LakeLayout(tmp_path).tables, use_delta_spark=False)
 
 
 def ids(df) -> list[int]:
@@ -163,7 +164,7 @@ def test_housekeeping_removes_what_killed_writes_left(spark, tables, tmp_path):
     staging.mkdir(parents=True)
     (staging / "copy.csv").write_text("user_id\n")
 
-    done = tidy_lake(tables, tmp_path, grace_hours=0)
+    done = tidy_lake(tables, LakeLayout(tmp_path), grace_hours=0)
     assert done.restored == ["a"] and done.journals_dropped == 1
     assert done.files_removed >= len(orphan.files) + 1
     assert not (tables.path("a") / orphan.folder).exists() and not staging.exists()
@@ -178,7 +179,7 @@ def test_housekeeping_keeps_what_a_pending_batch_resumes_from(spark, tables, tmp
     batch = tables.transaction("incremental-x", unit="incremental", run_id="r1")
     batch.write("a", spark.range(7, 8), mode="append", custom=CUSTOM)
     batch.step("appended")  # then killed
-    tidy_lake(tables, tmp_path, grace_hours=0)
+    tidy_lake(tables, LakeLayout(tmp_path), grace_hours=0)
     resumed = tables.transaction("incremental-x", unit="incremental", run_id="r2")
     assert resumed.done("appended")
     assert ids(resumed.read(spark, "a")) == [0, 1, 2, 7]

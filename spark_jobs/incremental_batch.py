@@ -1,5 +1,10 @@
 """One incremental batch as a resumable, all-or-nothing unit over the lake (no Dagster).
 
+Spark and the lake's tables are handled here; the model's part comes in as two functions of
+:class:`BatchSettings` (``embed``: the current checkpoint over the extended graph;
+``publish``: the served index refreshed with the new vectors), which the asset wires from
+``training/`` and ``serving/``.
+
 The steps, each journaled when it finishes (:mod:`storage.lake_transaction`),
 after a first entry that names the batch's files:
 
@@ -35,9 +40,6 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from serving.artifact import load_bundle
-from serving.build import concept_labels
-from serving.refresh import refresh_bundle
 from spark_jobs import constants as C
 from spark_jobs.coengagement import CoengagementParams
 from spark_jobs.incremental import (
@@ -49,28 +51,31 @@ from spark_jobs.incremental import (
     recompute_pairs,
     touched_pairs,
 )
-from storage.embedding_store import embedding_rows
+from storage.embedding_store import EntityVectors, embedding_rows
 from storage.lake_log import INCREMENTAL_UNIT
 from storage.lake_transaction import LakeTables, LakeTransaction
-from storage.versions import latest, publish
-from training.checkpoint import load_model_set
-from training.device import pick_device
-from training.inference import Embedded, embed_graph
-from training.kg_arrays import kg_arrays
+from storage.versions import latest
 
 UNIT = INCREMENTAL_UNIT
 LOG_TABLE = "batch_updates"
 
 
+# (nodes, edges) of the extended graph -> every entity's vectors from the current checkpoint
+Embed = Callable[[pa.Table, pa.Table], EntityVectors]
+# (nodes, edges, vectors, affected entity ids, new entities, version): publish that version
+Publish = Callable[[pa.Table, pa.Table, EntityVectors, np.ndarray, int, str], None]
+
+
 @dataclass(frozen=True)
 class BatchSettings:
-    """What the batch needs besides its files: the graph's settings and where artifacts live."""
+    """What the batch needs besides its files: the graph's settings, the served index's
+    folder, and the model's two parts."""
 
     coengagement: CoengagementParams
     min_support: int
-    memory_budget_mb: int
     index_root: Path
-    checkpoint_root: Path
+    embed: Embed
+    publish: Publish
     encoding: str = "utf-8"  # of CSV batch files
 
 
@@ -97,6 +102,20 @@ def applied_batches(spark: SparkSession, tables: LakeTables) -> set[str]:
         return set()
     rows = tables.read(spark, LOG_TABLE).select(C.BATCH_ID).distinct().collect()
     return {r[0] for r in rows}
+
+
+def pending_batches(
+    spark: SparkSession, tables: LakeTables, files: dict[Path, str]
+) -> list[dict[Path, str]]:
+    """What is left to apply, each as ``{path: batch id}``: what killed runs left in their
+    journals first, then those of ``files`` (path -> batch id) that no batch holds yet."""
+    work = [
+        {Path(p): b for p, b in journal["facts"]["files"].items()}
+        for journal in tables.log.journals(UNIT).values()
+    ]
+    done = applied_batches(spark, tables) | {b for w in work for b in w.values()}
+    fresh = {f: b for f, b in files.items() if b not in done}
+    return work + ([fresh] if fresh else [])
 
 
 def apply_batch(
@@ -178,12 +197,8 @@ class _Batch:
         )
 
     @functools.cached_property
-    def embedding(self) -> Embedded:
-        models = load_model_set(latest(self.settings.checkpoint_root))
-        kg = kg_arrays(*self.graph)
-        return embed_graph(
-            models.primary_checkpoint, kg, self.settings.memory_budget_mb, pick_device()
-        )
+    def embedding(self) -> EntityVectors:
+        return self.settings.embed(*self.graph)
 
     def _step(self, name: str, **counts: int) -> None:
         self.counts.update(counts)
@@ -261,10 +276,10 @@ class _Batch:
                 embedding_rows(
                     affected,
                     item_ids,
-                    latest(self.settings.checkpoint_root).name,
-                    out.vectors.numpy()[affected],
-                    out.log_degree.numpy()[affected],
-                    out.inductive.numpy()[affected],
+                    out.model_version,
+                    out.vectors[affected],
+                    out.log_degree[affected],
+                    out.inductive[affected],
                 )
             )
             self.txn.merge("entity_embeddings", update, ["entity_id"])
@@ -301,19 +316,6 @@ class _Batch:
         version, root = self.txn.facts["index_version"], self.root
         affected = np.asarray(self.txn.facts["affected"], dtype=np.int64)
         if latest(root).name != version:  # a killed run may have moved LATEST already
-            out = self.embedding
-            nodes, edges = self.graph
-            entities = nodes.filter(pc.equal(nodes.column(C.NODE_TYPE), C.ENTITY))
-            entities = entities.select([C.NODE_ID, C.KEY]).rename_columns(["entity_id", "item_id"])
-            bundle = refresh_bundle(
-                load_bundle(latest(root)),
-                entities,
-                out.vectors.numpy(),
-                out.log_degree.numpy(),
-                affected,
-                self.counts.get("new_entities", 0),
-                concept_labels(nodes, edges),
-                version,
-            )
-            publish(bundle, root, version)
+            new_entities = self.counts.get("new_entities", 0)
+            self.settings.publish(*self.graph, self.embedding, affected, new_entities, version)
         self._step("published")

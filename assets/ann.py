@@ -13,6 +13,7 @@ from serving.artifact import IndexBundle
 from serving.build import build_bundle, compare_variants, concept_labels
 from serving.index import IndexParams
 from settings import config_field
+from spark_jobs import constants as C
 from storage.embedding_store import open_matrix
 
 GROUP = "serving"
@@ -47,10 +48,12 @@ def ann_index(
     config: AnnIndexConfig,
     embedding_matrix: Path,
     knowledge_graph: dict[str, DataFrame],
+    item_catalog: DataFrame,
 ) -> dg.Output[IndexBundle]:
     """HNSW over the served score, ef_search tuned to the target recall@10 against exact
     search (exact search itself where HNSW misses the target at the largest ef_search);
-    item concepts beside it (so answers can say what two items share)."""
+    item concepts, titles and domains beside it (so answers can say what two items share
+    and what they are)."""
     params = IndexParams(
         m=config.m,
         ef_construction=config.ef_construction,
@@ -64,7 +67,10 @@ def ann_index(
         concepts = concept_labels(
             knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow()
         )
-        bundle, tuning, build_seconds = build_bundle(matrix, concepts, params, context.run_id)
+        items = item_catalog.select(*C.CATALOG_COLUMNS).toArrow()
+        bundle, tuning, build_seconds = build_bundle(
+            matrix, concepts, params, context.run_id, items
+        )
     replaced = bundle.meta.get("replaced_hnsw_recall_at_10")
     if replaced is not None:
         context.log.warning(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 
+import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
+from serving.artifact import ENTITIES
 from settings import current
 from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
 from storage.layout import LakeLayout
-from storage.versions import LATEST
+from storage.versions import LATEST, latest
 
 
 def recorded_tables(layout: LakeLayout) -> list[tuple[str, int, int]]:
@@ -43,7 +45,13 @@ def main() -> None:
     print(f"\nDagster runs and asset metadata: {home}")
     print("Open the UI:  make ui   (then http://127.0.0.1:3000, Assets -> View lineage)")
     if (layout.index / LATEST).exists():
-        print("Query it:     make serve (then http://127.0.0.1:8000/v1/items/<item_id>/similar)")
+        entities = pq.read_table(latest(layout.index) / ENTITIES, columns=["item_id"])
+        item = entities.column("item_id")[0].as_py()
+        print("Query it:     make serve, then")
+        print(
+            f"              curl 'http://127.0.0.1:8000/v1/items/{item}/similar?k=5&explain=true'"
+        )
+        print("              (API reference: http://127.0.0.1:8000/docs)")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """``python -m serving``: the similar-items service on the lake's latest ANN index.
 
-Settings come from flags or ``COGRAPH_*`` variables: ``COGRAPH_LAKE_ROOT`` (the index is
-``<lake>/ann_index/LATEST``), ``COGRAPH_ADMIN_TOKEN`` (bearer token of the reload
-endpoint; unset, reload is refused), ``COGRAPH_MICRO_BATCHING`` (1 or 0),
-``COGRAPH_RELOAD_POLL_SECONDS`` (follow ``LATEST`` by itself; 0 turns it off).
+Settings come from flags or ``COGRAPH_*`` variables (docs/settings.md):
+``COGRAPH_LAKE_ROOT`` (the index is ``<lake>/ann_index/LATEST``), ``COGRAPH_ADMIN_TOKEN``
+(bearer token of the admin endpoints; unset, they refuse everyone),
+``COGRAPH_MICRO_BATCHING``, ``COGRAPH_RELOAD_POLL_SECONDS`` (follow ``LATEST``; 0: never).
+
+Connection limits: at most ``--max-connections`` connections and requests in flight (more
+get 503), a keep-alive connection closes after ``--keep-alive-seconds`` idle, a body must
+arrive within ``--body-timeout-seconds`` and stay under 64 KiB. Slow request *headers*
+are not timed out by uvicorn: put a proxy in front where clients are untrusted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 
 import uvicorn
 
@@ -24,10 +30,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
-        "--micro-batching",
-        type=int,
-        choices=(0, 1),
-        default=int(settings.micro_batching),
+        "--micro-batching", type=int, choices=(0, 1), default=int(settings.micro_batching)
     )
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
@@ -37,6 +40,10 @@ def main() -> None:
         default=settings.reload_poll_seconds,
         help="check <lake>/ann_index/LATEST this often and serve a new version (0: never)",
     )
+    parser.add_argument("--max-connections", type=int, default=1000)
+    parser.add_argument("--keep-alive-seconds", type=float, default=5.0)
+    parser.add_argument("--body-timeout-seconds", type=float, default=10.0)
+    parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args()
     config = ServiceConfig(
         index_root=LakeLayout.at(args.lake).index,
@@ -44,9 +51,20 @@ def main() -> None:
         micro_batching=bool(args.micro_batching),
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        body_timeout_s=args.body_timeout_seconds,
         poll_seconds=args.poll_seconds,
+        url=f"http://{args.host}:{args.port}",
     )
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level="info" if args.access_log else "warning",
+        access_log=args.access_log,
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=int(args.keep_alive_seconds),
+    )
 
 
 if __name__ == "__main__":

@@ -2,67 +2,94 @@
 
 Read-only endpoints serve the current :class:`~serving.artifact.IndexBundle`; a reload
 builds the next bundle off the event loop and swaps one reference, so requests in flight
-finish on the bundle they started with. Bad input gets a 4xx naming what is wrong, never
-a 500.
+finish on the bundle they started with. Requests are validated by the models in
+:mod:`serving.schemas`; every answer, errors included, is JSON, and no exception reaches
+the server (an unexpected one is a logged, counted 500 with a JSON body, and the
+connection stays usable). Bodies are read against a size limit and a time limit as they
+arrive, chunked ones included. The OpenAPI document is at ``/openapi.json``, a page that
+renders it at ``/docs``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
+import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from serving import schemas as S
 from serving.artifact import IndexBundle, load_bundle
 from serving.batcher import MicroBatcher
+from serving.index_versions import Selection, load_newest
 from serving.metrics import Metrics
+from serving.openapi import DOCS_PAGE, openapi_document
 from serving.retrieval import (
     EVENT_WEIGHTS,
-    recommend_mean,
+    Hit,
+    Keep,
+    nearest,
     recommend_multi_seed,
-    similar,
     weighted_mean,
 )
-from storage.versions import latest
 
-MAX_K = 1000
-MAX_HISTORY = 1000
-MAX_PRIOR = 10.0  # |popularity-prior weight|: log-degrees are at most about 15
+log = logging.getLogger("cograph.serving")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
     index_root: Path  # <lake>/ann_index: version folders and the LATEST pointer
-    admin_token: str = ""  # empty: the admin endpoint refuses everyone
+    admin_token: str = ""  # empty: the admin endpoints refuse everyone
     micro_batching: bool = True
     max_batch: int = 64
     max_wait_ms: float = 0.0
     max_body_bytes: int = 64 * 1024
+    body_timeout_s: float = 10.0  # the whole body must arrive within this
     poll_seconds: float = 0.0  # > 0: reload by itself when LATEST moves (incremental updates)
+    url: str = ""  # where clients reach it, for the start-up line
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, errors: list[S.FieldError] | None = None):
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.errors = status, detail, errors or []
+
+
+def error_response(status: int, detail: str, errors: list[S.FieldError] | None = None) -> Response:
+    body = S.Error(detail=detail, errors=errors or [])
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def invalid(error: ValidationError) -> BadRequest:
+    """A 422 naming each refused field (never echoing huge inputs)."""
+    fields = [
+        S.FieldError(field=".".join(str(p) for p in e["loc"]) or ".", message=e["msg"][:200])
+        for e in error.errors(include_url=False)[:20]
+    ]
+    summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:3])
+    return BadRequest(422, f"Invalid request: {summary}", fields)
 
 
 class Served:
     """The current bundle and its lookups, replaced as a whole on reload."""
 
-    def __init__(self, bundle: IndexBundle) -> None:
-        self.bundle = bundle
+    def __init__(self, bundle: IndexBundle, folder: Path) -> None:
+        self.bundle, self.folder = bundle, folder.name
         self.entity_of = bundle.entity_ids()
         self.item_of = {entity: item for item, entity in self.entity_of.items()}
         concepts = bundle.concepts.group_by("entity_id").aggregate([("concept", "list")])
@@ -73,57 +100,103 @@ class Served:
                 strict=True,
             )
         )
+        columns = bundle.entities.column_names
+        ids = bundle.entities.column("entity_id").to_pylist()
 
-    def entity(self, item_id: str) -> int:
+        def by_entity(name: str) -> dict[int, str | None]:
+            values = bundle.entities.column(name).to_pylist() if name in columns else []
+            return dict(zip(ids, values, strict=False))
+
+        self.title_of, self.domain_of = by_entity("title"), by_entity("domain")
+        self.log_degree = bundle.log_degree
+
+    def entity(self, item_id: str) -> int | None:
         entity = self.entity_of.get(item_id)
-        if entity is None or not self.bundle.index.contains(entity):
-            raise BadRequest(404, f"Unknown item_id {item_id!r}")
+        return entity if entity is not None and self.bundle.index.contains(entity) else None
+
+    def known(self, item_id: str) -> int:
+        entity = self.entity(item_id)
+        if entity is None:
+            raise BadRequest(404, f"Unknown item_id {item_id[:200]!r}")
         return entity
 
+    def keep(self, filters: S.Filters) -> Keep | None:
+        if filters.domain is None:
+            return None
+        if not self.domain_of:
+            raise BadRequest(422, "domain: this index has no item domains")
+        return lambda e: self.domain_of.get(e) == filters.domain
 
-def parse_k(raw: str | int | None, default: int = 10) -> int:
-    if raw is None:
-        return default
+    def excluded(self, filters: S.Filters) -> set[int]:
+        return {e for item in filters.exclude if (e := self.entity(item)) is not None}
+
+    def results(self, hits: list[Hit], weights: np.ndarray, explain_for: int | None) -> list:
+        """Result rows; ``weights[row]`` is the prior weight of the query row of a hit."""
+        out = []
+        for hit in hits:
+            prior = float(weights[hit.row] * self.log_degree[hit.entity])
+            row = S.Result(
+                item_id=self.item_of[hit.entity],
+                score=round(hit.score, 6),
+                similarity=round(hit.score - prior, 6),
+                prior=round(prior, 6),
+                title=self.title_of.get(hit.entity),
+                domain=self.domain_of.get(hit.entity),
+            )
+            if explain_for is not None:
+                shared = self.concepts_of.get(explain_for, set()) & self.concepts_of.get(
+                    hit.entity, set()
+                )
+                row.shared_concepts = sorted(shared)
+            out.append(row.model_dump(exclude_none=True))
+        return out
+
+
+_INT = re.compile(r"[+]?[0-9]{1,6}")
+_FLOAT = re.compile(r"[+-]?([0-9]{1,6}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][+-]?[0-9]{1,3})?")
+_BOOL = {"true": True, "1": True, "false": False, "0": False}
+
+
+def similar_query(request: Request) -> S.SimilarQuery:
+    """The query string of a similar-items request, as strictly as a JSON body."""
+    params = request.query_params
+    raw: dict[str, object] = {}
+    for name in set(params.keys()):
+        values = params.getlist(name)
+        if len(values) > 1:
+            raise BadRequest(422, f"{name}: given {len(values)} times")
+        raw[name] = values[0]
+    parsers: dict[str, Callable[[str], object]] = {
+        "k": lambda v: int(v) if _INT.fullmatch(v) else v,
+        "prior": lambda v: float(v) if _FLOAT.fullmatch(v) else v,
+        "explain": lambda v: _BOOL.get(v.lower(), v),
+        "exclude": lambda v: [x for x in v.split(",") if x],
+    }
+    typed = {name: parsers.get(name, str)(str(value)) for name, value in raw.items()}
     try:
-        k = int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(422, f"k must be an integer in 1..{MAX_K}, got {raw!r}") from None
-    if not 1 <= k <= MAX_K:
-        raise BadRequest(422, f"k must be in 1..{MAX_K}, got {k}")
-    return k
-
-
-def parse_prior(raw: str | float | None) -> float | None:
-    """The caller's popularity-prior weight (``None``: the model's validated one). Negative
-    weights are allowed: they push results toward the long tail."""
-    if raw is None:
-        return None
-    try:
-        prior = float(raw)
-    except (TypeError, ValueError):
-        prior = math.nan
-    if isinstance(raw, bool) or not (math.isfinite(prior) and abs(prior) <= MAX_PRIOR):
-        raise BadRequest(422, f"prior must be a number in [-{MAX_PRIOR}, {MAX_PRIOR}], got {raw!r}")
-    return prior
+        return S.SimilarQuery.model_validate(typed)
+    except ValidationError as error:
+        raise invalid(error) from None
 
 
 def create_app(config: ServiceConfig) -> Starlette:
     metrics = Metrics()
     batcher = MicroBatcher(config.max_batch, config.max_wait_ms, on_batch=metrics.batch)
     state: dict[str, Served] = {}
+    selection = Selection(config.index_root)
     reload_lock = asyncio.Lock()
 
-    def install(bundle: IndexBundle) -> None:
-        state["served"] = Served(bundle)
+    def install(bundle: IndexBundle, folder: Path) -> None:
+        state["served"] = Served(bundle, folder)
         metrics.index_version = bundle.version
         metrics.index_entities = len(bundle.index)
 
     async def search(served: Served, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        call = served.bundle.index.search
+        index = served.bundle.index
         if config.micro_batching:
-            return await batcher.search(call, queries, k)
+            return await batcher.search(index, queries, k)
         metrics.batch(len(queries))
-        return await asyncio.to_thread(call, queries, k)
+        return await asyncio.to_thread(index.search, queries, k)
 
     def handler(
         route: str, fn: Callable[[Request], Awaitable[Response]]
@@ -133,128 +206,138 @@ def create_app(config: ServiceConfig) -> Starlette:
             try:
                 response = await fn(request)
             except BadRequest as error:
-                response = JSONResponse({"detail": error.detail}, status_code=error.status)
+                response = error_response(error.status, error.detail, error.errors)
+            except ClientDisconnect:
+                response = error_response(400, "The client went away mid-request")
+            except Exception:  # a bug: logged and counted, and the connection stays usable
+                log.exception("Unexpected error on %s %s", request.method, route)
+                response = error_response(500, "Internal error; it has been logged")
             metrics.request(route, response.status_code, time.perf_counter() - start)
             return response
 
         return wrapped
 
-    async def body(request: Request) -> dict:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
+    async def read_body(request: Request) -> bytes:
+        """The body, refused (413) as soon as it passes the limit and (408) when it takes
+        longer than the body timeout to arrive."""
+        declared = request.headers.get("content-length", "")
+        if re.fullmatch(r"[0-9]{1,18}", declared) and int(declared) > config.max_body_bytes:
             raise BadRequest(413, f"Body over {config.max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > config.max_body_bytes:
-            raise BadRequest(413, f"Body over {config.max_body_bytes} bytes")
+        chunks, size = [], 0
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadRequest(422, f"Malformed JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise BadRequest(422, "The body must be a JSON object")
-        return data
+            async with asyncio.timeout(config.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > config.max_body_bytes:
+                        raise BadRequest(413, f"Body over {config.max_body_bytes} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise BadRequest(408, f"Body not received within {config.body_timeout_s:g} s") from None
+        return b"".join(chunks)
 
-    def results(served: Served, found: list[tuple[int, float]], explain_for: int | None) -> list:
-        out = []
-        for entity, score in found:
-            row = {"item_id": served.item_of[entity], "score": round(score, 6)}
-            if explain_for is not None:
-                shared = served.concepts_of.get(explain_for, set()) & served.concepts_of.get(
-                    entity, set()
-                )
-                row["shared_concepts"] = sorted(shared)
-            out.append(row)
-        return out
+    async def parse(request: Request, model: type[M]) -> M:
+        raw = await read_body(request)
+        try:
+            return model.model_validate_json(raw or b"{}")
+        except ValidationError as error:
+            raise invalid(error) from None
 
     async def similar_items(request: Request) -> Response:
         served = state["served"]
         item_id = request.path_params["item_id"]
-        k = parse_k(request.query_params.get("k"))
-        entity = served.entity(item_id)
-        explain = request.query_params.get("explain", "false").lower() in ("1", "true", "yes")
-        prior = parse_prior(request.query_params.get("prior"))
-        query = served.bundle.query(np.array([entity]), prior)[0]
-        found = await similar(lambda q, kk: search(served, q, kk), query, entity, k)
-        return JSONResponse(
-            {
-                "item_id": item_id,
-                "index_version": served.bundle.version,
-                "results": results(served, found, entity if explain else None),
-            }
+        q = similar_query(request)
+        entity = served.known(item_id)
+        weights = served.bundle.prior_weights(np.array([entity]), q.prior)
+        query = served.bundle.query(np.array([entity]), q.prior)
+        skip = {entity} | served.excluded(q)
+        run = lambda qs, kk: search(served, qs, kk)  # noqa: E731
+        [hits] = await nearest(run, query, [skip], q.k, served.keep(q))
+        body = S.SimilarResponse(
+            item_id=item_id,
+            index_version=served.bundle.version,
+            results=served.results(hits, weights, entity if q.explain else None),
         )
+        return JSONResponse(body.model_dump(exclude_none=True))
 
-    def history_of(served: Served, data: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        history = data.get("history")
-        if not isinstance(history, list) or not history:
-            raise BadRequest(422, "history must be a non-empty list of {item_id, weight?, event?}")
-        if len(history) > MAX_HISTORY:
-            raise BadRequest(422, f"history has {len(history)} items; at most {MAX_HISTORY}")
-        entities, weights, unknown = [], [], []
-        for i, entry in enumerate(history):
-            if not isinstance(entry, dict) or not isinstance(entry.get("item_id"), (str, int)):
-                raise BadRequest(422, f"history[{i}] needs an item_id (string)")
-            weight = entry.get("weight", 1.0)
-            if (
-                isinstance(weight, bool)
-                or not isinstance(weight, (int, float))
-                or not (math.isfinite(weight) and weight >= 0)
-            ):
-                raise BadRequest(422, f"history[{i}].weight must be a finite number >= 0")
-            event = entry.get("event", "view")
-            if event not in EVENT_WEIGHTS:
-                raise BadRequest(
-                    422, f"history[{i}].event {event!r} is not one of {sorted(EVENT_WEIGHTS)}"
+    async def similar_batch(request: Request) -> Response:
+        served = state["served"]
+        req = await parse(request, S.SimilarBatchRequest)
+        entities = [served.entity(item) for item in req.item_ids]
+        known = np.array([e for e in entities if e is not None], dtype=np.int64)
+        hits: list[list[Hit]] = []
+        weights = served.bundle.prior_weights(known, req.prior)
+        if len(known):
+            excluded = served.excluded(req)
+            skip = [{int(e)} | excluded for e in known]
+            run = lambda qs, kk: search(served, qs, kk)  # noqa: E731
+            queries = served.bundle.query(known, req.prior)
+            hits = await nearest(run, queries, skip, req.k, served.keep(req))
+        items, found = [], iter(range(len(known)))
+        for item, entity in zip(req.item_ids, entities, strict=True):
+            if entity is None:
+                items.append(S.BatchEntry(item_id=item, error="unknown item_id"))
+                continue
+            row = next(found)
+            rows = [h._replace(row=0) for h in hits[row]]
+            explain = entity if req.explain else None
+            items.append(
+                S.BatchEntry(
+                    item_id=item, results=served.results(rows, weights[row : row + 1], explain)
                 )
-            item_id = str(entry["item_id"])
-            entity = served.entity_of.get(item_id)
-            if entity is None or not served.bundle.index.contains(entity):
-                unknown.append(item_id)
+            )
+        body = S.SimilarBatchResponse(index_version=served.bundle.version, items=items)
+        return JSONResponse(body.model_dump(exclude_none=True))
+
+    def history_of(
+        served: Served, history: list[S.HistoryEntry]
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        entities, weights, unknown = [], [], []
+        for entry in history:
+            entity = served.entity(entry.item_id)
+            if entity is None:
+                unknown.append(entry.item_id)
                 continue
             entities.append(entity)
-            weights.append(float(weight) * EVENT_WEIGHTS[event])
+            weights.append(entry.weight * EVENT_WEIGHTS[entry.event])
         if not entities:
             raise BadRequest(404, f"No known item in history: unknown item_id {unknown[:10]}")
         return np.array(entities), np.array(weights, dtype=np.float32), unknown
 
     async def recommend(request: Request) -> Response:
         served = state["served"]
-        data = await body(request)
-        k = parse_k(data.get("k"))
-        strategy = data.get("strategy", "mean")
-        if strategy not in ("mean", "multi_seed"):
-            raise BadRequest(422, f"strategy must be 'mean' or 'multi_seed', got {strategy!r}")
-        seeds = data.get("seeds", 8)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 64:
-            raise BadRequest(422, "seeds must be an integer in 1..64")
-        prior = parse_prior(data.get("prior"))
-        entities, weights, unknown = history_of(served, data)
-        seen = set(entities.tolist())
-        queries = served.bundle.query(entities, prior)
-        run = lambda q, kk: search(served, q, kk)  # noqa: E731
-        if strategy == "mean":
-            found = await recommend_mean(run, weighted_mean(queries, weights), seen, k)
+        req = await parse(request, S.RecommendRequest)
+        entities, weights, unknown = history_of(served, req.history)
+        skip = set(entities.tolist()) | served.excluded(req)
+        queries = served.bundle.query(entities, req.prior)
+        run = lambda qs, kk: search(served, qs, kk)  # noqa: E731
+        keep = served.keep(req)
+        if req.strategy == "mean":
+            query = weighted_mean(queries, weights)[None, :]
+            [hits] = await nearest(run, query, [skip], req.k, keep)
         else:
             # the most recent (last) heavy items seed the search
-            order = np.argsort(-weights[::-1], kind="stable")[:seeds]
-            found = await recommend_multi_seed(run, queries[::-1][order], seen, k)
-        return JSONResponse(
-            {
-                "strategy": strategy,
-                "index_version": served.bundle.version,
-                "ignored_unknown_items": unknown,
-                "results": results(served, found, None),
-            }
+            order = np.argsort(-weights[::-1], kind="stable")[: req.seeds]
+            query = queries[::-1][order]
+            hits = await recommend_multi_seed(run, query, skip, req.k, keep)
+        body = S.RecommendResponse(
+            strategy=req.strategy,
+            index_version=served.bundle.version,
+            ignored_unknown_items=unknown,
+            results=served.results(hits, query[:, -1], None),
+        )
+        return JSONResponse(body.model_dump(exclude_none=True))
+
+    def health() -> S.Health:
+        served = state["served"]
+        return S.Health(
+            status="ok",
+            index_version=served.bundle.version,
+            entities=len(served.bundle.index),
+            pinned=selection.pinned is not None,
         )
 
     async def healthz(request: Request) -> Response:
-        served = state.get("served")
-        return JSONResponse(
-            {
-                "status": "ok",
-                "index_version": served.bundle.version,
-                "entities": len(served.bundle.index),
-            }
-        )
+        return JSONResponse(health().model_dump())
 
     async def metrics_text(request: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
@@ -264,42 +347,89 @@ def create_app(config: ServiceConfig) -> Starlette:
         async with reload_lock:
             bundle = await asyncio.to_thread(load_bundle, folder)
             previous = state["served"].bundle.version
-            install(bundle)
+            install(bundle, folder)
             metrics.reloads += 1
         return previous
 
     async def follow_latest() -> None:
+        """Serve what :class:`Selection` wants; a version that does not load is logged,
+        remembered and skipped, and the loop never ends on an error."""
         while True:
             await asyncio.sleep(config.poll_seconds)
+            wanted = None
             try:
-                folder = latest(config.index_root)
-                if folder.name != state["served"].bundle.version:
-                    await swap(folder)
-            except (OSError, ValueError):  # a half-published or removed version: next time
-                continue
+                wanted = selection.wanted()
+                if wanted and wanted != state["served"].folder and not selection.known_bad(wanted):
+                    await swap(config.index_root / wanted)
+                    log.info("Serving index version %s", wanted)
+            except Exception as error:  # a broken or half-removed version: keep serving
+                if wanted:
+                    selection.mark_bad(wanted)
+                metrics.reload_failures += 1
+                log.error("Index version %s does not load (%s: %s); still serving %s",
+                          wanted, type(error).__name__, error,
+                          state["served"].folder)  # fmt: skip
 
-    async def reload(request: Request) -> Response:
+    def authorize(request: Request) -> None:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        if not config.admin_token or not hmac.compare_digest(token, config.admin_token):
+        expected = config.admin_token.encode()
+        if not expected or not hmac.compare_digest(token.encode("utf-8", "replace"), expected):
             raise BadRequest(401, "A valid bearer token is required")
-        data = await body(request) if int(request.headers.get("content-length") or 0) else {}
-        version = data.get("version")
-        if version is not None and (
-            not isinstance(version, str) or "/" in version or version.startswith(".")
-        ):
-            raise BadRequest(422, "version must be a folder name under the index root")
-        folder = config.index_root / version if version else latest(config.index_root)
-        if not folder.exists():
-            raise BadRequest(404, f"No index version {version!r} under {config.index_root}")
-        previous = await swap(folder)
-        return JSONResponse(
-            {"previous_version": previous, "index_version": state["served"].bundle.version}
+
+    async def reload(request: Request) -> Response:
+        authorize(request)
+        req = await parse(request, S.ReloadRequest)
+        name = req.version or selection.wanted()
+        folder = config.index_root / name if name else None
+        if folder is None or not folder.is_dir():
+            raise BadRequest(404, f"No index version {req.version!r}")
+        try:
+            previous = await swap(folder)
+        except Exception as error:
+            log.error("Reload of %s failed (%s: %s)", name, type(error).__name__, error)
+            raise BadRequest(422, f"Index version {name!r} does not load") from None
+        if req.version:
+            selection.pin(req.version)
+        else:
+            selection.unpin()
+        body = S.ReloadResponse(
+            previous_version=previous,
+            index_version=state["served"].bundle.version,
+            pinned=selection.pinned is not None,
         )
+        return JSONResponse(body.model_dump())
+
+    async def unpin(request: Request) -> Response:
+        authorize(request)
+        await parse(request, S.Strict)
+        selection.unpin()
+        return JSONResponse(health().model_dump())
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
+
+    async def root(request: Request) -> Response:
+        return JSONResponse({"service": "cograph similar items", "docs": "/docs",
+                             "openapi": "/openapi.json", **health().model_dump()})  # fmt: skip
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        """404 and 405 from routing, as JSON like every other answer, and counted."""
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        detail = {404: "No such endpoint", 405: "Method not allowed"}.get(status, "HTTP error")
+        metrics.request("unmatched", status, 0.0)
+        headers = getattr(error, "headers", None)
+        return JSONResponse(S.Error(detail=detail).model_dump(), status, headers=headers)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        install(await asyncio.to_thread(load_bundle, latest(config.index_root)))
+        bundle, folder = await asyncio.to_thread(load_newest, config.index_root, load_bundle)
+        install(bundle, folder)
+        log.info("cograph similar items on %s: %s; API %s/docs",
+                 config.url or "(in process)", summary(bundle, folder), config.url)  # fmt: skip
         batcher.start()
         follower = asyncio.create_task(follow_latest()) if config.poll_seconds > 0 else None
         yield
@@ -308,12 +438,27 @@ def create_app(config: ServiceConfig) -> Starlette:
         await batcher.stop()
 
     routes = [
+        Route("/", handler("root", root), methods=["GET"]),
         Route(
             "/v1/items/{item_id:path}/similar", handler("similar", similar_items), methods=["GET"]
         ),
+        Route("/v1/items/similar:batch", handler("similar_batch", similar_batch), methods=["POST"]),
         Route("/v1/recommend", handler("recommend", recommend), methods=["POST"]),
         Route("/healthz", handler("healthz", healthz), methods=["GET"]),
+        Route("/readyz", handler("readyz", healthz), methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
+        Route("/openapi.json", handler("openapi", openapi), methods=["GET"]),
+        Route("/docs", handler("docs", docs), methods=["GET"]),
         Route("/v1/admin/reload", handler("reload", reload), methods=["POST"]),
+        Route("/v1/admin/unpin", handler("unpin", unpin), methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
+
+
+def summary(bundle: IndexBundle, folder: Path) -> str:
+    """The start-up line's facts about the served version."""
+    recall = bundle.meta.get("recall_at_10")
+    shown = f"{recall:.3f}" if isinstance(recall, float) and math.isfinite(recall) else "n/a"
+    return f"index version {folder.name}, {len(bundle.index):,} entities, recall@10 {shown}"

@@ -13,15 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-IndexCall = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+class Searchable(Protocol):
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
 class _Pending:
-    call: IndexCall  # the index the request's queries were built for
+    index: Searchable  # the index the request's queries were built for
     queries: np.ndarray
     k: int
     future: asyncio.Future = field(repr=False)
@@ -49,11 +52,11 @@ class MicroBatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def search(
-        self, call: IndexCall, queries: np.ndarray, k: int
+        self, index: Searchable, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``call(queries, k)``, batched with other requests for the same ``call``."""
+        """``index.search(queries, k)``, batched with other requests for the same index."""
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(call, queries, k, future))
+        await self._queue.put(_Pending(index, queries, k, future))
         return await future
 
     async def _run(self) -> None:
@@ -73,11 +76,12 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 rows += len(item.queries)
-            # during a reload, requests built for the old and the new index can meet
-            calls: dict[int, list[_Pending]] = {}
+            # during a reload, requests built for the old and the new index can meet; the
+            # key is the index object itself (each request's bound method is a new object)
+            groups: dict[int, list[_Pending]] = {}
             for p in batch:
-                calls.setdefault(id(p.call), []).append(p)
-            for group in calls.values():
+                groups.setdefault(id(p.index), []).append(p)
+            for group in groups.values():
                 await self._serve(group)
 
     async def _serve(self, batch: list[_Pending]) -> None:
@@ -85,7 +89,7 @@ class MicroBatcher:
         queries = np.concatenate([p.queries for p in batch])
         rows = len(queries)
         try:
-            scores, ids = await asyncio.to_thread(batch[0].call, queries, k)
+            scores, ids = await asyncio.to_thread(batch[0].index.search, queries, k)
         except Exception as error:  # every waiting request gets the failure, none hangs
             for p in batch:
                 if not p.future.done():

@@ -14,6 +14,8 @@ from serving.artifact import IndexBundle
 from serving.index import IndexParams, Tuning, build, item_vectors, sample_queries, tune
 from storage.embedding_store import EmbeddingMatrix
 
+ITEM_FACTS = ("title", "domain")  # catalog columns served beside each result
+
 
 def concept_labels(nodes: pa.Table, edges: pa.Table) -> pa.Table:
     """``entity_id, concept`` (``"<relation>:<concept key>"``) of every entity->concept edge."""
@@ -46,13 +48,30 @@ def prior_weights(matrix: EmbeddingMatrix) -> tuple[float, float]:
     return warm, matrix.meta.get("new_item_popularity_weight", warm)
 
 
+def described(entities: pa.Table, items: pa.Table | None) -> pa.Table:
+    """``entities`` (``entity_id, item_id, ...``) with each item's title and domain from
+    ``items`` (the catalog: ``item_id, title, domain``), so that answers can show them."""
+    if items is None:
+        return entities
+    catalog = items.select(["item_id", *ITEM_FACTS]).cast(
+        pa.schema([("item_id", pa.string()), *((c, pa.string()) for c in ITEM_FACTS)])
+    )
+    kept = entities.drop_columns([c for c in ITEM_FACTS if c in entities.column_names])
+    return kept.join(catalog, keys="item_id", join_type="left outer").sort_by("entity_id")
+
+
 def build_bundle(
-    matrix: EmbeddingMatrix, concepts: pa.Table, params: IndexParams, version: str
+    matrix: EmbeddingMatrix,
+    concepts: pa.Table,
+    params: IndexParams,
+    version: str,
+    catalog: pa.Table | None = None,
 ) -> tuple[IndexBundle, Tuning, float]:
     """The index over ``matrix`` with ``ef_search`` tuned to the target recall; the
     tuning and the build seconds. An HNSW index that misses the target at the largest
     ``ef_search`` tried is replaced by exact search when ``params.exact_fallback``
-    (the bundle's meta keeps the HNSW recall it replaced)."""
+    (the bundle's meta keeps the HNSW recall it replaced). ``catalog``: the items whose
+    titles and domains the answers show."""
     ids = matrix.entities.column("entity_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError("embedding_matrix rows must be entity ids 0..N-1 in order")
@@ -83,6 +102,7 @@ def build_bundle(
         "queries_per_second": tuning.queries_per_second,
     }
     entities = matrix.entities.select(["entity_id", "item_id", "log_degree"])
+    entities = described(entities, catalog)
     return IndexBundle(index, np.asarray(matrix.vectors), entities, concepts, meta), tuning, seconds
 
 

@@ -44,6 +44,7 @@ class Metrics:
         self.index_version = ""
         self.index_entities = 0
         self.reloads = 0
+        self.reload_failures = 0
 
     def request(self, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -79,5 +80,8 @@ class Metrics:
                 f"cograph_index_entities {self.index_entities}",
                 "# TYPE cograph_index_reloads_total counter",
                 f"cograph_index_reloads_total {self.reloads}",
+                "# HELP cograph_index_reload_failures_total Versions that did not load.",
+                "# TYPE cograph_index_reload_failures_total counter",
+                f"cograph_index_reload_failures_total {self.reload_failures}",
             ]
         return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from serving.artifact import IndexBundle, load_bundle
-from serving.build import concept_labels
+from serving.build import concept_labels, described
 from serving.index import item_vectors
 from storage.embedding_store import EntityVectors
 from storage.versions import latest, publish
@@ -28,13 +28,14 @@ def refresh_bundle(
     new_inductive: int,
     concepts: pa.Table,
     version: str,
+    items: pa.Table | None = None,
 ) -> IndexBundle:
     """``bundle`` with ``affected`` entity ids moved to their rows of ``vectors``.
 
     ``entities`` (``entity_id, item_id``) and ``concepts`` describe the whole updated graph;
     ``vectors``/``log_degree`` hold every entity's new embedding and degree (row = id).
     ``new_inductive`` entities embedded without retraining are added to the running count
-    that the drift check reads.
+    that the drift check reads. ``items``: the catalog whose titles and domains answers show.
     """
     affected = np.unique(np.asarray(affected, dtype=np.int64))
     items = item_vectors(vectors[affected], log_degree[affected], True)
@@ -47,6 +48,7 @@ def refresh_bundle(
     all_vectors[affected] = vectors[affected]
     table = entities.select(["entity_id", "item_id"]).sort_by("entity_id")
     table = table.append_column("log_degree", pa.array(log_degree[: table.num_rows], pa.float32()))
+    table = described(table, items)
     meta = {
         **bundle.meta,
         "index_version": version,
@@ -69,9 +71,11 @@ def publish_refresh(
     affected: np.ndarray,
     new_entities: int,
     version: str,
+    items: pa.Table,
 ) -> None:
     """Publish ``version`` under ``index_root``: the latest bundle with ``affected``
-    entities moved to their vectors in ``embedded`` over the graph ``nodes``/``edges``."""
+    entities moved to their vectors in ``embedded`` over the graph ``nodes``/``edges``
+    (``items``: the catalog, for titles and domains)."""
     entities = nodes.filter(pc.equal(nodes.column("node_type"), "entity"))
     entities = entities.select(["node_id", "key"]).rename_columns(["entity_id", "item_id"])
     bundle = refresh_bundle(
@@ -83,5 +87,6 @@ def publish_refresh(
         new_entities,
         concept_labels(nodes, edges),
         version,
+        items,
     )
     publish(bundle, index_root, version)

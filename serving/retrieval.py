@@ -1,31 +1,52 @@
 """Similar items and user-to-item retrieval over an :class:`~serving.artifact.IndexBundle`.
 
 ``search`` is whatever runs the index (directly, or through the micro-batcher); it takes
-query vectors ``(B, d)`` and ``k`` and returns ``(B, k)`` scores and entity ids.
+query vectors ``(B, d)`` and ``k`` and returns ``(B, k)`` scores and entity ids. Results
+are :class:`Hit` rows that remember which query row found them, so that the caller can
+split a score into its similarity and its popularity prior.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 Search = Callable[[np.ndarray, int], Awaitable[tuple[np.ndarray, np.ndarray]]]
+Keep = Callable[[int], bool]
 EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "like": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
+# a filter that keeps a fraction of the catalogue searches this many times deeper
+FILTER_WIDENING = 4
 
 
-async def similar(
-    search: Search, query: np.ndarray, entity_id: int, k: int
-) -> list[tuple[int, float]]:
-    """The ``k`` nearest entities to one entity, itself left out."""
-    scores, ids = await search(query[None, :], k + 1)
-    out = [
-        (int(e), float(s))
-        for e, s in zip(ids[0], scores[0], strict=True)
-        if e >= 0 and e != entity_id
-    ]
-    return out[:k]
+class Hit(NamedTuple):
+    entity: int
+    score: float
+    row: int  # the query row that found it
+
+
+def _width(k: int, skip: Sequence[set[int]], keep: Keep | None) -> int:
+    return k * (FILTER_WIDENING if keep else 1) + max((len(s) for s in skip), default=0)
+
+
+async def nearest(
+    search: Search, queries: np.ndarray, skip: Sequence[set[int]], k: int, keep: Keep | None
+) -> list[list[Hit]]:
+    """The ``k`` best entities for each query row, its ``skip`` set left out (the query
+    item itself, a history, excluded ids) and only those ``keep`` accepts (one index call
+    for all rows)."""
+    scores, ids = await search(queries, _width(k, skip, keep))
+    out = []
+    for row in range(len(queries)):
+        hits = [
+            Hit(int(e), float(s), row)
+            for e, s in zip(ids[row], scores[row], strict=True)
+            if e >= 0 and int(e) not in skip[row] and (keep is None or keep(int(e)))
+        ]
+        out.append(hits[:k])
+    return out
 
 
 def weighted_mean(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -33,30 +54,16 @@ def weighted_mean(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (vectors * weights[:, None]).sum(0) / max(float(weights.sum()), 1e-12)
 
 
-async def recommend_mean(
-    search: Search, query: np.ndarray, seen: set[int], k: int
-) -> list[tuple[int, float]]:
-    """Top ``k`` for one mean query, history items skipped (searched with room for them)."""
-    scores, ids = await search(query[None, :], k + len(seen))
-    out = [
-        (int(e), float(s))
-        for e, s in zip(ids[0], scores[0], strict=True)
-        if e >= 0 and e not in seen
-    ]
-    return out[:k]
-
-
 async def recommend_multi_seed(
-    search: Search, queries: np.ndarray, seen: set[int], k: int
-) -> list[tuple[int, float]]:
+    search: Search, queries: np.ndarray, skip: set[int], k: int, keep: Keep | None
+) -> list[Hit]:
     """One search per seed (all seeds in one index call, which faiss runs in parallel),
     merged through one heap keyed by each candidate's best score over the seeds. Widens the
     search beyond the single mean query (GMP-GR's inter-candidate parallel search); the
     caller picks the seeds (the heaviest recent history items)."""
-    scores, ids = await search(queries, k + len(seen))
-    best: dict[int, float] = {}
-    for row in range(len(queries)):
-        for e, s in zip(ids[row], scores[row], strict=True):
-            if e >= 0 and int(e) not in seen and s > best.get(int(e), -np.inf):
-                best[int(e)] = float(s)
-    return heapq.nlargest(k, best.items(), key=lambda item: (item[1], -item[0]))
+    best: dict[int, Hit] = {}
+    for hits in await nearest(search, queries, [skip] * len(queries), k, keep):
+        for hit in hits:
+            if hit.score > best.get(hit.entity, Hit(hit.entity, -np.inf, 0)).score:
+                best[hit.entity] = hit
+    return heapq.nlargest(k, best.values(), key=lambda h: (h.score, -h.entity))

@@ -62,8 +62,9 @@ LOG_TABLE = "batch_updates"
 
 # (nodes, edges) of the extended graph -> every entity's vectors from the current checkpoint
 Embed = Callable[[pa.Table, pa.Table], EntityVectors]
-# (nodes, edges, vectors, affected entity ids, new entities, version): publish that version
-Publish = Callable[[pa.Table, pa.Table, EntityVectors, np.ndarray, int, str], None]
+# (nodes, edges, vectors, affected entity ids, new entities, version, the item catalog):
+# publish that version
+Publish = Callable[[pa.Table, pa.Table, EntityVectors, np.ndarray, int, str, pa.Table], None]
 
 
 @dataclass(frozen=True)
@@ -317,5 +318,8 @@ class _Batch:
         affected = np.asarray(self.txn.facts["affected"], dtype=np.int64)
         if latest(root).name != version:  # a killed run may have moved LATEST already
             new_entities = self.counts.get("new_entities", 0)
-            self.settings.publish(*self.graph, self.embedding, affected, new_entities, version)
+            catalog = self.txn.read(self.spark, "item_catalog").select(*C.CATALOG_COLUMNS)
+            self.settings.publish(
+                *self.graph, self.embedding, affected, new_entities, version, catalog.toArrow()
+            )
         self._step("published")

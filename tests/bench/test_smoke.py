@@ -61,7 +61,12 @@ def test_serving_smoke(tmp_path):
     rows = serving.main(
         ["--synthetic", "1000", "--levels", "2", "--requests", "40", "--doc", str(doc)]
     )
-    assert [(r[0], r[1], r[3]) for r in rows] == [("on", 2, 0), ("off", 2, 0)]
+    runs = [(r[0], r[1], r[2], r[4]) for r in rows]  # batching, request, concurrency, failed
+    assert runs == [
+        (batching, request, level, 0)
+        for batching in ("on", "off")
+        for request, level in [("single id", 2), ("batch of 64", 1), ("batch of 64", 4)]
+    ]
     text = doc.read_text()
     assert "<!-- serving:start -->" in text and "Recall@10 of the served answers" in text
 

@@ -209,13 +209,15 @@ one call {direct["batched"]:,.0f} QPS; exact search (matrix product, 256 per bat
 
 {table}
 
-Where the time goes: one index call costs {1000 / direct["single"]:.3f} ms, a request
-through HTTP about {1000 / max(float(rows[0][6].replace(",", "")), 1e-9):.2f} ms at
-concurrency 1: parsing, routing, JSON and the event loop, not the search. Micro-batching
-saves index calls and their thread hand-offs, so it helps in proportion to the index's
-share of a request: little here, more with a costlier index (larger ef, more vectors, a
-GPU). The client threads share the machine's cores with the server, so absolute rates are
-low and the ratios are what carry over.
+Where the time goes: one index call costs {1000 / direct["single"]:.3f} ms, a single-id
+request through HTTP about {1000 / max(float(rows[0][6].replace(",", "")), 1e-9):.2f} ms at
+concurrency 1: the client's and the server's HTTP, routing, validation and JSON, not the
+search. The batch endpoint pays that once for {BATCH_IDS} ids, so its queries/s ÷ the
+index's one-query-per-call rate is the ratio to read. Micro-batching merges concurrent
+single-id requests into fewer index calls (the "index calls" column); with an index this
+cheap its queue and hand-offs cost about what they save, so it pays with a costlier index
+(larger ef, more vectors, a GPU). The client threads (Python `requests`) share the
+machine's 2 cores with the server, so absolute rates are low and the ratios carry over.
 """
     write_section("serving", body, args.doc)
     return rows

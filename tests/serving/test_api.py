@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from serving import schemas as S
 from serving.app import ServiceConfig, create_app
 from serving.build import build_bundle
 from serving.index import IndexParams
@@ -263,6 +264,10 @@ def test_the_batch_endpoint_answers_as_single_requests_do(service):
     for item in (items[0], items[2], items[3]):
         single = service("GET", f"/v1/items/{item['item_id']}/similar", query=b"k=7").json()
         assert item["results"] == single["results"]
+        S.SimilarResponse.model_validate(single)  # answers match what OpenAPI says
+    S.SimilarBatchResponse.model_validate(batch.json())
+    history = {"history": [{"item_id": "item-5", "event": "like"}], "strategy": "multi_seed"}
+    S.RecommendResponse.model_validate(service("POST", "/v1/recommend", history).json())
 
 
 def test_results_carry_title_domain_and_the_score_in_parts(service):

@@ -31,9 +31,11 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed .jvm/.fetched
 
-## Materialize every asset on the built-in synthetic dataset, then say where to look.
+## Run the full_refresh job on the built-in synthetic dataset (every asset but the
+## incremental one, which has nothing to apply yet), then say what it made and where to look.
 demo: install home
-	$(BIN)/dagster asset materialize -m orchestration.definitions --select '*'
+	$(BIN)/dagster job execute -m orchestration.definitions -j full_refresh \
+		-c orchestration/demo_run.yaml
 	$(BIN)/python -m orchestration.summary
 
 ## Lint and run the test suite (real Spark, real Delta tables, real Dagster webserver).

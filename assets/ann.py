@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
+from resources.metadata import rounded
 from serving.artifact import IndexBundle
 from serving.build import build_bundle, compare_variants, concept_labels
 from serving.index import IndexParams
@@ -124,4 +125,4 @@ def ann_index(
         f"Index over {len(bundle.index)} entities: recall@10 {tuning.recall_at_10:.3f} at "
         f"{search}, {tuning.queries_per_second:,.0f} QPS"
     )
-    return dg.Output(bundle, metadata=metadata)
+    return dg.Output(bundle, metadata=rounded(metadata))

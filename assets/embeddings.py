@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from resources.measure import Measure
+from resources.metadata import rounded
 from resources.spark_lake import SparkResource
 from settings import config_field
 from storage.embedding_store import EmbeddingMatrix, embedding_rows
@@ -101,9 +102,9 @@ def entity_embeddings(
         **m.metadata("compute"),
     }
     frame = spark.session.createDataFrame(table)
-    yield dg.Output(frame, output_name="entity_embeddings", metadata=common)
+    yield dg.Output(frame, output_name="entity_embeddings", metadata=rounded(common))
     matrix = EmbeddingMatrix(vectors, table.drop_columns(["embedding", "model_version"]), meta)
-    yield dg.Output(matrix, output_name="embedding_matrix", metadata=common)
+    yield dg.Output(matrix, output_name="embedding_matrix", metadata=rounded(common))
 
 
 @dg.asset_check(

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from resources.io_manager import CONFIG, TableWrite
 from resources.markdown import markdown_table
 from resources.measure import Measure
-from resources.plots import loglog_distribution, png_markdown
+from resources.metadata import rounded
+from resources.plots import log_histogram, loglog_distribution, png_markdown
 from resources.spark_lake import SparkResource
 from settings import config_field, current
 from spark_jobs import constants as C
@@ -73,12 +74,14 @@ def coengagement_edges(
     context.log.info(f"{stats['edges']} co-engagement pairs")
     return dg.Output(
         TableWrite(edges, "overwrite", {CONFIG: config.model_dump_json()}),
-        metadata={
-            "edges": stats["edges"],
-            "max_support": stats["max_support"] or 0,
-            "mean_score": float(stats["mean_score"] or 0.0),
-            **m.metadata("compute"),
-        },
+        metadata=rounded(
+            {
+                "edges": stats["edges"],
+                "max_support": stats["max_support"] or 0,
+                "mean_score": float(stats["mean_score"] or 0.0),
+                **m.metadata("compute"),
+            }
+        ),
     )
 
 
@@ -108,12 +111,14 @@ def semantic_triples(
     context.log.info(f"{kept} of {rows_in} triples kept after concept pruning")
     return dg.Output(
         triples,
-        metadata={
-            "triples_in": rows_in,
-            "triples_kept": kept,
-            "by_relation": dg.MetadataValue.md(table),
-            **m.metadata("compute"),
-        },
+        metadata=rounded(
+            {
+                "triples_in": rows_in,
+                "triples_kept": kept,
+                "by_relation": dg.MetadataValue.md(table),
+                **m.metadata("compute"),
+            }
+        ),
     )
 
 
@@ -139,7 +144,12 @@ def knowledge_graph(
     cold_share = degrees.get(0, 0) / max(entities, 1)
     eel_total = edge_counts.get(C.EEL, 0)
     plot = loglog_distribution(
-        list(degrees), list(degrees.values()), title="EEL degree distribution", xlabel="EEL degree"
+        list(degrees),
+        list(degrees.values()),
+        title="Entities by EEL degree",
+        xlabel="EEL degree",
+        cap=config.top_k,
+        cap_label=f"top_k = {config.top_k} (each end keeps its strongest)",
     )
     context.log.info(
         f"Graph: {node_counts} nodes, {edge_counts} edges, cold-start {cold_share:.1%}"
@@ -148,17 +158,19 @@ def knowledge_graph(
         TableWrite(
             {"nodes": nodes, "edges": edges}, "overwrite", {CONFIG: config.model_dump_json()}
         ),
-        metadata={
-            "nodes_by_type": dg.MetadataValue.json(node_counts),
-            "edges_by_relation": dg.MetadataValue.json(edge_counts),
-            "entities": entities,
-            "eel_edges_directed": eel_total,
-            "mean_eel_degree": eel_total / max(entities, 1),
-            "max_eel_degree": max(degrees, default=0),
-            "cold_start_share": cold_share,
-            "eel_degree_distribution": png_markdown(plot, "EEL degree distribution"),
-            **m.metadata("compute"),
-        },
+        metadata=rounded(
+            {
+                "nodes_by_type": dg.MetadataValue.json(node_counts),
+                "edges_by_relation": dg.MetadataValue.json(edge_counts),
+                "entities": entities,
+                "eel_edges_directed": eel_total,
+                "mean_eel_degree": eel_total / max(entities, 1),
+                "max_eel_degree": max(degrees, default=0),
+                "cold_start_share": cold_share,
+                "plot_eel_degrees": png_markdown(plot, "Entities by EEL degree"),
+                **m.metadata("compute"),
+            }
+        ),
     )
 
 
@@ -177,22 +189,26 @@ def graph_profile(
     size_hist: dict[int, int] = {}
     for r in sizes:
         size_hist[r["size"]] = size_hist.get(r["size"], 0) + 1
-    plot = loglog_distribution(
-        list(size_hist), list(size_hist.values()), title="EEL component sizes", xlabel="size"
+    plot = log_histogram(
+        [r["size"] for r in sizes], title="Connected components by size", xlabel="entities"
     )
     largest = sizes[0]["size"] if sizes else 0
     context.log.info(f"{len(sizes)} components, largest {largest} of {entities} entities")
     return dg.Output(
         {"degrees": degrees, "components": components},
-        metadata={
-            "algorithm": "graphframes" if use_graphframes else "dataframe min-label propagation",
-            "components": len(sizes),
-            "largest_component": largest,
-            "largest_component_share": largest / max(entities, 1),
-            "singletons": size_hist.get(1, 0),
-            "component_sizes": png_markdown(plot, "component sizes"),
-            **m.metadata("compute"),
-        },
+        metadata=rounded(
+            {
+                "algorithm": "graphframes"
+                if use_graphframes
+                else "dataframe min-label propagation",
+                "components": len(sizes),
+                "largest_component": largest,
+                "largest_component_share": largest / max(entities, 1),
+                "singletons": size_hist.get(1, 0),
+                "plot_component_sizes": png_markdown(plot, "Connected components by size"),
+                **m.metadata("compute"),
+            }
+        ),
     )
 
 

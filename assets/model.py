@@ -11,7 +11,9 @@ from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
+from resources.metadata import rounded
 from resources.plots import curves, png_markdown
+from resources.progress import Bars
 from settings import config_field
 from training.baselines import EASE_MAX_ENTITIES, ease_fits
 from training.checkpoint import ModelSet
@@ -125,27 +127,31 @@ def concept_pretraining(
     device = pick_device()
     with Measure() as m:
         kg = kg_from_frames(knowledge_graph)
-        result = train_transe(
-            kg,
-            TransEParams(**config.model_dump()),
-            device,
-            progress=lambda epoch, loss: context.log.info(f"TransE epoch {epoch}: loss {loss:.4f}"),
-        )
+        with Bars(context.log) as bars:
+            report = bars.new("TransE", config.epochs)
+            result = train_transe(
+                kg,
+                TransEParams(**config.model_dump()),
+                device,
+                progress=lambda epoch, loss: report(epoch, f"loss {loss:.4f}"),
+            )
     plot = curves(
         range(len(result.losses)), {"margin loss": result.losses}, title="TransE", xlabel="epoch"
     )
     return dg.Output(
         result,
-        metadata={
-            "filtered_mrr": result.mrr,
-            "filtered_hits_at_10": result.hits_at_10,
-            "epochs": len(result.losses),
-            "stopped": result.stopped,
-            "relations": result.relations,
-            "device": str(device),
-            "loss_curve": png_markdown(plot, "TransE loss"),
-            **m.metadata("compute"),
-        },
+        metadata=rounded(
+            {
+                "filtered_mrr": result.mrr,
+                "filtered_hits_at_10": result.hits_at_10,
+                "epochs": len(result.losses),
+                "stopped": result.stopped,
+                "relations": result.relations,
+                "device": str(device),
+                "plot_loss": png_markdown(plot, "TransE loss"),
+                **m.metadata("compute"),
+            }
+        ),
     )
 
 
@@ -185,10 +191,10 @@ def gnn_checkpoint(
         "device": str(device),
         "world_size": config.world_size,
     }
-    with Measure() as total:
+    with Measure() as total, Bars(context.log) as bars:
         run = train_model_set(
             variants, shards, transe, kg, id_map, shape, params, device, config.world_size,
-            lineage, Measure, context.log.info,
+            lineage, Measure, context.log.info, lambda name: bars.new(name, config.epochs),
         )  # fmt: skip
     models = run.models
     aucs = {r.name: r.val_auc for r in run.runs if r.best_val_auc is not None}
@@ -214,34 +220,36 @@ def gnn_checkpoint(
         ["model", "validation MAP@10", "tuned weights"],
         [(r.name, f"{r.map_at_k:.4f}", r.weights or "") for r in validated.rows],
     )
-    context.log.info(validation)
+    context.log.debug("\n" + validation)  # in the metadata too
     return dg.Output(
         models,
-        metadata={
-            "primary": models.primary,
-            "best_val_auc": primary.best_val_auc,
-            "comparison": dg.MetadataValue.md(table),
-            # learned models and no-learning baselines ranked on the trainer's held-out EELs
-            "validation_map_at_10": dg.MetadataValue.md(validation),
-            "evaluation_seconds": validated.seconds,
-            # per encoder: the popularity prior's weight (learned, then fitted on validation),
-            # the degree gate's κ and the GNN residual's scale α, fitted on validation
-            "readout_calibration": dg.MetadataValue.json(
-                {name: asdict(c) for name, c in validated.calibration.items()}
-            ),
-            # β_r per relation and layer: how much each relation's attention logits count
-            "relation_priors": dg.MetadataValue.json(run.relation_priors),
-            "n_shards": len(shards),
-            "device": str(device),
-            "shard_peak_mb": dg.MetadataValue.json(
-                {k: v / 2**20 for k, v in primary.shard_peak_bytes.items()}
-            ),
-            "estimated_shard_mb": dg.MetadataValue.json(
-                [s["estimated_bytes"] / 2**20 for s in shard_set.manifest["shards"]]
-            ),
-            "validation_auc": png_markdown(plot, "validation AUC per model"),
-            **total.metadata("train"),
-        },
+        metadata=rounded(
+            {
+                "primary": models.primary,
+                "best_val_auc": primary.best_val_auc,
+                "comparison": dg.MetadataValue.md(table),
+                # learned models and no-learning baselines ranked on the trainer's held-out EELs
+                "validation_map_at_10": dg.MetadataValue.md(validation),
+                "evaluation_seconds": validated.seconds,
+                # per encoder: the popularity prior's weight (learned, then fitted on validation),
+                # the degree gate's κ and the GNN residual's scale α, fitted on validation
+                "readout_calibration": dg.MetadataValue.json(
+                    {name: asdict(c) for name, c in validated.calibration.items()}
+                ),
+                # β_r per relation and layer: how much each relation's attention logits count
+                "relation_priors": dg.MetadataValue.json(run.relation_priors),
+                "n_shards": len(shards),
+                "device": str(device),
+                "shard_peak_mb": dg.MetadataValue.json(
+                    {k: v / 2**20 for k, v in primary.shard_peak_bytes.items()}
+                ),
+                "estimated_shard_mb": dg.MetadataValue.json(
+                    [s["estimated_bytes"] / 2**20 for s in shard_set.manifest["shards"]]
+                ),
+                "plot_validation_auc": png_markdown(plot, "validation AUC per model"),
+                **total.metadata("train"),
+            }
+        ),
     )
 
 

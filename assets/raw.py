@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from resources.io_manager import TableWrite, lake_tables
 from resources.markdown import markdown_table
 from resources.measure import Measure
+from resources.metadata import rounded
 from resources.spark_lake import LakeResource, SparkResource
 from settings import config_field
 from spark_jobs import constants as C
@@ -187,23 +188,27 @@ def _ingest(
     yield dg.Output(
         writes["raw_interactions"],
         "raw_interactions",
-        metadata={
-            **common,
-            "rows_in": totals[raw.interactions_source],
-            "rows_clean": clean["raw_interactions"],
-        },
+        metadata=rounded(
+            {
+                **common,
+                "rows_in": totals[raw.interactions_source],
+                "rows_clean": clean["raw_interactions"],
+            }
+        ),
     )
     for name in ("item_catalog", "item_concepts"):
         yield dg.Output(writes[name], name, metadata={**common, "rows_clean": clean[name]})
     yield dg.Output(
         quarantine,
         "quarantine",
-        metadata={
-            **common,
-            "rows_quarantined": sum(by_source.values()),
-            "reasons": dg.MetadataValue.md(_reason_table(quarantine)),
-            "accounting": dg.MetadataValue.md(_accounting(raw, totals, by_source, clean)),
-        },
+        metadata=rounded(
+            {
+                **common,
+                "rows_quarantined": sum(by_source.values()),
+                "reasons": dg.MetadataValue.md(_reason_table(quarantine)),
+                "accounting": dg.MetadataValue.md(_accounting(raw, totals, by_source, clean)),
+            }
+        ),
     )
 
 

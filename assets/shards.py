@@ -6,6 +6,7 @@ from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
+from resources.metadata import rounded
 from settings import config_field
 from training.hasp import HaspParams, MemoryModel, build_hasp
 from training.kg_arrays import kg_from_frames
@@ -67,13 +68,15 @@ def hasp_shards(
     )
     return dg.Output(
         out,
-        metadata={
-            "n_shards": man["n_shards"],
-            "cut_eel_fraction": man["cut_eel_fraction"],
-            "random_cut_eel_fraction": man["random_cut_eel_fraction"],
-            "memory_budget_mb": config.memory_budget_mb,
-            "max_estimated_mb": max(s["estimated_bytes"] for s in man["shards"]) / 2**20,
-            "shards": dg.MetadataValue.md(table),
-            **m.metadata("compute"),
-        },
+        metadata=rounded(
+            {
+                "n_shards": man["n_shards"],
+                "cut_eel_fraction": man["cut_eel_fraction"],
+                "random_cut_eel_fraction": man["random_cut_eel_fraction"],
+                "memory_budget_mb": config.memory_budget_mb,
+                "max_estimated_mb": max(s["estimated_bytes"] for s in man["shards"]) / 2**20,
+                "shards": dg.MetadataValue.md(table),
+                **m.metadata("compute"),
+            }
+        ),
     )

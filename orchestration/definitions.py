@@ -48,24 +48,55 @@ EXECUTOR_BY_DEPLOYMENT = {"local": dg.in_process_executor, "cluster": dg.multipr
 DEPLOYMENT = current().deployment
 
 ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental]
-ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+# What each group runs on (kind icons in the UI; Dagster shows at most three per asset).
+KINDS = {
+    "ingest": {"spark", "delta"},
+    "graph": {"spark", "delta"},
+    "split": {"spark", "delta"},
+    "shards": {"pymetis", "numpy"},
+    "model": {"pytorch"},
+    "embeddings": {"pytorch", "delta"},
+    "evaluation": {"pytorch"},
+    "serving": {"faiss"},
+    "incremental": {"spark", "delta", "faiss"},
+}
+OWNERS = ["team:cograph"]
+ASSETS = dg.map_asset_specs(
+    lambda spec: spec.merge_attributes(owners=OWNERS, kinds=KINDS[spec.group_name]),
+    dg.load_assets_from_modules(ASSET_MODULES),
+)
 CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 UPDATES = dg.AssetSelection.assets("batch_updates")
 # Runs that write the lake share this tag; the instance config that `make` writes limits
 # it to one run at a time (the lake's own writer lease backs that up in the code).
 LAKE_WRITER = {"cograph/lake-writer": "lake"}
-# ingest the configured source (added once), rebuild edges, graph, shards, retrain,
-# evaluate, gate, rebuild the index
 full_refresh = dg.define_asset_job(
-    "full_refresh", selection=dg.AssetSelection.all() - UPDATES, tags=LAKE_WRITER
+    "full_refresh",
+    selection=dg.AssetSelection.all() - UPDATES,
+    tags=LAKE_WRITER,
+    description="Ingest the configured source (each content once), rebuild co-engagement, "
+    "the graph, the split and shards, retrain, embed, evaluate; the quality gate decides "
+    "whether a new index is published.",
 )
-incremental_update = dg.define_asset_job(INCREMENTAL_JOB, selection=UPDATES, tags=LAKE_WRITER)
+incremental_update = dg.define_asset_job(
+    INCREMENTAL_JOB,
+    selection=UPDATES,
+    tags=LAKE_WRITER,
+    description="Apply the inbox's new files to the lake and publish an index version with "
+    "their items, without retraining (started by inbox_sensor).",
+)
 nightly_refresh = dg.ScheduleDefinition(
     name="nightly_full_refresh",
     job=full_refresh,
     cron_schedule=current().nightly_cron,
     execution_timezone="UTC",
+    description="full_refresh every night; off unless COGRAPH_NIGHTLY_SCHEDULE_ON is set.",
+    default_status=(
+        dg.DefaultScheduleStatus.RUNNING
+        if current().nightly_schedule_on
+        else dg.DefaultScheduleStatus.STOPPED
+    ),
 )
 
 defs = dg.Definitions(

@@ -13,7 +13,11 @@ INCREMENTAL_JOB = "incremental_update"
 MAX_REMEMBERED = 10_000  # fingerprints kept in the cursor
 
 
-@dg.sensor(job_name=INCREMENTAL_JOB, minimum_interval_seconds=30)
+@dg.sensor(
+    job_name=INCREMENTAL_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,  # on wherever the daemon runs (make ui)
+)
 def inbox_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource
 ) -> dg.RunRequest | dg.SkipReason:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
+import dagster as dg
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from serving.artifact import ENTITIES
+from serving.artifact import ENTITIES, load_bundle
 from settings import current
 from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
 from storage.layout import LakeLayout
 from storage.versions import LATEST, latest
+from training.evaluation import NO_LEARNING, STRICT, TRANSDUCTIVE, load_report
 
 
 def recorded_tables(layout: LakeLayout) -> list[tuple[str, int, int]]:
@@ -29,6 +33,46 @@ def recorded_tables(layout: LakeLayout) -> list[tuple[str, int, int]]:
     ]
 
 
+def headline(layout: LakeLayout) -> list[str]:
+    """The served model against the best no-learning baseline, the gate's verdict, the
+    index: what the run was for, in three lines."""
+    folder = layout.artifact("embedding_evaluation")
+    if not (folder / LATEST).exists():
+        return []
+    report = load_report(latest(folder))
+    value = report.value(report.primary)
+    name, best = report.best_baseline(TRANSDUCTIVE, "map@10", NO_LEARNING)
+    strict = report.value(report.primary, STRICT)
+    accepted = (
+        json.loads(layout.accepted_model.read_text()) if layout.accepted_model.exists() else {}
+    )
+    passed = accepted.get("model_version") == report.model_version
+    lines = [
+        f"Served model {report.primary}: MAP@10 {value:.4f}, the best no-learning baseline "
+        f"({name}) {best:.4f}: {value / best:.2f}x; strict cold start {strict:.4f}",
+        "Quality gate: " + ("passed, the index was rebuilt" if passed else
+                            "BLOCKED, the index was not rebuilt (see quality_gate in the UI)"),
+    ]  # fmt: skip
+    if (layout.index / LATEST).exists():
+        meta = load_bundle(latest(layout.index)).meta
+        lines.append(f"Index {meta['index_version']}: {meta['index_kind']}, "
+                     f"recall@10 {meta['recall_at_10']:.3f} against exact search")  # fmt: skip
+    return lines
+
+
+def last_run() -> str | None:
+    """How the last full_refresh run went and how long it took, from the Dagster instance."""
+    if not os.getenv("DAGSTER_HOME"):
+        return None
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="full_refresh"), limit=1)
+    if not runs:
+        return None
+    stats = instance.get_run_stats(runs[0].run_id)
+    took = (stats.end_time or time.time()) - (stats.start_time or time.time())
+    return f"full_refresh {runs[0].status.value.lower()} in {took / 60:.1f} min"
+
+
 def main() -> None:
     layout = LakeLayout.at(current().lake_root)
     root = layout.root
@@ -41,9 +85,12 @@ def main() -> None:
         print(f"\n{'artifact':<40} latest folder")
         for pointer in artifacts:
             print(f"{pointer.parent.name:<40} {pointer.parent / pointer.read_text().strip()}")
+    print()
+    for line in filter(None, [last_run(), *headline(layout)]):
+        print(line)
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
     print(f"\nDagster runs and asset metadata: {home}")
-    print("Open the UI:  make ui   (then http://127.0.0.1:3000, Assets -> View lineage)")
+    print("Open the UI:  make ui, then http://127.0.0.1:3000/asset-groups (the lineage)")
     if (layout.index / LATEST).exists():
         entities = pq.read_table(latest(layout.index) / ENTITIES, columns=["item_id"])
         item = entities.column("item_id")[0].as_py()

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 
 from resources.measure import Measure
 from resources.spark_lake import LakeResource, SparkResource
+from spark_jobs import constants as C
 from storage import delta_tables
 from storage.lake_transaction import LakeTables
 
@@ -45,14 +46,29 @@ def recorded_config(tables: LakeTables, name: str) -> dict[str, Any] | None:
     return None if value is None else json.loads(value)
 
 
-def table_metadata(commit: delta_tables.TableCommit, prefix: str = "") -> dict[str, Any]:
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, t) for name, t in commit.schema])
+def column_schema(table: str, columns: list[tuple[str, str]]) -> dg.TableSchema:
+    """The table's columns with their types and what they hold."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name,
+                kind,
+                description=C.COLUMN_DOCS_BY_TABLE.get((table, name), C.COLUMN_DOCS.get(name)),
+            )
+            for name, kind in columns
+        ]
+    )
+
+
+def table_metadata(
+    commit: delta_tables.TableCommit, table: str, prefix: str = ""
+) -> dict[str, Any]:
     return {
         f"{prefix}path": dg.MetadataValue.path(commit.path),
         f"{prefix}delta_version": commit.version,
         f"{prefix}rows_written": commit.rows_written,
         f"{prefix}rows": commit.table_rows,
-        f"{prefix}schema": dg.MetadataValue.table_schema(schema),
+        f"{prefix}schema": dg.MetadataValue.table_schema(column_schema(table, commit.schema)),
         f"{prefix}engine": commit.engine,
     }
 
@@ -114,9 +130,12 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         metadata: dict[str, Any] = m.metadata("write")
         for sub, commit in commits.items():
             if commit is not None:
-                metadata.update(table_metadata(commit, f"{sub}/" if sub else ""))
+                metadata.update(table_metadata(commit, name, f"{sub}/" if sub else ""))
+        written = [c for c in commits.values() if c is not None]
+        if written:  # a graph's nodes and edges count together
+            metadata["dagster/row_count"] = sum(c.table_rows for c in written)
         if commits.get("") is not None:
-            metadata["dagster/row_count"] = commits[""].table_rows
+            metadata["dagster/column_schema"] = column_schema(name, commits[""].schema)
         context.add_output_metadata(metadata)
         context.log.info(
             "Committed "

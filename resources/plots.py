@@ -14,13 +14,43 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def loglog_distribution(
-    values: Sequence[float], counts: Sequence[int], *, title: str, xlabel: str
+    values: Sequence[float],
+    counts: Sequence[int],
+    *,
+    title: str,
+    xlabel: str,
+    cap: float | None = None,
+    cap_label: str = "",
 ) -> bytes:
-    """A count-per-value scatter on log-log axes (zero values are shown at x=0.5)."""
+    """A count-per-value scatter on log-log axes. Zero values cannot sit on a log axis: their
+    count goes into the legend; ``cap`` (a configured limit) is marked by a dashed line."""
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    xs = [v if v > 0 else 0.5 for v in values]
-    ax.scatter(xs, counts, s=10)
+    pairs = [(v, c) for v, c in zip(values, counts, strict=True) if v > 0]
+    zero = sum(c for v, c in zip(values, counts, strict=True) if v <= 0)
+    ax.scatter([v for v, _ in pairs], [c for _, c in pairs], s=10, label=f"{xlabel} ≥ 1")
+    if zero:
+        ax.scatter([], [], s=0, label=f"{xlabel} 0: {zero:,} (not on the log axis)")
+    if cap:
+        ax.axvline(cap, color="grey", linestyle="--", label=cap_label or f"cap {cap:g}")
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def log_histogram(values: Sequence[int], *, title: str, xlabel: str) -> bytes:
+    """How many values fall in each power-of-two bin (1, 2-3, 4-7...): readable where a
+    few huge values and many small ones meet, as component sizes do."""
+    top = max(values, default=1)
+    edges = [2**i for i in range(max(1, int(top).bit_length()) + 1)]
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.hist(values, bins=edges)
+    ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
@@ -56,12 +86,29 @@ def curves(
     return _png(fig)
 
 
-def bars(series: dict[str, Sequence[float]], groups: Sequence[str], *, title: str) -> bytes:
-    """Grouped bars: one group per entry of ``groups``, one bar per series within it."""
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
+def bars(
+    series: dict[str, Sequence[float]],
+    groups: Sequence[str],
+    *,
+    title: str,
+    highlight: str | None = None,
+) -> bytes:
+    """Grouped bars: one group per entry of ``groups``, one bar per series within it, each
+    series its own colour (20 distinct ones); ``highlight`` is drawn outlined in black."""
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
     width = 0.8 / max(len(series), 1)
+    palette = plt.get_cmap("tab20")
     for i, (name, ys) in enumerate(series.items()):
-        ax.bar([g + i * width for g in range(len(groups))], ys, width, label=name)
+        mine = name == highlight
+        ax.bar(
+            [g + i * width for g in range(len(groups))],
+            ys,
+            width,
+            label=f"{name} (served)" if mine else name,
+            color=palette(i % 20),
+            edgecolor="black" if mine else "none",
+            linewidth=1.5 if mine else 0,
+        )
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], list(groups), fontsize=8)
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)

@@ -112,6 +112,9 @@ class Settings:
         _at_least(0, above=True),
     )
     nightly_cron: str = setting("0 2 * * *", "When `nightly_full_refresh` runs (UTC).", _cron)
+    nightly_schedule_on: bool = setting(
+        False, "Start `nightly_full_refresh` on (otherwise it is off until turned on in the UI)."
+    )
     maintenance_cron: str = setting("30 3 * * 0", "When `lake_maintenance` runs (UTC).", _cron)
     housekeeping_grace_hours: float = setting(
         168.0,

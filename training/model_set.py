@@ -31,6 +31,11 @@ from training.validation import (
 from training.variants import EncoderShape, Variant, graph_inputs, train_variant
 
 Log = Callable[[str], None]
+EpochLog = Callable[[int, str], None]  # (epoch, what it reached)
+
+
+def _logged(log: Log, name: str) -> EpochLog:
+    return lambda epoch, text: log(f"{name} epoch {epoch}: {text}")
 
 
 @dataclass(frozen=True)
@@ -67,19 +72,22 @@ def train_model_set(
     lineage: dict[str, Any],
     measure: Callable[[], Any],
     log: Log,
+    epochs: Callable[[str], EpochLog] | None = None,
 ) -> TrainedSet:
     """Train ``variants`` in order (the first is primary). ``measure()`` returns a context
-    manager with ``seconds`` and ``peak_rss_mb`` (the caller's memory sampler)."""
+    manager with ``seconds`` and ``peak_rss_mb`` (the caller's memory sampler);
+    ``epochs(name)`` a reporter of each epoch of variant ``name`` (default: ``log``)."""
     trained: dict[str, Checkpoint | EmbeddingTable] = {}
     runs, priors = [], {}
     with measure() as m:  # once: the variants share them
         inputs = graph_inputs(shards, transe, kg, shape, params)
     log(f"Graph-wide inputs (held-out EELs, walk factors, teacher) in {m.seconds:.1f} s")
     for variant in variants:
+        report = epochs(variant.name) if epochs else _logged(log, variant.name)
 
-        def progress(point: dict[str, float], name: str = variant.name) -> None:
+        def progress(point: dict[str, float], report: EpochLog = report) -> None:
             auc = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
-            log(f"{name} epoch {point['epoch']}: loss {point['loss']:.4f}{auc}")
+            report(int(point["epoch"]), f"loss {point['loss']:.4f}{auc}")
 
         log(f"Training {variant.name}")
         with measure() as m:

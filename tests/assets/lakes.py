@@ -34,23 +34,23 @@ def resources(lake: Path, delta_engine: str = "deltalake") -> dict[str, object]:
     return lake_resources(spark, LakeResource(root=str(lake), delta_engine=delta_engine))
 
 
-def run(lake: Path, ingest: IngestConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+def run(
+    lake: Path,
+    ingest: IngestConfig,
+    raise_on_error: bool = True,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
     with pytest.MonkeyPatch.context() as mp:
         # two epochs of training are not meant to beat ItemCF: the gate's own test is in
         # tests/training/test_evaluation.py; here it must let the wiring through
         mp.setenv("COGRAPH_GATE_MARGIN", "1.0")
-        return _materialize(lake, ingest, raise_on_error)
-
-
-def _materialize(
-    lake: Path, ingest: IngestConfig, raise_on_error: bool
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [*ASSETS, *CHECKS],
-        resources=resources(lake),
-        run_config=dg.RunConfig(ops={"raw_tables": ingest, **training_ops()}),
-        raise_on_error=raise_on_error,
-    )
+        return dg.materialize(
+            [*ASSETS, *CHECKS],
+            resources=resources(lake),
+            run_config=dg.RunConfig(ops={"raw_tables": ingest, **training_ops()}),
+            raise_on_error=raise_on_error,
+            instance=instance,
+        )
 
 
 def versions(lake: Path) -> dict[str, int]:

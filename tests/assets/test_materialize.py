@@ -69,7 +69,7 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
     assert set(kg["nodes_by_type"]) == {"entity", "genre", "tag", "creator"}
     assert 0.15 <= kg["cold_start_share"] < 0.5  # the cold items at least, not most of the graph
     assert kg["nodes/rows"] == sum(kg["nodes_by_type"].values())
-    assert "data:image/png;base64" in kg["eel_degree_distribution"]
+    assert "data:image/png;base64" in kg["plot_eel_degrees"]
     assert meta("graph_profile")["components"] >= 1
     assert meta("coengagement_edges")["edges"] == meta("coengagement_edges")["rows"] > 0
 

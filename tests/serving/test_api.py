@@ -21,6 +21,7 @@ from serving.app import ServiceConfig, create_app
 from serving.build import build_bundle
 from serving.index import IndexParams
 from serving.synthetic import clustered_matrix
+from storage.layout import LakeLayout
 from storage.versions import LATEST, publish
 from tests.serving.asgi import InProcess, Reply
 
@@ -84,7 +85,7 @@ class Service:
 
 @pytest.fixture(scope="module")
 def index_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lake") / "ann_index"
+    root = LakeLayout(tmp_path_factory.mktemp("lake")).index
     publish_index(root, "v1")
     return root
 
@@ -305,7 +306,7 @@ def wait_for(service: Service, version: str, seconds: float = 10.0) -> None:
 
 
 def test_a_broken_version_is_skipped_and_the_next_good_one_followed(tmp_path):
-    root = tmp_path / "ann_index"
+    root = LakeLayout(tmp_path).index
     publish_index(root, "v1", n=300)
     service = Service(root, poll_seconds=0.05)
     try:
@@ -322,7 +323,7 @@ def test_a_broken_version_is_skipped_and_the_next_good_one_followed(tmp_path):
 
 
 def test_start_up_falls_back_to_the_newest_version_that_loads(tmp_path):
-    root = tmp_path / "ann_index"
+    root = LakeLayout(tmp_path).index
     publish_index(root, "v1", n=300)
     publish(Broken(root / "v1"), root, "v2")
     service = Service(root)
@@ -333,7 +334,7 @@ def test_start_up_falls_back_to_the_newest_version_that_loads(tmp_path):
 
 
 def test_a_pinned_version_holds_until_the_next_publish(tmp_path):
-    root = tmp_path / "ann_index"
+    root = LakeLayout(tmp_path).index
     publish_index(root, "v1", n=300)
     publish_index(root, "v2", seed=1, n=300)
     service = Service(root, poll_seconds=0.05, admin_token=TOKEN)
@@ -356,7 +357,7 @@ def test_a_pinned_version_holds_until_the_next_publish(tmp_path):
 
 
 def test_a_copied_version_folder_is_loaded_once(tmp_path):
-    root = tmp_path / "ann_index"
+    root = LakeLayout(tmp_path).index
     publish_index(root, "v1", n=300)
     service = Service(root, poll_seconds=0.05)
     try:

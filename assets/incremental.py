@@ -19,7 +19,7 @@ from serving.artifact import BUNDLE
 from serving.refresh import INDUCTIVE_SINCE_RETRAIN, publish_refresh
 from settings import config_field, current
 from spark_jobs.coengagement import CoengagementParams
-from spark_jobs.incremental_batch import BatchSettings, apply_batch, pending_batches
+from spark_jobs.incremental_batch import STEPS, BatchSettings, apply_batch, pending_batches
 from storage import inbox
 from storage.lake_transaction import LakeTables
 from storage.versions import latest
@@ -104,6 +104,10 @@ def batch_updates(
             "files": dg.MetadataValue.json(sorted(f for a in applied for f in a.batches)),
             "resumed_from": dg.MetadataValue.json([a.resumed_from for a in applied]),
             "index_version": applied[-1].index_version,
+            # where the run's time went, summed over its batches
+            "step_seconds": dg.MetadataValue.json(
+                {s: round(sum(a.step_seconds.get(s, 0.0) for a in applied), 3) for s in STEPS}
+            ),
             **m.metadata("update"),
         },
     )

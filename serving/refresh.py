@@ -28,14 +28,14 @@ def refresh_bundle(
     new_inductive: int,
     concepts: pa.Table,
     version: str,
-    items: pa.Table | None = None,
+    catalog: pa.Table | None = None,
 ) -> IndexBundle:
     """``bundle`` with ``affected`` entity ids moved to their rows of ``vectors``.
 
     ``entities`` (``entity_id, item_id``) and ``concepts`` describe the whole updated graph;
     ``vectors``/``log_degree`` hold every entity's new embedding and degree (row = id).
     ``new_inductive`` entities embedded without retraining are added to the running count
-    that the drift check reads. ``items``: the catalog whose titles and domains answers show.
+    that the drift check reads. ``catalog``: the items whose titles and domains answers show.
     """
     affected = np.unique(np.asarray(affected, dtype=np.int64))
     items = item_vectors(vectors[affected], log_degree[affected], True)
@@ -48,7 +48,7 @@ def refresh_bundle(
     all_vectors[affected] = vectors[affected]
     table = entities.select(["entity_id", "item_id"]).sort_by("entity_id")
     table = table.append_column("log_degree", pa.array(log_degree[: table.num_rows], pa.float32()))
-    table = described(table, items)
+    table = described(table, catalog)
     meta = {
         **bundle.meta,
         "index_version": version,
@@ -71,11 +71,11 @@ def publish_refresh(
     affected: np.ndarray,
     new_entities: int,
     version: str,
-    items: pa.Table,
+    catalog: pa.Table,
 ) -> None:
     """Publish ``version`` under ``index_root``: the latest bundle with ``affected``
     entities moved to their vectors in ``embedded`` over the graph ``nodes``/``edges``
-    (``items``: the catalog, for titles and domains)."""
+    (``catalog``: the items, for titles and domains)."""
     entities = nodes.filter(pc.equal(nodes.column("node_type"), "entity"))
     entities = entities.select(["node_id", "key"]).rename_columns(["entity_id", "item_id"])
     bundle = refresh_bundle(
@@ -87,6 +87,6 @@ def publish_refresh(
         new_entities,
         concept_labels(nodes, edges),
         version,
-        items,
+        catalog,
     )
     publish(bundle, index_root, version)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ from storage.lake_transaction import LakeTables, LakeTransaction
 from storage.versions import latest
 
 UNIT = INCREMENTAL_UNIT
+STEPS = ("appended", "merged", "extended", "embedded", "logged", "recorded", "published")
 LOG_TABLE = "batch_updates"
 
 
@@ -89,6 +91,7 @@ class Applied:
     index_version: str
     resumed_from: str | None
     tables: list[str] = field(default_factory=list)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # the steps this run did
 
 
 def batch_key(batch_ids: Iterable[str]) -> str:
@@ -138,9 +141,12 @@ def apply_batch(
     if not txn.steps:  # journaled before any write: a run killed from here on is resumed
         txn.step("started", files={str(p): b for p, b in files.items()}, counts={})
     batch = _Batch(spark, txn, settings, files, log)
-    for name in ("appended", "merged", "extended", "embedded", "logged", "recorded", "published"):
+    seconds = {}
+    for name in STEPS:
         if not txn.done(name):
+            start = time.perf_counter()
             getattr(batch, name)()
+            seconds[name] = round(time.perf_counter() - start, 3)
     tables.log.drop_journal(txn.key)
     if "pairs" in vars(batch):  # computed and cached: the session outlives the run
         batch.pairs.unpersist()
@@ -150,6 +156,7 @@ def apply_batch(
         index_version=txn.facts["index_version"],
         resumed_from=resumed,
         tables=sorted(txn.facts.get("tables", [])),
+        step_seconds=seconds,
     )
 
 

@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 from orchestration.definitions import ASSETS, CHECKS
 from orchestration.sensors import inbox_sensor
 from serving.artifact import load_bundle
+from spark_jobs.incremental_batch import STEPS
 from storage.layout import LakeLayout
 from storage.versions import latest
 from tests.assets.lakes import lake_copy, resources, versions
@@ -116,6 +117,8 @@ def test_batch_lands_and_becomes_searchable(lake):
         assert after[table] == before[table] + 1, table
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["new_items"].value == 3 and meta["interactions"].value == 120
+    steps = meta["step_seconds"].value  # every step ran in this run, and took time
+    assert list(steps) == list(STEPS) and all(seconds > 0 for seconds in steps.values())
 
     bundle = load_bundle(latest(LakeLayout(lake).index))
     ids = bundle.entity_ids()

@@ -89,7 +89,12 @@ def incremental(lake: Path, resources: dict, new: list[str]) -> dict[str, float]
     if not result.success or not all(bundle.index.contains(ids[i]) for i in new):
         raise RuntimeError("the batch's new items are not searchable")
     done = time.perf_counter()
-    [update] = result.asset_materializations_for_node("batch_updates")
+    # the node also reports the upstream tables it wrote; the profile is on its own asset
+    update = next(
+        m
+        for m in result.asset_materializations_for_node("batch_updates")
+        if m.asset_key == dg.AssetKey("batch_updates")
+    )
     steps = update.metadata["step_seconds"].value
     return {"sensor": tick - start, "run": ran - tick, "load": done - ran, "total": done - start,
             "steps": steps}  # fmt: skip

@@ -117,8 +117,9 @@ def test_batch_lands_and_becomes_searchable(lake):
         assert after[table] == before[table] + 1, table
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["new_items"].value == 3 and meta["interactions"].value == 120
-    steps = meta["step_seconds"].value  # every step ran in this run, and took time
-    assert list(steps) == list(STEPS) and all(seconds > 0 for seconds in steps.values())
+    steps = meta["step_seconds"].value  # every step ran in this run (recording takes ~1 ms)
+    assert list(steps) == list(STEPS) and all(seconds >= 0 for seconds in steps.values())
+    assert steps["appended"] > 0 and steps["embedded"] > 0
 
     bundle = load_bundle(latest(LakeLayout(lake).index))
     ids = bundle.entity_ids()

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -139,12 +140,13 @@ class Served:
     def excluded(self, filters: S.Filters) -> set[int]:
         return {e for item in filters.exclude if (e := self.entity(item)) is not None}
 
-    def results(self, hits: list[Hit], weights: np.ndarray, explain_for: int | None) -> list[dict]:
+    def results(self, hits: list[Hit], queries: np.ndarray, explain_for: int | None) -> list[dict]:
         """:class:`~serving.schemas.Result` rows, built as plain dicts (a model per row
-        cost more than the search); ``weights[row]`` is the prior weight of a hit's query."""
+        cost more than the search). A hit's prior is the weight its query carries (the last
+        component of ``[h, w]``) times its log-degree; the rest of the score is similarity."""
         out = []
         for hit in hits:
-            prior = float(weights[hit.row] * self.log_degree[hit.entity])
+            prior = float(queries[hit.row, -1] * self.log_degree[hit.entity])
             row = {
                 "item_id": self.item_of[hit.entity],
                 "score": round(hit.score, 6),
@@ -258,16 +260,14 @@ def create_app(config: ServiceConfig) -> Starlette:
         item_id = request.path_params["item_id"]
         q = similar_query(request)
         entity = served.known(item_id)
-        weights = served.bundle.prior_weights(np.array([entity]), q.prior)
         query = served.bundle.query(np.array([entity]), q.prior)
         skip = {entity} | served.excluded(q)
-        run = lambda qs, kk: search(served, qs, kk)  # noqa: E731
-        [hits] = await nearest(run, query, [skip], q.k, served.keep(q))
+        [hits] = await nearest(partial(search, served), query, [skip], q.k, served.keep(q))
         return Json(
             {
                 "item_id": item_id,
                 "index_version": served.bundle.version,
-                "results": served.results(hits, weights, entity if q.explain else None),
+                "results": served.results(hits, query, entity if q.explain else None),
             }
         )
 
@@ -277,13 +277,11 @@ def create_app(config: ServiceConfig) -> Starlette:
         entities = [served.entity(item) for item in req.item_ids]
         known = np.array([e for e in entities if e is not None], dtype=np.int64)
         hits: list[list[Hit]] = []
-        weights = served.bundle.prior_weights(known, req.prior)
+        queries = served.bundle.query(known, req.prior)
         if len(known):
             excluded = served.excluded(req)
             skip = [{int(e)} | excluded for e in known]
-            run = lambda qs, kk: search(served, qs, kk)  # noqa: E731
-            queries = served.bundle.query(known, req.prior)
-            hits = await nearest(run, queries, skip, req.k, served.keep(req))
+            hits = await nearest(partial(search, served), queries, skip, req.k, served.keep(req))
         items, found = [], iter(range(len(known)))
         for item, entity in zip(req.item_ids, entities, strict=True):
             if entity is None:
@@ -291,7 +289,7 @@ def create_app(config: ServiceConfig) -> Starlette:
                 continue
             row = next(found)
             explain = entity if req.explain else None
-            results = served.results(hits[row], weights, explain)
+            results = served.results(hits[row], queries, explain)
             items.append({"item_id": item, "results": results})
         return Json({"index_version": served.bundle.version, "items": items})
 
@@ -316,7 +314,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         entities, weights, unknown = history_of(served, req.history)
         skip = set(entities.tolist()) | served.excluded(req)
         queries = served.bundle.query(entities, req.prior)
-        run = lambda qs, kk: search(served, qs, kk)  # noqa: E731
+        run = partial(search, served)
         keep = served.keep(req)
         if req.strategy == "mean":
             query = weighted_mean(queries, weights)[None, :]
@@ -331,7 +329,7 @@ def create_app(config: ServiceConfig) -> Starlette:
                 "strategy": req.strategy,
                 "index_version": served.bundle.version,
                 "ignored_unknown_items": unknown,
-                "results": served.results(hits, query[:, -1], None),
+                "results": served.results(hits, query, None),
             }
         )
 

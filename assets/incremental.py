@@ -36,6 +36,7 @@ class BatchConfig(dg.Config):
     )
     memory_budget_mb: int = config_field("inference_memory_budget_mb")
     encoding: str = config_field("input_encoding")
+    small_batch_max_rows: int = config_field("small_batch_max_rows")
 
 
 def batch_settings(
@@ -58,6 +59,7 @@ def batch_settings(
         embed=partial(embed_with_latest, lake.layout.checkpoints, config.memory_budget_mb),
         publish=partial(publish_refresh, index_root),
         encoding=config.encoding,
+        small_batch_max_rows=config.small_batch_max_rows,
     )
 
 
@@ -74,7 +76,8 @@ def batch_updates(
 ) -> Iterator[dg.MaterializeResult]:  # yields only when something was new
     """Apply the inbox batch to the lake: append its rows, MERGE recomputed co-engagement
     pairs, extend the graph, embed new and affected entities inductively, log one row per
-    file, then publish a new index version (``spark_jobs/incremental_batch.py``).
+    file, then publish a new index version (``spark_jobs/incremental_batch.py``). A small
+    batch runs in-process (Arrow, no Spark session); a large one with Spark.
 
     One writer at a time holds the lake. The batch is one unit: readers see all of it or
     none, a killed run resumes from its last finished step, and a batch is applied once.
@@ -83,11 +86,10 @@ def batch_updates(
     settings = batch_settings(tables, config, lake, context.log)
     files = [Path(f) for f in config.files] or inbox.candidates(lake.layout.inbox)
     with tables.log.writer_lease(lake.writer_lease_seconds), Measure() as m:
-        work = pending_batches(
-            spark.session, tables, {f: inbox.batch_id(f) for f in files if f.exists()}
-        )
+        work = pending_batches(tables, {f: inbox.batch_id(f) for f in files if f.exists()})
+        session = partial(getattr, spark, "session")  # started only for a batch Spark applies
         applied = [
-            apply_batch(spark.session, tables, w, settings, context.run_id, context.log.info)
+            apply_batch(session, tables, w, settings, context.run_id, context.log.info)
             for w in work
         ]
     if not applied:
@@ -104,6 +106,7 @@ def batch_updates(
             "files": dg.MetadataValue.json(sorted(f for a in applied for f in a.batches)),
             "resumed_from": dg.MetadataValue.json([a.resumed_from for a in applied]),
             "index_version": applied[-1].index_version,
+            "applied_by": ", ".join(sorted({a.engine for a in applied})),  # arrow or spark
             # where the run's time went, summed over its batches
             "step_seconds": dg.MetadataValue.json(
                 {s: round(sum(a.step_seconds.get(s, 0.0) for a in applied), 3) for s in STEPS}

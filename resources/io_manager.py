@@ -74,7 +74,11 @@ def table_metadata(
 
 
 def lake_tables(lake: LakeResource, spark: SparkResource) -> LakeTables:
-    return LakeTables(lake.layout.tables, use_delta_spark=lake.uses_delta_spark(spark.capabilities))
+    # asks Spark (starting it) only where delta-spark is wanted
+    wanted = lake.delta_engine == "delta-spark"
+    return LakeTables(
+        lake.layout.tables, use_delta_spark=wanted and lake.uses_delta_spark(spark.capabilities)
+    )
 
 
 class DeltaIOManager(dg.ConfigurableIOManager):

@@ -174,6 +174,12 @@ class Settings:
     inference_memory_budget_mb: int = setting(
         256, "Memory for full-graph inference and ranking chunks.", _at_least(1)
     )
+    small_batch_max_rows: int = setting(
+        50_000,
+        "An inbox batch of at most this many rows is applied in-process (Arrow and numpy, "
+        "no Spark action); a larger one, or one with input only Spark reads exactly, by Spark.",
+        _at_least(0),
+    )
     # quality and serving
     gate_margin: float = setting(
         0.1,

@@ -132,8 +132,13 @@ def is_items_file(path: Path) -> bool:
     return path.name.lower().startswith("items")
 
 
+def unreadable_row(path: Path, reason: str, batch_id: str) -> tuple:
+    """The quarantine row of a whole file (source, line, row, reason, batch id)."""
+    return (str(path), None, json.dumps({"file": path.name}), reason[:500], batch_id)
+
+
 def _unreadable(spark: SparkSession, path: Path, reason: str, batch_id: str) -> DataFrame:
-    row = (str(path), None, json.dumps({"file": path.name}), reason[:500], batch_id)
+    row = unreadable_row(path, reason, batch_id)
     schema = T.StructType(QUARANTINE_SCHEMA.fields[:-1])  # the time is set below
     return spark.createDataFrame([row], schema).withColumn(C.QUARANTINED_AT, F.current_timestamp())
 

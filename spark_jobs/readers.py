@@ -47,6 +47,20 @@ class RawInputs:
             )
 
 
+def check_columns(path: Path, columns: list[str], required: tuple[str, ...]) -> None:
+    """Refuse a file that lacks a required column, naming what it has."""
+    found = [c for c in columns if c not in (LINE, BAD_BYTES)]
+    missing = [c for c in required if c not in found]
+    if missing:
+        raise ValueError(
+            f"Input file {path} lacks column(s) {missing}; required {list(required)}, found {found}"
+        )
+
+
+def unsupported_suffix(path: Path) -> ValueError:
+    return ValueError(f"Input file {path} has suffix '{path.suffix}'; expected .csv or .parquet")
+
+
 def read_file(
     spark: SparkSession,
     path: str | Path,
@@ -73,6 +87,7 @@ def read_file(
             spark.read.option("header", True)
             .option("inferSchema", False)
             .option("multiLine", True)  # a quoted field may hold a newline
+            .option("escape", '"')  # RFC 4180: "" is a quote inside a quoted field
             .csv(str(copy))
             .withColumn(LINE, F.col(LINE).cast("long"))
         )
@@ -84,13 +99,8 @@ def read_file(
             F.lit(None).cast("string").alias(BAD_BYTES),
         )
     else:
-        raise ValueError(f"Input file {path} has suffix '{path.suffix}'; expected .csv or .parquet")
-    found = [c for c in df.columns if c not in (LINE, BAD_BYTES)]
-    missing = [c for c in required if c not in found]
-    if missing:
-        raise ValueError(
-            f"Input file {path} lacks column(s) {missing}; required {list(required)}, found {found}"
-        )
+        raise unsupported_suffix(path)
+    check_columns(path, df.columns, required)
     for col in optional:
         if col not in df.columns:
             df = df.withColumn(col, F.lit(None).cast("string"))

@@ -57,13 +57,22 @@ def pair_keys(
     """
     order = np.lexsort((t, owner))
     owner, t, code = owner[order], t[order], code[order].astype(np.int64)
-    per_row = window_ends(owner, t, window) - np.arange(len(code)) - 1
+    for left, right in sorted_pairs(owner, t, window):
+        a, b = code[left], code[right]
+        yield (np.minimum(a, b) << 32) | np.maximum(a, b)
+
+
+def sorted_pairs(
+    owner: np.ndarray, t: np.ndarray, window: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For rows sorted by (owner, t): row indices ``left < right`` of every pair with the
+    same owner at most ``window`` seconds apart, in chunks of about ``CHUNK_PAIRS``."""
+    per_row = window_ends(owner, t, window) - np.arange(len(owner)) - 1
     for rows in _chunks(owner, per_row):
         left = np.repeat(rows, per_row[rows])
         first = np.cumsum(per_row[rows]) - per_row[rows]
         right = left + 1 + np.arange(len(left)) - np.repeat(first, per_row[rows])
-        a, b = code[left], code[right]
-        yield (np.minimum(a, b) << 32) | np.maximum(a, b)
+        yield left, right
 
 
 def counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -132,8 +132,8 @@ def unknown_item_rule() -> tuple[Column, Column]:
 def check_interactions(
     raw: DataFrame, catalog: DataFrame, *, source: str, batch_id: str
 ) -> Checked:
-    """Ids present, timestamp parseable, weight a finite non-negative number, item in the
-    catalog, and not an exact repeat of an earlier row."""
+    """Ids present, timestamp present and parseable, weight a finite non-negative number,
+    item in the catalog, and not an exact repeat of an earlier row."""
     original = input_columns(raw)
     same = Window.partitionBy(*original).orderBy(_line(raw))
     df = raw.select(
@@ -151,6 +151,7 @@ def check_interactions(
         [
             (blank(F.col("_user")), "missing user_id"),
             (blank(F.col("_item")), "missing item_id"),
+            (blank(F.col(C.TS)), "missing ts"),
             (
                 F.col("_ts").isNull(),
                 F.concat(F.lit("unparseable ts: "), F.col(C.TS).cast("string")),

@@ -1,4 +1,4 @@
-"""Spark DataFrames as Delta tables, with or without delta-spark on the classpath.
+"""Spark DataFrames and Arrow tables as Delta tables, with or without delta-spark.
 
 With delta-spark loaded, Spark writes ``format("delta")`` itself. Without it, Spark
 writes Parquet part files into a fresh folder inside the table root and ``deltalake``
@@ -9,6 +9,9 @@ entry points at them.
 
 Writing is split in two phases, :func:`stage` then :func:`commit`, so that an asset
 made of several tables commits none of them until all of them have been written.
+
+An Arrow table (the in-process small-batch path) is written by pyarrow as one Parquet
+file and committed by ``deltalake`` whatever the engine: no Spark action is needed.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def check_schema(path: Path, new: pa.Schema, mode: WriteMode, overwrite_schema: 
     """Refuse a write whose columns differ from the table's, naming the first difference."""
     if not is_table(path) or (mode == "overwrite" and overwrite_schema):
         return
-    current = pa.schema(DeltaTable(str(path)).schema().to_arrow())
+    current = table_schema(path)
     old, new_fields = dict(_fields(current)), dict(_fields(new))
     problems = [f"column '{c}' missing from the new data" for c in old if c not in new_fields]
     problems += [f"column '{c}' is not in the table" for c in new_fields if c not in old]
@@ -105,8 +108,38 @@ def check_schema(path: Path, new: pa.Schema, mode: WriteMode, overwrite_schema: 
         )
 
 
+def table_schema(path: Path) -> pa.Schema:
+    return pa.schema(DeltaTable(str(path)).schema().to_arrow())
+
+
+def conform(rows: pa.Table, path: Path) -> pa.Table:
+    """``rows`` in the column order and types of the table at ``path`` (a column it lacks
+    is left for :func:`check_schema` to name)."""
+    if not is_table(path):
+        return rows
+    schema = table_schema(path)
+    if set(rows.column_names) != set(schema.names):
+        return rows
+    return rows.select(schema.names).cast(schema)
+
+
+def _stage_arrow(
+    rows: pa.Table, path: Path, mode: WriteMode, custom_metadata: Mapping[str, str] | None
+) -> StagedWrite:
+    rows = conform(rows, path)
+    check_schema(path, rows.schema, mode, False)
+    staged = StagedWrite(path, mode, rows.schema, custom_metadata=dict(custom_metadata or {}))
+    staged.folder = f"part-{uuid.uuid4().hex}"
+    if rows.num_rows:
+        target = path / staged.folder / "part-00000.parquet"
+        target.parent.mkdir(parents=True)
+        pq.write_table(rows, target, coerce_timestamps="us")
+        staged.files, staged.rows = [target], rows.num_rows
+    return staged
+
+
 def stage(
-    df: DataFrame,
+    df: DataFrame | pa.Table,
     path: str | Path,
     *,
     use_delta_spark: bool,
@@ -114,8 +147,10 @@ def stage(
     overwrite_schema: bool = False,
     custom_metadata: Mapping[str, str] | None = None,
 ) -> StagedWrite:
-    """Write ``df``'s files (offline path) without committing them."""
+    """Write ``df``'s files (offline path, or any Arrow table) without committing them."""
     path = Path(path).resolve()
+    if isinstance(df, pa.Table):
+        return _stage_arrow(df, path, mode, custom_metadata)
     arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
     check_schema(path, arrow_schema, mode, overwrite_schema)
     staged = StagedWrite(
@@ -254,19 +289,31 @@ def read_table(
     return spark.read.schema(schema).parquet(*files)
 
 
-def merge_table(df: DataFrame, path: str | Path, keys: list[str], *, use_delta_spark: bool) -> int:
+def read_arrow(path: str | Path, version: int | None = None) -> pa.Table:
+    """The Delta table at ``path`` as an Arrow table, at ``version`` (default: the latest)."""
+    path = Path(path).resolve()
+    if not is_table(path):
+        raise FileNotFoundError(f"No Delta table at {path} (was its asset materialized?)")
+    table = DeltaTable(str(path), version=version)
+    return table.to_pyarrow_table().cast(pa.schema(table.schema().to_arrow()))
+
+
+def merge_table(
+    df: DataFrame | pa.Table, path: str | Path, keys: list[str], *, use_delta_spark: bool
+) -> int:
     """Upsert ``df`` into the Delta table at ``path`` on ``keys`` (one new version): rows
     whose keys match are replaced, the rest inserted. Returns the new version.
 
-    With delta-spark this is Delta's MERGE; offline, deltalake's merge over the rows as
-    Arrow (the rows to merge are an incremental batch, small by design).
+    A Spark DataFrame with delta-spark goes through Delta's MERGE; anything else through
+    deltalake's merge over the rows as Arrow (the rows to merge are an incremental batch,
+    small by design).
     """
     path = Path(path).resolve()
     if not is_table(path):
         raise FileNotFoundError(f"No Delta table at {path} to merge into")
-    check_schema(path, to_arrow_schema(df.schema, timezone="UTC"), "append", False)
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    if use_delta_spark:
+    if isinstance(df, DataFrame) and use_delta_spark:
+        check_schema(path, to_arrow_schema(df.schema, timezone="UTC"), "append", False)
         from delta.tables import DeltaTable as SparkDeltaTable  # only with delta-spark
 
         (
@@ -278,9 +325,11 @@ def merge_table(df: DataFrame, path: str | Path, keys: list[str], *, use_delta_s
             .execute()
         )
     else:
-        table = DeltaTable(str(path))
+        rows = conform(df.toArrow() if isinstance(df, DataFrame) else df, path)
+        check_schema(path, rows.schema, "append", False)
         (
-            table.merge(df.toArrow(), predicate, source_alias="s", target_alias="t")
+            DeltaTable(str(path))
+            .merge(rows, predicate, source_alias="s", target_alias="t")
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .execute()

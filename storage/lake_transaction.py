@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from storage import delta_tables
@@ -44,6 +45,13 @@ class LakeTables:
         return delta_tables.read_table(
             spark, self.path(name), use_delta_spark=self.use_delta_spark, version=version
         )
+
+    def arrow(self, name: str, version: int | None = None) -> pa.Table:
+        """``name`` as an Arrow table (no Spark), at ``version`` or the newest record's."""
+        version = self.log.snapshot().version(name) if version is None else version
+        if version is None:
+            raise FileNotFoundError(f"No committed Delta table '{name}' under {self.root}")
+        return delta_tables.read_arrow(self.path(name), version)
 
     def exists(self, name: str) -> bool:
         return self.log.snapshot().version(name) is not None
@@ -121,6 +129,16 @@ class LakeTransaction:
         """``name`` as the newest record had it when this transaction began."""
         return self.tables.read(spark, name, self.snapshot.version(name))
 
+    def arrow(self, name: str) -> pa.Table:
+        return self.tables.arrow(name, self.version(name))
+
+    def schema(self, name: str) -> pa.Schema:
+        return delta_tables.table_schema(self.tables.path(name))
+
+    def arrow_before(self, name: str) -> pa.Table:
+        """:meth:`read_before` as an Arrow table."""
+        return self.tables.arrow(name, self.snapshot.version(name))
+
     def _prepare(self, name: str) -> Path:
         path = self.tables.path(name)
         self.base.setdefault(name, self.snapshot.version(name))
@@ -145,7 +163,12 @@ class LakeTransaction:
         return result
 
     def write(
-        self, name: str, df: DataFrame, *, mode: delta_tables.WriteMode, custom: Mapping[str, str]
+        self,
+        name: str,
+        df: DataFrame | pa.Table,
+        *,
+        mode: delta_tables.WriteMode,
+        custom: Mapping[str, str],
     ) -> delta_tables.TableCommit | None:
         staged = delta_tables.stage(
             df,
@@ -156,7 +179,7 @@ class LakeTransaction:
         )
         return self.commit(name, staged)
 
-    def merge(self, name: str, df: DataFrame, keys: list[str]) -> int:
+    def merge(self, name: str, df: DataFrame | pa.Table, keys: list[str]) -> int:
         path = self._prepare(name)
         version = delta_tables.merge_table(
             df, path, keys, use_delta_spark=self.tables.use_delta_spark

@@ -28,7 +28,7 @@ from storage.versions import latest
 from training.checkpoint import Checkpoint, load_model_set
 from training.device import pick_device
 from training.hasp import build_shard
-from training.kg_arrays import KGArrays, kg_arrays
+from training.kg_arrays import ENTITY, KGArrays, kg_arrays
 from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
 from training.spectral import aligned, walk_factors
@@ -45,8 +45,30 @@ class Embedded:
     chunks: int  # target chunks per layer
 
 
+def as_trained(
+    kg: KGArrays, features: dict[str, Tensor], relations: list[str]
+) -> tuple[KGArrays, dict[str, Tensor]]:
+    """``kg`` as a checkpoint can read it, after incremental batches added to it: concept
+    types and relations it was not trained on are left out, and concepts added since
+    get their type's mean pretrained feature (all that is known of an unseen concept is
+    that the item has one of that type)."""
+    edges = {
+        (relation, ctype): e
+        for (relation, ctype), e in kg.concept_edges.items()
+        if ctype in features and relation in relations
+    }
+    padded = {}
+    for ctype, feats in features.items():
+        extra = kg.num_nodes.get(ctype, len(feats)) - len(feats)
+        unseen = feats.mean(0, keepdim=True).expand(max(extra, 0), -1)
+        padded[ctype] = torch.cat([feats, unseen]) if extra > 0 else feats
+    num_nodes = {t: n for t, n in kg.num_nodes.items() if t == ENTITY or t in features}
+    return KGArrays(num_nodes, kg.eel, kg.eel_weight, edges), padded
+
+
 def whole_graph(kg: KGArrays, features: dict[str, Tensor], relations: list[str]) -> ShardGraph:
     """All of ``kg`` as one shard: every EEL a message edge, nothing held out."""
+    kg, features = as_trained(kg, features, relations)
     shard = build_shard(kg, np.zeros(kg.num_entities, dtype=np.int64), 0, {}, 0)
     return shard_graph(shard, features, relations, val_share=0.0, seed=0)
 

@@ -1,5 +1,6 @@
-"""An incremental batch committed by delta-spark (its writer and its MERGE) leaves the same
-tables, at the same versions, as the offline path (Parquet committed by deltalake)."""
+"""An incremental batch that Spark applies, committed by delta-spark (its writer and its
+MERGE), leaves the same tables, at the same versions, as the offline path (Parquet
+committed by deltalake)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ def batch(lake: Path, engine: str) -> dg.ExecuteInProcessResult:
     entities = pq.read_table(latest(LakeLayout(lake).index) / "entities.parquet").to_pylist()
     write_batch(lake, next(e["item_id"] for e in entities if e["log_degree"] == 0), "0001")
     requests, _ = tick(lake, None)
+    config = requests[0].run_config
+    config["ops"]["batch_updates"]["config"]["small_batch_max_rows"] = 0  # Spark writes it
     return dg.materialize(
         [*ASSETS, *CHECKS],
         selection=["batch_updates"],
         resources=resources(lake, delta_engine=engine),
-        run_config=requests[0].run_config,
+        run_config=config,
     )
 
 

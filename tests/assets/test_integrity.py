@@ -23,6 +23,8 @@ from deltalake import DeltaTable
 from assets.raw import IngestConfig
 from orchestration.definitions import ASSETS, CHECKS, full_refresh
 from spark_jobs import incremental_batch
+from spark_jobs.arrow_batch import ArrowSteps
+from spark_jobs.batch_steps import BatchSteps
 from spark_jobs.incremental_batch import STEPS
 from storage import delta_tables
 from storage.delta_tables import table_rows
@@ -113,13 +115,16 @@ def test_full_refresh_keeps_what_the_inbox_added(base, reference, tmp_path):
 
 
 def fail_after(mp: pytest.MonkeyPatch, step: str) -> None:
-    original = getattr(incremental_batch._Batch, step)
+    """Fail right after ``step`` finishes, whichever engine runs it."""
+    for cls in (ArrowSteps, incremental_batch._SparkSteps, BatchSteps):
+        if step in vars(cls):
+            original = vars(cls)[step]
 
-    def failing(self) -> None:
-        original(self)
-        raise Injected(f"injected failure after step {step}")
+            def failing(self, original=original) -> None:
+                original(self)
+                raise Injected(f"injected failure after step {step}")
 
-    mp.setattr(incremental_batch._Batch, step, failing)
+            mp.setattr(cls, step, failing)
 
 
 def fail_on_write(mp: pytest.MonkeyPatch, n: int) -> None:

@@ -174,8 +174,10 @@ class Settings:
     inference_memory_budget_mb: int = setting(
         256, "Memory for full-graph inference and ranking chunks.", _at_least(1)
     )
+    # measured (docs/benchmarks.md): in-process reading, validation and the touched pairs
+    # take 0.7 s at 10k rows, 5.3 s at 100k and 25 s at 300k; Spark's steps about 18 s
     small_batch_max_rows: int = setting(
-        50_000,
+        100_000,
         "An inbox batch of at most this many rows is applied in-process (Arrow and numpy, "
         "no Spark action); a larger one, or one with input only Spark reads exactly, by Spark.",
         _at_least(0),

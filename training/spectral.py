@@ -13,7 +13,8 @@
   validation EELs, rank 64/128/256/512 reproduce 0.64/0.79/0.90/0.97 of the exact
   two-step walk's MAP@10.
   Inference recomputes them on the graph it embeds (:func:`walk_factors`, then :func:`aligned`), so
-  EELs added after training (validation's, an inbox batch's) count at once.
+  EELs added after training (validation's, an inbox batch's) count at once; an inbox batch
+  refines the trained factors instead (:func:`refined_walk`).
 * :func:`spectral_embedding` (``TrainParams.id_init="spectral"``): ``U S^{1/2}`` of the
   binary, row-normalised matrix: a damped ItemCF, the id embeddings' optional start.
 
@@ -46,6 +47,23 @@ def _low_rank(matrix: Tensor, rank: int, seed: int) -> tuple[Tensor, Tensor, Ten
         torch.random.set_rng_state(state)
 
 
+def _walk_matrix(pairs: Tensor, weights: Tensor, n: int) -> Tensor:
+    """``X = D^{-1/2} W`` (sparse) of undirected, weighted ``pairs``."""
+    (rows, cols), w = _undirected(pairs, weights.float(), n)
+    degree = torch.zeros(n).index_add_(0, rows, w)
+    return torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), w * degree[rows].rsqrt(), (n, n), check_invariants=True
+    ).coalesce()
+
+
+def _walk_scale(out: Tensor) -> Tensor:
+    # a scale the link logits can use: mean squared row norm WALK_NORM² (raw, an entity's
+    # best dot products are about 0.2 on MovieLens, and a residual h of unit-scale
+    # inputs outweighed them from the first step)
+    norms = out.pow(2).sum(1)
+    return out * WALK_NORM / norms[norms > 0].mean().clamp(min=1e-12).sqrt()
+
+
 def walk_factors(pairs: Tensor, weights: Tensor, num_entities: int, rank: int, seed: int) -> Tensor:
     """``(num_entities, rank)`` vectors ``V S`` of ``D^{-1/2} W`` for undirected, weighted
     ``pairs`` ``(2, P)``, scaled to a mean squared row norm of ``WALK_NORM²``.
@@ -54,19 +72,37 @@ def walk_factors(pairs: Tensor, weights: Tensor, num_entities: int, rank: int, s
     out = torch.zeros(n, rank)
     if pairs.shape[1] == 0 or rank == 0:
         return out
-    (rows, cols), w = _undirected(pairs, weights.float(), n)
-    degree = torch.zeros(n).index_add_(0, rows, w)
-    x = torch.sparse_coo_tensor(
-        torch.stack([rows, cols]), w * degree[rows].rsqrt(), (n, n), check_invariants=True
-    ).coalesce()
     q = min(rank, n)
-    _, s, v = _low_rank(x, q, seed)
+    _, s, v = _low_rank(_walk_matrix(pairs, weights, n), q, seed)
     out[:, :q] = v * s
-    # a scale the link logits can use: mean squared row norm WALK_NORM² (raw, an entity's
-    # best dot products are about 0.2 on MovieLens, and a residual h of unit-scale
-    # inputs outweighed them from the first step)
-    norms = out.pow(2).sum(1)
-    return out * WALK_NORM / norms[norms > 0].mean().clamp(min=1e-12).sqrt()
+    return _walk_scale(out)
+
+
+def refined_walk(
+    pairs: Tensor, weights: Tensor, num_entities: int, start: Tensor, iterations: int = 2
+) -> Tensor:
+    """:func:`walk_factors` of a graph grown from the one that ``start`` (its walk
+    factors, rows = entities, any basis) was computed on, such as the graph after an inbox
+    batch: ``iterations`` steps of subspace iteration on ``XᵀX`` from ``start``'s columns,
+    then Rayleigh-Ritz (``X Q = U_b S W_bᵀ`` gives ``V S = Q W_b S``). Where the graph
+    changed little the subspace is already nearly exact: a tenth of the time of a fresh
+    randomized SVD (six power iterations from random vectors)."""
+    n, rank = num_entities, start.shape[1]
+    if pairs.shape[1] == 0 or rank == 0:
+        return torch.zeros(n, rank)
+    x = _walk_matrix(pairs, weights, n)
+    xt = x.t().coalesce()
+    q = min(rank, n)  # as in walk_factors: columns past the graph's size stay zero
+    y = torch.zeros(n, q)
+    y[: min(n, len(start))] = start[:n, :q]
+    # columns past the old graph's rank are zero: seeded noise keeps the basis full
+    y += 1e-6 * torch.randn(n, q, generator=torch.Generator().manual_seed(0))
+    for _ in range(iterations):
+        y = torch.linalg.qr(torch.sparse.mm(xt, torch.sparse.mm(x, y))).Q
+    _, s, wt = torch.linalg.svd(torch.sparse.mm(x, y), full_matrices=False)
+    out = torch.zeros(n, rank)
+    out[:, :q] = y @ wt.t() * s
+    return _walk_scale(out)
 
 
 def aligned(walk: Tensor, reference: Tensor) -> Tensor:

@@ -75,9 +75,11 @@ def test_incremental_smoke(tmp_path, spark):
     doc = tmp_path / "benchmarks.md"
     rows = incremental.main(
         ["--items", "300", "--users", "200", "--interactions", "6000", "--batches", "300",
-         "--quick", "--doc", str(doc)]
+         "--paths", "in-process", "--quick", "--doc", str(doc)]
     )  # fmt: skip
-    assert len(rows) == 1 and rows[0][0] == "300" and float(rows[0][-1]) > 0
+    (row,) = rows
+    assert row[0] == "300" and row[1] == "in-process (arrow)" and float(row[8]) > 0
+    assert 0 <= float(row[9]) <= 1 and 0 <= float(row[10]) <= 1  # exposure shares
     assert "<!-- incremental:start -->" in doc.read_text()
 
 

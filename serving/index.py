@@ -73,6 +73,9 @@ def query_vectors(vectors: np.ndarray, weight: float | np.ndarray) -> np.ndarray
 
 
 NORM_HEADROOM = 1.25
+# rows upserted since the build that every query also scores exactly (577 floats each: 12
+# MFLOP a query at the cap); past it, HNSW alone answers until the nightly rebuild
+FRESH_EXACT_MAX = 20_000
 DIGEST_BYTES = 20
 
 
@@ -114,9 +117,13 @@ class VectorIndex:
     deleted: set[int] = field(default_factory=set)  # rows with no current member
     overflow: int = 0  # vectors added with a norm above max_norm (clamped)
     meta: dict = field(default_factory=dict)
+    built_rows: int = -1  # rows HNSW's graph was built with (-1: all it holds now)
     _solo_cache: np.ndarray | None = field(default=None, init=False, repr=False)
+    _fresh_cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.built_rows < 0:
+            self.built_rows = int(self.index.ntotal)
         top = max((int(m.max()) for m in self.members if len(m)), default=-1)
         self.entity_row = np.full(top + 1, -1, dtype=np.int64)
         for row, ids in enumerate(self.members):
@@ -164,6 +171,7 @@ class VectorIndex:
         distances, rows = self.index.search(padded, k, params=self._search_params(ef))
         q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
         row_scores = (q_sq + self.max_norm**2 - distances) / 2
+        rows, row_scores = self._with_fresh_rows(padded, rows, row_scores, k)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         # Most rows stand for one entity: a query whose rows all do (or are faiss's -1
@@ -185,6 +193,41 @@ class VectorIndex:
                 scores[b, filled : filled + len(group)] = score
                 filled += len(group)
         return scores, ids
+
+    def _fresh(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows upserted into HNSW's graph after it was built (and still current), with
+        their stored vectors; cached until the next upsert."""
+        if self._fresh_cache is None:
+            rows = np.array(
+                [r for r in range(self.built_rows, self.index.ntotal) if r not in self.deleted],
+                dtype=np.int64,
+            )
+            stored = [self.index.reconstruct(int(r)) for r in rows]
+            vectors = np.stack(stored) if stored else np.zeros((0, self.index.d), np.float32)
+            self._fresh_cache = (rows, vectors)
+        return self._fresh_cache
+
+    def _with_fresh_rows(
+        self, padded: np.ndarray, rows: np.ndarray, row_scores: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW's answer merged with an exact pass over the rows upserted since the build.
+
+        A handful of rows joined to a built graph are reached less often than the rows it
+        was built with: on the benchmark lake ef 1,024 found 5 of the 7 new items that the
+        exact scores put in some warm item's top-10. They are few (the drift check asks for
+        a retrain past a tenth of the entities), so they are scored exactly for every query.
+        """
+        if self.params.kind != "hnsw":
+            return rows, row_scores
+        fresh, vectors = self._fresh()
+        if not len(fresh) or len(fresh) > FRESH_EXACT_MAX:
+            return rows, row_scores
+        found = np.where((rows >= 0) & ~np.isin(rows, fresh), row_scores, -np.inf)
+        every = np.concatenate([rows, np.broadcast_to(fresh, (len(rows), len(fresh)))], axis=1)
+        scores = np.concatenate([found, padded @ vectors.T], axis=1)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(scores, best, axis=1)
+        return np.where(np.isfinite(scores), np.take_along_axis(every, best, 1), -1), scores
 
     def _solo(self) -> np.ndarray:
         """``(rows,)`` the entity of each row with exactly one current member, else ``-1``;
@@ -209,7 +252,7 @@ class VectorIndex:
         """
         entity_ids = np.asarray(entity_ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32)
-        self._solo_cache = None
+        self._solo_cache = self._fresh_cache = None
         if len(np.unique(entity_ids)) != len(entity_ids):
             raise ValueError("upsert got the same entity id twice")
         if len(entity_ids) and entity_ids.max() >= len(self.entity_row):
@@ -253,6 +296,7 @@ class VectorIndex:
             "overflow": self.overflow,
             "ef_search": self.ef_search,
             "deleted": sorted(self.deleted),
+            "built_rows": self.built_rows,
         }
         (folder / META).write_text(json.dumps(meta, indent=2))
 
@@ -278,6 +322,7 @@ def load_index(folder: Path) -> VectorIndex:
         set(meta.pop("deleted")),
         meta.pop("overflow"),
         meta,
+        meta.pop("built_rows", -1),  # indexes saved before it was kept: all rows built
     )
 
 

@@ -58,6 +58,31 @@ def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
     assert np.array_equal(again.index.search(q, 10)[1], index.search(q, 10)[1])
 
 
+def test_rows_upserted_after_the_build_are_scored_exactly(tmp_path):
+    m, concepts = clustered_matrix(600, seed=3)
+    # a sparse graph searched narrowly: rows joined after the build are easy to miss
+    params = IndexParams(m=4, ef_construction=8, ef_grid=(4,), exact_fallback=False)
+    bundle, _, _ = build_bundle(m, concepts, params, "v1")
+    index = bundle.index
+    items = item_vectors(np.asarray(m.vectors), m.entities.column("log_degree").to_numpy(), True)
+    longest = np.linalg.norm(items, axis=1).max()
+    rng = np.random.default_rng(0)
+    fresh = rng.normal(size=(40, index.dim)).astype(np.float32)
+    fresh *= 1.1 * longest / np.linalg.norm(fresh, axis=1, keepdims=True)  # within headroom
+    index.upsert(np.arange(1000, 1040), fresh)
+    queries = query_vectors(fresh[:, :-1], 0.0)
+    everything = np.concatenate([items, fresh])
+    best = (queries @ everything.T).argmax(1)
+    assert (best >= len(items)).all()  # each query's best item is its own new one
+    scores, ids = index.search(queries, 1)
+    assert (ids[:, 0] == 1000 + best - len(items)).all()
+    # the same after a save and a load: the build's size is kept
+    bundle.save(tmp_path / "b")
+    again = load_bundle(tmp_path / "b").index
+    assert again.built_rows == index.built_rows < again.index.ntotal
+    assert np.array_equal(again.search(queries, 1)[1], ids)
+
+
 def test_an_hnsw_that_misses_its_target_recall_is_replaced_by_exact_search(tmp_path):
     m, concepts = clustered_matrix(500, seed=0)
     # a graph this sparse, searched this narrowly, cannot reach recall 1

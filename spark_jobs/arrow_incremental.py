@@ -28,7 +28,8 @@ from spark_jobs.incremental import EDGE_KEYS, is_items_file, unreadable_row
 from spark_jobs.sorted_runs import run_starts
 from spark_jobs.user_pairs import counted, pair_keys, sorted_pairs
 
-LOW = 0xFFFFFFFF
+LOW = 0xFFFFFFFF  # a pair key's low 32 bits: the larger item code
+_PAIR_IDS = pa.schema([(C.SRC, pa.string()), (C.DST, pa.string())])
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,6 @@ def touched_pairs(batch: pa.Table, interactions: pa.Table, params: CoengagementP
         keys.append((np.minimum(a, b) << 32) | np.maximum(a, b))
     pairs = np.unique(np.concatenate(keys))
     return pa.table({C.SRC: items[pairs >> 32], C.DST: items[pairs & LOW]}, schema=_PAIR_IDS)
-
-
-_PAIR_IDS = pa.schema([(C.SRC, pa.string()), (C.DST, pa.string())])
 
 
 def recompute_pairs(

@@ -17,9 +17,7 @@ import pyarrow.parquet as pq
 
 from spark_jobs import arrow_incremental as A
 from spark_jobs import constants as C
-from spark_jobs.batch_steps import BatchSteps
-
-RAW_TABLES = ("raw_interactions", "item_catalog", "item_concepts", "quarantine")
+from spark_jobs.batch_steps import APPENDS, BatchSteps
 
 
 def batch_rows(files: list[Path]) -> float:
@@ -64,17 +62,13 @@ class ArrowSteps(BatchSteps):
             rows = A.read_batch(
                 self.files,
                 catalog.column(C.ITEM_ID).combine_chunks(),
-                {name: self.txn.schema(name) for name in RAW_TABLES},
+                {name: self.txn.schema(name) for _, name, _ in APPENDS},
                 encoding=self.settings.encoding,
                 staging=Path(staging),
             )
         counts = {}
-        for table, name, key in (
-            (rows.quarantine, "quarantine", "quarantined"),
-            (rows.catalog, "item_catalog", "new_items"),
-            (rows.concepts, "item_concepts", "new_concepts"),
-            (rows.interactions, "raw_interactions", "interactions"),
-        ):
+        for part, name, key in APPENDS:
+            table = getattr(rows, part)
             counts[key] = table.num_rows
             self.txn.write(name, table, mode="append", custom=self.custom)  # empty: no commit
         self.step("appended", **counts)

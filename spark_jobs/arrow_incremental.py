@@ -26,9 +26,8 @@ from spark_jobs.coengagement import CoengagementParams
 from spark_jobs.csv_lines import BAD_BYTES, LINE
 from spark_jobs.incremental import EDGE_KEYS, is_items_file, unreadable_row
 from spark_jobs.sorted_runs import run_starts
-from spark_jobs.user_pairs import counted, pair_keys, sorted_pairs
+from spark_jobs.user_pairs import counted, pack, pair_keys, sorted_pairs, unpack
 
-LOW = 0xFFFFFFFF  # a pair key's low 32 bits: the larger item code
 _PAIR_IDS = pa.schema([(C.SRC, pa.string()), (C.DST, pa.string())])
 
 
@@ -156,10 +155,9 @@ def touched_pairs(batch: pa.Table, interactions: pa.Table, params: CoengagementP
     keys = [np.zeros(0, np.int64)]
     for left, right in sorted_pairs(owner, t, _window(params)):
         either = new[left] | new[right]
-        a, b = code[left[either]], code[right[either]]
-        keys.append((np.minimum(a, b) << 32) | np.maximum(a, b))
-    pairs = np.unique(np.concatenate(keys))
-    return pa.table({C.SRC: items[pairs >> 32], C.DST: items[pairs & LOW]}, schema=_PAIR_IDS)
+        keys.append(pack(code[left[either]], code[right[either]]))
+    lo, hi = unpack(np.unique(np.concatenate(keys)))
+    return pa.table({C.SRC: items[lo], C.DST: items[hi]}, schema=_PAIR_IDS)
 
 
 def recompute_pairs(
@@ -177,7 +175,7 @@ def recompute_pairs(
     keys = [np.zeros(0, np.int64), *pair_keys(owner, t, code, _window(params))]
     keys, support = counted(np.concatenate(keys))
     kept = support >= params.min_support
-    lo, hi, s = keys[kept] >> 32, keys[kept] & LOW, support[kept].astype(np.float64)
+    (lo, hi), s = unpack(keys[kept]), support[kept].astype(np.float64)
     if params.score == "cosine":
         score = s / np.sqrt((n[lo] * n[hi]).astype(np.float64))
     elif params.score == "jaccard":

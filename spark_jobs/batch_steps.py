@@ -28,6 +28,13 @@ from storage.versions import latest
 
 STEPS = ("appended", "merged", "extended", "embedded", "logged", "recorded", "published")
 LOG_TABLE = "batch_updates"
+# what step 1 appends: (field of the engine's batch rows, table, the count it reports)
+APPENDS = (
+    ("quarantine", "quarantine", "quarantined"),
+    ("catalog", "item_catalog", "new_items"),
+    ("concepts", "item_concepts", "new_concepts"),
+    ("interactions", "raw_interactions", "interactions"),
+)
 
 # (nodes, edges) of the extended graph -> every entity's vectors from the current checkpoint
 Embed = Callable[[pa.Table, pa.Table], EntityVectors]

@@ -46,7 +46,7 @@ from pyspark.sql import functions as F
 from spark_jobs import constants as C
 from spark_jobs.arrow_batch import ArrowSteps, batch_rows
 from spark_jobs.arrow_inputs import NeedsSpark
-from spark_jobs.batch_steps import LOG_TABLE, STEPS, BatchSettings, BatchSteps
+from spark_jobs.batch_steps import APPENDS, LOG_TABLE, STEPS, BatchSettings, BatchSteps
 from spark_jobs.incremental import (
     new_edges,
     new_nodes,
@@ -197,13 +197,8 @@ class _SparkSteps(BatchSteps):
             self.settings.encoding,
         )
         counts = {}
-        for df, name, key in (
-            (rows.quarantine, "quarantine", "quarantined"),
-            (rows.catalog, "item_catalog", "new_items"),
-            (rows.concepts, "item_concepts", "new_concepts"),
-            (rows.interactions, "raw_interactions", "interactions"),
-        ):
-            df = df.persist()
+        for part, name, key in APPENDS:
+            df = getattr(rows, part).persist()
             counts[key] = df.count()
             self.txn.write(name, df, mode="append", custom=self.custom)  # empty: no commit
             df.unpersist()

@@ -58,8 +58,17 @@ def pair_keys(
     order = np.lexsort((t, owner))
     owner, t, code = owner[order], t[order], code[order].astype(np.int64)
     for left, right in sorted_pairs(owner, t, window):
-        a, b = code[left], code[right]
-        yield (np.minimum(a, b) << 32) | np.maximum(a, b)
+        yield pack(code[left], code[right])
+
+
+def pack(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Keys ``lo << 32 | hi`` of int64 code pairs (either order)."""
+    return (np.minimum(a, b) << 32) | np.maximum(a, b)
+
+
+def unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The codes ``lo < hi`` of :func:`pack`'s keys."""
+    return keys >> 32, keys & 0xFFFFFFFF
 
 
 def sorted_pairs(

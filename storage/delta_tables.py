@@ -108,8 +108,12 @@ def check_schema(path: Path, new: pa.Schema, mode: WriteMode, overwrite_schema: 
         )
 
 
+def arrow_schema(table: DeltaTable) -> pa.Schema:
+    return pa.schema(table.schema().to_arrow())
+
+
 def table_schema(path: Path) -> pa.Schema:
-    return pa.schema(DeltaTable(str(path)).schema().to_arrow())
+    return arrow_schema(DeltaTable(str(path)))
 
 
 def conform(rows: pa.Table, path: Path) -> pa.Table:
@@ -282,7 +286,7 @@ def read_table(
             reader = reader.option("versionAsOf", version)
         return reader.load(str(path))
     table = DeltaTable(str(path), version=version)
-    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    schema = from_arrow_schema(arrow_schema(table))
     files = table.file_uris()
     if not files:
         return spark.createDataFrame([], schema)
@@ -295,7 +299,7 @@ def read_arrow(path: str | Path, version: int | None = None) -> pa.Table:
     if not is_table(path):
         raise FileNotFoundError(f"No Delta table at {path} (was its asset materialized?)")
     table = DeltaTable(str(path), version=version)
-    return table.to_pyarrow_table().cast(pa.schema(table.schema().to_arrow()))
+    return table.to_pyarrow_table().cast(arrow_schema(table))
 
 
 def merge_table(

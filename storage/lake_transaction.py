@@ -35,23 +35,27 @@ class LakeTables:
     def path(self, name: str) -> Path:
         return self.root / name
 
-    def read(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
-        """``name`` at ``version``, by default the version of the newest record."""
+    def _version(self, name: str, version: int | None) -> int:
+        """``version``, by default the version of the newest record."""
         version = self.log.snapshot().version(name) if version is None else version
         if version is None:
             raise FileNotFoundError(
                 f"No committed Delta table '{name}' under {self.root} (was its asset materialized?)"
             )
+        return version
+
+    def read(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
+        """``name`` at ``version``, by default the version of the newest record."""
         return delta_tables.read_table(
-            spark, self.path(name), use_delta_spark=self.use_delta_spark, version=version
+            spark,
+            self.path(name),
+            use_delta_spark=self.use_delta_spark,
+            version=self._version(name, version),
         )
 
     def arrow(self, name: str, version: int | None = None) -> pa.Table:
-        """``name`` as an Arrow table (no Spark), at ``version`` or the newest record's."""
-        version = self.log.snapshot().version(name) if version is None else version
-        if version is None:
-            raise FileNotFoundError(f"No committed Delta table '{name}' under {self.root}")
-        return delta_tables.read_arrow(self.path(name), version)
+        """:meth:`read` as an Arrow table (no Spark)."""
+        return delta_tables.read_arrow(self.path(name), self._version(name, version))
 
     def exists(self, name: str) -> bool:
         return self.log.snapshot().version(name) is not None

@@ -7,6 +7,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from resources.cross_domain import CrossDomainResource
 from resources.io_manager import CONFIG, TableWrite
 from resources.markdown import markdown_table
 from resources.measure import Measure
@@ -17,6 +18,7 @@ from settings import config_field, current
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
 from spark_jobs.coengagement import CoengagementParams, build_coengagement
+from spark_jobs.domain_holdout import training_interactions
 from spark_jobs.graph import GraphParams, build_graph, prune_triples
 from spark_jobs.graph_stats import component_sizes, connected_components, eel_degrees
 
@@ -58,12 +60,19 @@ class GraphConfig(dg.Config):
 
 @dg.asset(group_name=GROUP)
 def coengagement_edges(
-    context: dg.AssetExecutionContext, config: CoengagementConfig, raw_interactions: DataFrame
+    context: dg.AssetExecutionContext,
+    config: CoengagementConfig,
+    cross_domain: CrossDomainResource,
+    raw_interactions: DataFrame,
+    item_catalog: DataFrame,
 ) -> dg.Output[TableWrite]:
-    """Item pairs co-engaged by the same users within a window, with support and score."""
+    """Item pairs co-engaged by the same users within a window, with support and score.
+    With a cross-domain target configured, its held-out interactions are left out."""
+    holdout = cross_domain.holdout
     with Measure() as m:
+        interactions = training_interactions(raw_interactions, item_catalog, holdout)
         edges = build_coengagement(
-            raw_interactions, CoengagementParams(**config.model_dump())
+            interactions, CoengagementParams(**config.model_dump())
         ).persist()
         stats = edges.agg(
             F.count("*").alias("edges"),
@@ -72,6 +81,10 @@ def coengagement_edges(
             F.avg(C.SCORE).alias("mean_score"),
         ).first()
     context.log.info(f"{stats['edges']} co-engagement pairs")
+    held = {}
+    if holdout.enabled:
+        held["cross_domain_held_out_rows"] = raw_interactions.count() - interactions.count()
+        context.log.info(f"{held['cross_domain_held_out_rows']} {holdout.target} rows held out")
     return dg.Output(
         TableWrite(edges, "overwrite", {CONFIG: config.model_dump_json()}),
         metadata=rounded(
@@ -79,6 +92,7 @@ def coengagement_edges(
                 "edges": stats["edges"],
                 "max_support": stats["max_support"] or 0,
                 "mean_score": float(stats["mean_score"] or 0.0),
+                **held,
                 **m.metadata("compute"),
             }
         ),

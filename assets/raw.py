@@ -19,7 +19,7 @@ from settings import config_field
 from spark_jobs import constants as C
 from spark_jobs.ingest import ingest, merge_catalog, new_triples
 from spark_jobs.readers import RawInputs, read_generic, read_movielens
-from spark_jobs.synthetic import SyntheticSpec, synthetic_inputs
+from spark_jobs.synthetic import CROSS_DOMAINS, SyntheticSpec, synthetic_inputs
 from spark_jobs.validation import QUARANTINE_SCHEMA, reason_counts
 
 GROUP = "ingest"
@@ -32,6 +32,21 @@ class SyntheticConfig(dg.Config):
     cold_item_share: float = Field(0.15, description="Share of items never engaged.")
     bad_row_share: float = Field(0.001, description="Share of corrupt rows (for quarantine).")
     seed: int = Field(7, description="Seed of the generator.")
+    cross_domain: bool = Field(
+        False,
+        description="Two domains sharing users (music, then live: the target), for "
+        "cross-domain cold start; otherwise two domains by topic.",
+    )
+    target_share: float = Field(
+        0.3, description="Two-domain mode: share of items and of interactions in `live`."
+    )
+    no_target_user_share: float = Field(
+        0.3, description="Two-domain mode: share of users with no `live` history."
+    )
+
+    def spec(self) -> SyntheticSpec:
+        domains = CROSS_DOMAINS if self.cross_domain else SyntheticSpec.domains
+        return SyntheticSpec(**self.model_dump(), domains=domains)
 
 
 class IngestConfig(dg.Config):
@@ -60,7 +75,7 @@ class IngestConfig(dg.Config):
 def read_inputs(spark: SparkSession, config: IngestConfig, staging: Path) -> RawInputs:
     """The configured input; CSV files are read through line-numbered copies in ``staging``."""
     if config.source == "synthetic":
-        return synthetic_inputs(spark, SyntheticSpec(**config.synthetic.model_dump()))
+        return synthetic_inputs(spark, config.synthetic.spec())
     files = {"encoding": config.encoding, "staging": staging}
     if config.source == "movielens":
         return read_movielens(spark, config.movielens_path, **files)

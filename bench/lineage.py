@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig
-from orchestration.definitions import ASSETS, CHECKS
+from orchestration.definitions import ASSETS, CHECKS, CROSS_DOMAIN, REFRESH
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,12 @@ class Refresh:
     step_seconds: dict[str, float]  # Dagster step key -> its duration from the event log
 
 
-def full_refresh(resources: dict, ingest: IngestConfig, quick: bool = False) -> Refresh:
-    """Every asset but ``batch_updates``, the default training config unless ``quick``."""
+def full_refresh(
+    resources: dict, ingest: IngestConfig, quick: bool = False, cross_domain: bool = False
+) -> Refresh:
+    """What the ``full_refresh`` job rebuilds (with ``cross_domain``: what
+    ``cross_domain_refresh`` does, given a target on the resource), the default training
+    config unless ``quick``."""
     ops: dict = {"raw_tables": ingest}
     if quick:
         ops["concept_pretraining"] = TransEConfig(dim=16, epochs=3)
@@ -32,7 +36,7 @@ def full_refresh(resources: dict, ingest: IngestConfig, quick: bool = False) -> 
         start = time.perf_counter()
         result = dg.materialize(
             [*ASSETS, *CHECKS],
-            selection=dg.AssetSelection.all() - dg.AssetSelection.assets("batch_updates"),
+            selection=REFRESH | CROSS_DOMAIN if cross_domain else REFRESH,
             resources=resources,
             run_config=dg.RunConfig(ops=ops),
         )

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import ann, embeddings, evaluation, graph, incremental, model, raw, shards
+from assets import (
+    ann,
+    cross_domain,
+    embeddings,
+    evaluation,
+    graph,
+    incremental,
+    model,
+    raw,
+    shards,
+)
 from orchestration.maintenance import lake_maintenance, weekly_lake_maintenance
 from orchestration.sensors import INCREMENTAL_JOB, inbox_sensor
+from resources.cross_domain import CrossDomainResource
 from resources.folder_io_manager import FolderIOManager
 from resources.io_manager import DeltaIOManager
 from resources.spark_lake import LakeResource, SparkResource
@@ -20,6 +31,7 @@ def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake, spark=spark),
         "folder_io_manager": FolderIOManager(lake=lake),
+        "cross_domain": CrossDomainResource(),
     }
 
 
@@ -47,7 +59,7 @@ EXECUTOR_BY_DEPLOYMENT = {"local": dg.in_process_executor, "cluster": dg.multipr
 
 DEPLOYMENT = current().deployment
 
-ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental]
+ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental, cross_domain]
 # What each group runs on (kind icons in the UI; Dagster shows at most three per asset).
 KINDS = {
     "ingest": {"spark", "delta"},
@@ -59,6 +71,7 @@ KINDS = {
     "evaluation": {"pytorch"},
     "serving": {"faiss"},
     "incremental": {"spark", "delta", "faiss"},
+    "cross_domain": {"spark", "pytorch"},
 }
 OWNERS = ["team:cograph"]
 ASSETS = dg.map_asset_specs(
@@ -68,16 +81,27 @@ ASSETS = dg.map_asset_specs(
 CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 UPDATES = dg.AssetSelection.assets("batch_updates")
+CROSS_DOMAIN = dg.AssetSelection.groups(cross_domain.GROUP)
+REFRESH = dg.AssetSelection.all() - UPDATES - CROSS_DOMAIN  # what a full refresh rebuilds
 # Runs that write the lake share this tag; the instance config that `make` writes limits
 # it to one run at a time (the lake's own writer lease backs that up in the code).
 LAKE_WRITER = {"cograph/lake-writer": "lake"}
 full_refresh = dg.define_asset_job(
     "full_refresh",
-    selection=dg.AssetSelection.all() - UPDATES,
+    selection=REFRESH,
     tags=LAKE_WRITER,
     description="Ingest the configured source (each content once), rebuild co-engagement, "
     "the graph, the split and shards, retrain, embed, evaluate; the quality gate decides "
     "whether a new index is published.",
+)
+cross_domain_refresh = dg.define_asset_job(
+    "cross_domain_refresh",
+    selection=REFRESH | CROSS_DOMAIN,
+    tags=LAKE_WRITER,
+    description="full_refresh with the cross-domain evaluation: the target domain's cold-user "
+    "and new-item rows are held out of the graph, walk models are trained on the joint and "
+    "the target-only graph, and every model is measured on what was held out (needs "
+    "COGRAPH_CROSS_DOMAIN_TARGET or the cross_domain resource's target).",
 )
 incremental_update = dg.define_asset_job(
     INCREMENTAL_JOB,
@@ -102,7 +126,7 @@ nightly_refresh = dg.ScheduleDefinition(
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[full_refresh, incremental_update, lake_maintenance],
+    jobs=[full_refresh, cross_domain_refresh, incremental_update, lake_maintenance],
     schedules=[nightly_refresh, weekly_lake_maintenance],
     sensors=[inbox_sensor],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),

@@ -54,6 +54,7 @@ def main() -> None:
         body_timeout_s=args.body_timeout_seconds,
         poll_seconds=args.poll_seconds,
         url=f"http://{args.host}:{args.port}",
+        default_domain=settings.default_domain,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     uvicorn.run(

@@ -64,6 +64,7 @@ class ServiceConfig:
     body_timeout_s: float = 10.0  # the whole body must arrive within this
     poll_seconds: float = 0.0  # > 0: reload by itself when LATEST moves (incremental updates)
     url: str = ""  # where clients reach it, for the start-up line
+    default_domain: str = "default"  # the domain of items whose catalog names none
 
 
 class Json(JSONResponse):
@@ -98,7 +99,7 @@ def invalid(error: ValidationError) -> BadRequest:
 class Served:
     """The current bundle and its lookups, replaced as a whole on reload."""
 
-    def __init__(self, bundle: IndexBundle, folder: Path) -> None:
+    def __init__(self, bundle: IndexBundle, folder: Path, default_domain: str) -> None:
         self.bundle, self.folder = bundle, folder.name
         self.entity_of = bundle.entity_ids()
         self.item_of = {entity: item for item, entity in self.entity_of.items()}
@@ -118,6 +119,9 @@ class Served:
             return dict(zip(ids, values, strict=False))
 
         self.title_of, self.domain_of = by_entity("title"), by_entity("domain")
+        # an item without a domain is in the default one, as the cross-domain holdout counts it
+        self.default_domain = default_domain
+        self.domains = {d or self.default_domain for d in self.domain_of.values()}
         self.log_degree = bundle.log_degree
 
     def entity(self, item_id: str) -> int | None:
@@ -135,7 +139,10 @@ class Served:
             return None
         if not self.domain_of:
             raise BadRequest(422, "domain: this index has no item domains")
-        return lambda e: self.domain_of.get(e) == filters.domain
+        if filters.domain not in self.domains:
+            known = ", ".join(sorted(self.domains)[:20])
+            raise BadRequest(422, f"domain: unknown domain {filters.domain!r} (known: {known})")
+        return lambda e: (self.domain_of.get(e) or self.default_domain) == filters.domain
 
     def excluded(self, filters: S.Filters) -> set[int]:
         return {e for item in filters.exclude if (e := self.entity(item)) is not None}
@@ -200,7 +207,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     reload_lock = asyncio.Lock()
 
     def install(bundle: IndexBundle, folder: Path) -> None:
-        state["served"] = Served(bundle, folder)
+        state["served"] = Served(bundle, folder, config.default_domain)
         metrics.index_version = bundle.version
         metrics.index_entities = len(bundle.index)
 

@@ -17,8 +17,11 @@ import numpy as np
 Search = Callable[[np.ndarray, int], Awaitable[tuple[np.ndarray, np.ndarray]]]
 Keep = Callable[[int], bool]
 EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "like": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
-# a filter that keeps a fraction of the catalogue searches this many times deeper
+# a filter that keeps a fraction of the catalogue searches this many times deeper, and
+# again as deep while a row is short of k and the index has more (a history in one domain
+# asked for another: its own neighbours are all of its domain), at most MAX_WIDENINGS times
 FILTER_WIDENING = 4
+MAX_WIDENINGS = 4
 
 
 class Hit(NamedTuple):
@@ -36,16 +39,26 @@ async def nearest(
 ) -> list[list[Hit]]:
     """The ``k`` best entities for each query row, its ``skip`` set left out (the query
     item itself, a history, excluded ids) and only those ``keep`` accepts (one index call
-    for all rows)."""
-    scores, ids = await search(queries, _width(k, skip, keep))
-    out = []
-    for row in range(len(queries)):
-        hits = [
-            Hit(int(e), float(s), row)
-            for e, s in zip(ids[row], scores[row], strict=True)
-            if e >= 0 and int(e) not in skip[row] and (keep is None or keep(int(e)))
-        ]
-        out.append(hits[:k])
+    for all rows; with a filter, more for the rows it left short while the index has more)."""
+    width = _width(k, skip, keep)
+    out: list[list[Hit]] = [[] for _ in range(len(queries))]
+    rows = np.arange(len(queries))
+    for widening in range(MAX_WIDENINGS + 1):
+        scores, ids = await search(queries[rows], width)
+        short = []
+        for i, row in enumerate(rows):
+            hits = [
+                Hit(int(e), float(s), int(row))
+                for e, s in zip(ids[i], scores[i], strict=True)
+                if e >= 0 and int(e) not in skip[row] and (keep is None or keep(int(e)))
+            ]
+            out[row] = hits[:k]
+            exhausted = bool((ids[i] < 0).any())  # the index had fewer entities than asked
+            if len(hits) < k and keep is not None and not exhausted:
+                short.append(row)
+        if not short or widening == MAX_WIDENINGS:
+            break
+        rows, width = np.array(short), width * FILTER_WIDENING * 2
     return out
 
 

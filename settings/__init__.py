@@ -154,6 +154,22 @@ class Settings:
     max_cold_start_share: float = setting(
         0.5, "`kg_cold_start_share` warns when a larger share of items has no engagement.", _share
     )
+    default_domain: str = setting(
+        "default", "The domain of items whose catalog row names none (filters, evaluation)."
+    )
+    # cross-domain evaluation
+    cross_domain_target: str = setting(
+        "",
+        "Target domain of the cross-domain evaluation: its interactions of cold users and of "
+        "new items are held out of training, so that `cross_domain_evaluation` can measure "
+        "them (empty: off, nothing held out).",
+    )
+    cross_domain_cold_user_share: float = setting(
+        0.2, "Share of users whose target-domain history is held out (cold users).", _share
+    )
+    cross_domain_new_item_share: float = setting(
+        0.1, "Share of target-domain items held out whole (new items).", _share
+    )
     # training
     hasp_memory_budget_mb: int = setting(
         64,

@@ -6,6 +6,13 @@ and engage items of their topics in proportion to a power-law popularity. A shar
 items is never engaged: they have concepts only, the cold-start case that the
 graph embeddings exist for. A small share of deliberately broken rows exercises the
 quarantine path.
+
+Two-domain mode (``cross_domain``) is the cross-domain cold-start case (a music domain and
+a live-streaming domain sharing users): each item's domain is drawn independently of its
+topic, so a taste carries across domains; ``target_share`` of the items and of each
+user's interactions are in the second (target) domain; ``no_target_user_share`` of the
+users have no target history at all; concepts of a ``per_domain`` relation (creators)
+belong to one domain, the others (genres, tags) are shared.
 """
 
 from __future__ import annotations
@@ -35,13 +42,15 @@ class RelationSpec:
     n_concepts: int
     min_per_item: int
     max_per_item: int
+    per_domain: bool = False  # two-domain mode: a concept of this relation has one domain
 
 
 DEFAULT_RELATIONS = (
     RelationSpec("genre", 24, 1, 3),
     RelationSpec("tag", 300, 2, 6),
-    RelationSpec("creator", 500, 1, 1),
+    RelationSpec("creator", 500, 1, 1, per_domain=True),
 )
+CROSS_DOMAINS = ("music", "live")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,9 @@ class SyntheticSpec:
     days: int = 180
     bad_row_share: float = 0.001
     seed: int = 7
+    cross_domain: bool = False  # two domains sharing users (``domains`` are source, target)
+    target_share: float = 0.3  # two-domain mode: share of items and of interactions in the target
+    no_target_user_share: float = 0.3  # two-domain mode: users with no target history
 
 
 def _concepts(
@@ -86,14 +98,15 @@ def _concepts(
 
 
 def _sample_items(
-    rng: np.random.Generator, topic: np.ndarray, item_topic: np.ndarray, popularity: np.ndarray
+    rng: np.random.Generator, group: np.ndarray, item_group: np.ndarray, popularity: np.ndarray
 ) -> np.ndarray:
-    """For each interaction's topic, an item of that topic drawn by popularity."""
-    out = np.empty(len(topic), dtype=np.int64)
+    """For each interaction's group (a topic, or a topic and domain), an item of that group
+    drawn by popularity."""
+    out = np.empty(len(group), dtype=np.int64)
     warm = popularity > 0
-    for t in np.unique(topic):
-        rows = np.flatnonzero(topic == t)
-        pool = np.flatnonzero((item_topic == t) & warm)
+    for t in np.unique(group):
+        rows = np.flatnonzero(group == t)
+        pool = np.flatnonzero((item_group == t) & warm)
         if len(pool) == 0:
             pool = np.flatnonzero(warm)
         cdf = np.cumsum(popularity[pool])
@@ -111,8 +124,11 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
         raise ValueError(
             f"Synthetic spec needs n_items >= 2, n_users >= 1, n_interactions >= 1: {spec}"
         )
-    if not 0 <= spec.cold_item_share < 1:
-        raise ValueError(f"cold_item_share must be in [0, 1), got {spec.cold_item_share}")
+    for name in ("cold_item_share", "target_share", "no_target_user_share"):
+        if not 0 <= getattr(spec, name) < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(spec, name)}")
+    if spec.cross_domain and len(spec.domains) != 2:
+        raise ValueError(f"cross_domain needs two domains (source, target), got {spec.domains}")
     rng = np.random.default_rng(spec.seed)
     k = spec.n_topics
     item_ids = np.array([f"i{i:07d}" for i in range(spec.n_items)])
@@ -128,7 +144,17 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     topic = (np.cumsum(taste, axis=1)[user] < rng.random((spec.n_interactions, 1))).sum(axis=1)
     off_topic = rng.random(spec.n_interactions) > spec.in_topic_share
     topic[off_topic] = rng.integers(k, size=int(off_topic.sum()))
-    item = _sample_items(rng, np.minimum(topic, k - 1), item_topic, popularity)
+    topic = np.minimum(topic, k - 1)
+    if spec.cross_domain:
+        item_domain = (rng.random(spec.n_items) < spec.target_share).astype(np.int64)
+        no_target = rng.random(spec.n_users) < spec.no_target_user_share
+        domain = ((rng.random(spec.n_interactions) < spec.target_share) & ~no_target[user]).astype(
+            np.int64
+        )
+        item = _sample_items(rng, topic * 2 + domain, item_topic * 2 + item_domain, popularity)
+    else:
+        item_domain = item_topic % len(spec.domains)
+        item = _sample_items(rng, topic, item_topic, popularity)
 
     start = rng.random(spec.n_users) * spec.days * DAY
     ts = EPOCH_START + (start[user] + rng.exponential(10 * DAY, size=spec.n_interactions)).astype(
@@ -147,18 +173,19 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     )
     _break_rows(rng, interactions, spec.bad_row_share)
 
+    domain_names = np.array(spec.domains, dtype=object)[item_domain]
     items = pd.DataFrame(
         {
             C.ITEM_ID: item_ids.astype(object),
-            C.DOMAIN: np.array(spec.domains, dtype=object)[item_topic % len(spec.domains)],
-            C.TITLE: [
-                f"{spec.domains[t % len(spec.domains)]} {i}" for i, t in enumerate(item_topic)
-            ],
+            C.DOMAIN: domain_names,
+            C.TITLE: [f"{d} {i}" for i, d in enumerate(domain_names)],
         }
     )
     frames = []
     for rel in spec.relations:
         idx, concept = _concepts(rng, item_topic, rel, k, spec.in_topic_share)
+        if spec.cross_domain and rel.per_domain:
+            concept = np.char.add(np.char.add(domain_names[idx].astype(str), "_"), concept)
         frames.append(
             pd.DataFrame({C.ITEM_ID: item_ids[idx], C.RELATION: rel.name, C.CONCEPT: concept})
         )

@@ -37,18 +37,28 @@ class DeepWalkParams:
     seed: int = 0
 
 
-def undirected_csr(kg: KGArrays, space: NodeSpace) -> tuple[Tensor, Tensor]:
-    """``(rowptr, col)`` over all nodes: EELs and entity-concept edges, both directions."""
-    parts = [kg.eel]
+def csr(edges: Tensor, total: int) -> tuple[Tensor, Tensor]:
+    """``(rowptr, col)`` of directed ``edges`` ``(2, E)`` over ``total`` nodes."""
+    order = torch.argsort(edges[0] * total + edges[1])
+    src, dst = edges[0][order], edges[1][order]
+    rowptr = torch.zeros(total + 1, dtype=torch.long)
+    rowptr[1:] = torch.cumsum(torch.bincount(src, minlength=total), 0)
+    return rowptr, dst
+
+
+def concept_pairs(kg: KGArrays, space: NodeSpace) -> list[np.ndarray]:
+    """Entity-concept edges on ``space``'s ids, both directions."""
+    parts = []
     for (_, ctype), edges in kg.concept_edges.items():
         e = np.stack([edges[0], edges[1] + space.offsets[ctype]])
         parts += [e, e[::-1]]
-    edges = torch.from_numpy(np.concatenate(parts, axis=1))
-    order = torch.argsort(edges[0] * space.total + edges[1])
-    src, dst = edges[0][order], edges[1][order]
-    rowptr = torch.zeros(space.total + 1, dtype=torch.long)
-    rowptr[1:] = torch.cumsum(torch.bincount(src, minlength=space.total), 0)
-    return rowptr, dst
+    return parts
+
+
+def undirected_csr(kg: KGArrays, space: NodeSpace) -> tuple[Tensor, Tensor]:
+    """``(rowptr, col)`` over all nodes: EELs and entity-concept edges, both directions."""
+    parts = [kg.eel, *concept_pairs(kg, space)]
+    return csr(torch.from_numpy(np.concatenate(parts, axis=1)), space.total)
 
 
 def random_walks(
@@ -76,35 +86,29 @@ def context_pairs(walks: Tensor, window: int) -> Tensor:
     return pairs[:, pairs[0] != pairs[1]]
 
 
-def train_deepwalk(
-    kg: KGArrays,
+def skipgram(
+    walks: Callable[[torch.Generator], Tensor],
+    total: int,
     params: DeepWalkParams,
     device: torch.device,
     progress: Callable[[int, float], None] | None = None,
 ) -> Tensor:
-    """Entity embeddings ``(num_entities, dim)`` from skip-gram over random walks."""
+    """Center vectors ``(total, dim)`` of skip-gram with negative sampling over the walks
+    that ``walks(generator)`` draws afresh each epoch."""
     gen = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)
-    space = NodeSpace.of(kg)
-    rowptr, col = undirected_csr(kg, space)
-    center = torch.nn.Embedding(space.total, params.dim).to(device)
-    context = torch.nn.Embedding(space.total, params.dim).to(device)
+    center = torch.nn.Embedding(total, params.dim).to(device)
+    context = torch.nn.Embedding(total, params.dim).to(device)
     torch.nn.init.normal_(center.weight, std=0.1)
     torch.nn.init.zeros_(context.weight)
     optimizer = torch.optim.Adam([*center.parameters(), *context.parameters()], lr=params.lr)
-    starts = torch.arange(space.total).repeat(params.walks_per_node)
     for epoch in range(params.epochs):
-        walks = random_walks(
-            rowptr, col, starts[torch.randperm(len(starts), generator=gen)], params.walk_length, gen
-        )
-        pairs = context_pairs(walks, params.window)
+        pairs = context_pairs(walks(gen), params.window)
         pairs = pairs[:, torch.randperm(pairs.shape[1], generator=gen)]
-        total = 0.0
+        total_loss = 0.0
         for start in range(0, pairs.shape[1], params.batch_size):
             batch = pairs[:, start : start + params.batch_size].to(device)
-            neg = torch.randint(space.total, (batch.shape[1], params.negatives), generator=gen).to(
-                device
-            )
+            neg = torch.randint(total, (batch.shape[1], params.negatives), generator=gen).to(device)
             u = center(batch[0])
             pos = F.logsigmoid((u * context(batch[1])).sum(-1))
             negs = F.logsigmoid(-(u.unsqueeze(1) * context(neg)).sum(-1)).sum(-1)
@@ -112,8 +116,27 @@ def train_deepwalk(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * batch.shape[1]
+            total_loss += loss.item() * batch.shape[1]
         if progress is not None:
-            progress(epoch, total / pairs.shape[1])
+            progress(epoch, total_loss / max(pairs.shape[1], 1))
+    return center.weight.detach().cpu()
+
+
+def train_deepwalk(
+    kg: KGArrays,
+    params: DeepWalkParams,
+    device: torch.device,
+    progress: Callable[[int, float], None] | None = None,
+) -> Tensor:
+    """Entity embeddings ``(num_entities, dim)`` from skip-gram over random walks."""
+    space = NodeSpace.of(kg)
+    rowptr, col = undirected_csr(kg, space)
+    starts = torch.arange(space.total).repeat(params.walks_per_node)
+
+    def walks(gen: torch.Generator) -> Tensor:
+        shuffled = starts[torch.randperm(len(starts), generator=gen)]
+        return random_walks(rowptr, col, shuffled, params.walk_length, gen)
+
+    vectors = skipgram(walks, space.total, params, device, progress)
     first = space.offsets[ENTITY]
-    return center.weight.detach()[first : first + kg.num_entities].cpu()
+    return vectors[first : first + kg.num_entities]

@@ -15,7 +15,8 @@ from deltalake import DeltaTable
 from assets.model import TrainConfig, TransEConfig
 from assets.raw import IngestConfig, SyntheticConfig
 from assets.shards import HaspConfig
-from orchestration.definitions import ASSETS, CHECKS, lake_resources
+from orchestration.definitions import ASSETS, CHECKS, CROSS_DOMAIN, REFRESH, lake_resources
+from resources.cross_domain import CrossDomainResource
 from resources.spark_lake import LakeResource, SparkResource
 from storage.lake_log import LakeLog
 from storage.layout import LakeLayout
@@ -24,14 +25,15 @@ from tests.conftest import TEST_SPARK
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_interactions=8_000, seed=11)
 
 
-def resources(lake: Path, delta_engine: str = "deltalake") -> dict[str, object]:
+def resources(lake: Path, delta_engine: str = "deltalake", target: str = "") -> dict[str, object]:
     spark = SparkResource(
         master=TEST_SPARK.master,
         driver_memory=TEST_SPARK.driver_memory,
         shuffle_partitions=TEST_SPARK.shuffle_partitions,
         packages=TEST_SPARK.packages,
     )
-    return lake_resources(spark, LakeResource(root=str(lake), delta_engine=delta_engine))
+    out = lake_resources(spark, LakeResource(root=str(lake), delta_engine=delta_engine))
+    return {**out, "cross_domain": CrossDomainResource(target=target)}
 
 
 def run(
@@ -39,14 +41,17 @@ def run(
     ingest: IngestConfig,
     raise_on_error: bool = True,
     instance: dg.DagsterInstance | None = None,
+    target: str = "",
 ) -> dg.ExecuteInProcessResult:
+    """A full refresh; with a cross-domain ``target``, the cross-domain refresh."""
     with pytest.MonkeyPatch.context() as mp:
         # two epochs of training are not meant to beat ItemCF: the gate's own test is in
         # tests/training/test_evaluation.py; here it must let the wiring through
         mp.setenv("COGRAPH_GATE_MARGIN", "1.0")
         return dg.materialize(
             [*ASSETS, *CHECKS],
-            resources=resources(lake),
+            selection=REFRESH | CROSS_DOMAIN if target else REFRESH,
+            resources=resources(lake, target=target),
             run_config=dg.RunConfig(ops={"raw_tables": ingest, **training_ops()}),
             raise_on_error=raise_on_error,
             instance=instance,

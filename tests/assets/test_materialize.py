@@ -21,7 +21,7 @@ ISSUE_ASSETS = {
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
     "hasp_shards", "concept_pretraining", "gnn_checkpoint", "evaluation_split",
     "entity_embeddings", "embedding_matrix", "embedding_evaluation", "ann_index",
-    "batch_updates",
+    "batch_updates", "user_item_edges", "cross_domain_walk_models", "cross_domain_evaluation",
 }  # fmt: skip
 
 

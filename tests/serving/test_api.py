@@ -384,3 +384,19 @@ def test_start_up_says_where_it_listens_and_what_it_serves(index_root, caplog):
         Service(index_root, url="http://127.0.0.1:9").close()
     assert "cograph similar items on http://127.0.0.1:9: index version v1, 2,000 entities, " \
         "recall@10 " in caplog.text  # fmt: skip
+
+
+def test_an_unknown_domain_is_named_in_a_422(service):
+    for method, path, query, body in (
+        ("GET", "/v1/items/item-3/similar", b"domain=podcasts", None),
+        ("POST", "/v1/recommend", b"", {"history": [{"item_id": "item-3"}], "domain": "podcasts"}),
+    ):
+        reply = service(method, path, body, query=query)
+        assert reply.status == 422 and "'podcasts'" in reply.json()["detail"], reply.body
+
+
+def test_a_history_in_one_domain_gets_items_of_another(service):
+    history = [{"item_id": f"item-{i}"} for i in (1, 3, 5)]  # odd ids: music
+    body = service("POST", "/v1/recommend", {"history": history, "k": 10, "domain": "live"})
+    results = body.json()["results"]
+    assert len(results) == 10 and all(r["domain"] == "live" for r in results)

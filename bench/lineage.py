@@ -20,12 +20,16 @@ class Refresh:
 
 
 def full_refresh(
-    resources: dict, ingest: IngestConfig, quick: bool = False, cross_domain: bool = False
+    resources: dict,
+    ingest: IngestConfig,
+    quick: bool = False,
+    cross_domain: bool = False,
+    ops: dict | None = None,
 ) -> Refresh:
     """What the ``full_refresh`` job rebuilds (with ``cross_domain``: what
     ``cross_domain_refresh`` does, given a target on the resource), the default training
-    config unless ``quick``."""
-    ops: dict = {"raw_tables": ingest}
+    config unless ``quick``; ``ops`` overrides the config of the steps it names."""
+    ops = {"raw_tables": ingest, **(ops or {})}
     if quick:
         ops["concept_pretraining"] = TransEConfig(dim=16, epochs=3)
         ops["gnn_checkpoint"] = TrainConfig(dim=16, epochs=2, models=["semantic"])

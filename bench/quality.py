@@ -28,7 +28,7 @@ from tqdm import tqdm
 from assets.evaluation import comparison_table, exposure_table
 from assets.raw import IngestConfig
 from bench.lineage import full_refresh
-from bench.report import stamp
+from bench.report import stamp, write_section
 from orchestration.definitions import lake_resources
 from resources.markdown import markdown_table
 from resources.spark_lake import LakeResource, SparkResource
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     # the ablation runs on the real dataset (on the demo data when it is absent): it
     # retrains the model once per training change
     sections = [
-        "# Quality\n\nWritten by `make quality` (`python -m bench.quality`); "
+        "Written by `make quality` (`python -m bench.quality`); "
         f"{stamp('torch', 'dagster')}. Test split, MAP@10 unless named; everything tuned "
         "is tuned on validation.",
         dataset_section("Demo default (synthetic)", IngestConfig(source="synthetic"),
@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     if movielens:
         ingest = IngestConfig(source="movielens", movielens_path=args.movielens)
         sections.append(dataset_section("ml-latest-small", ingest, not args.skip_ablation))
-    args.out.write_text("\n\n".join(sections) + "\n")
+    # the cross-domain section beside it is bench.cross_domain's
+    write_section("quality", "\n\n".join(sections), doc=args.out, header="# Quality\n")
     print(f"Wrote {args.out}")
 
 

@@ -36,12 +36,13 @@ def write_section(
     doc: Path = DOC,
     tables: dict[str, Table] | None = None,
     device: str = "cpu",
+    header: str = HEADER,
 ) -> None:
     """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``.
 
     ``tables``, when given, are also kept as JSON beside the document, for sections that
     compare runs made on different machines (``bench.devices``), with the ``device`` that
-    ran them."""
+    ran them. A new document starts with ``header``."""
     if tables:
         path = results_path(name, doc)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def write_section(
         }
         path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = doc.read_text() if doc.exists() else HEADER
+    text = doc.read_text() if doc.exists() else header
     block = f"{start}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = (

@@ -79,6 +79,9 @@ FRESH_EXACT_MAX = 20_000
 DIGEST_BYTES = 20
 
 
+NEAR_DUPLICATE = 1e-5  # an upserted vector this close to a row (relative) joins it
+
+
 def vector_digest(vector: np.ndarray) -> bytes:
     """Identity of an item vector, for finding an identical row: rounded to 5 decimals, as
     two inference runs differ in the last float bits (summation order)."""
@@ -261,9 +264,12 @@ class VectorIndex:
             self.entity_row = grown
         old_rows = set(self.entity_row[entity_ids][self.entity_row[entity_ids] >= 0].tolist())
         added = []
-        for entity, vector in zip(entity_ids.tolist(), vectors, strict=True):
-            digest = vector_digest(vector)
-            row = self.row_of.get(digest)
+        digests = [vector_digest(v) for v in vectors]
+        near = self._near_duplicates(vectors, [self.row_of.get(d) is None for d in digests])
+        for entity, vector, digest, close in zip(
+            entity_ids.tolist(), vectors, digests, near, strict=True
+        ):
+            row = self.row_of.get(digest, close)
             if row is None:
                 row = len(self.members)
                 self.members.append(np.array([entity], dtype=np.int64))
@@ -281,6 +287,23 @@ class VectorIndex:
             rows, overflow = to_l2_items(np.stack(added), self.max_norm)
             self.index.add(rows)
             self.overflow += overflow
+
+    def _near_duplicates(self, vectors: np.ndarray, missed: list[bool]) -> list[int | None]:
+        """For each ``missed`` vector (its digest matched no row), the stored row within
+        :data:`NEAR_DUPLICATE` of it (relative to its norm) if the index finds one, in one
+        search: the digest rounds, and two vectors a float bit apart can round to either
+        side of a fifth decimal."""
+        out: list[int | None] = [None] * len(vectors)
+        rows = np.flatnonzero(missed)
+        if not len(rows) or self.index.ntotal == 0:
+            return out
+        queries, _ = to_l2_items(vectors[rows], self.max_norm)
+        distance, found = self.index.search(queries, 1)
+        norms = np.einsum("ij,ij->i", vectors[rows], vectors[rows])
+        close = (found[:, 0] >= 0) & (distance[:, 0] <= NEAR_DUPLICATE**2 * norms)
+        for i in np.flatnonzero(close):
+            out[rows[i]] = int(found[i, 0])
+        return out
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -131,10 +131,16 @@ def test_batch_lands_and_becomes_searchable(lake):
     np.testing.assert_allclose(
         bundle.vectors[new_ids], bundle.vectors[[ids[template]] * 3], atol=1e-5
     )
-    row = bundle.index.entity_row[ids[template]]
-    assert [bundle.index.entity_row[e] for e in new_ids] == [row] * 3
+    # (in the template's row, or in a row the build made for another item with the
+    # template's concepts whose vector differs from it in the last float bits)
+    (row,) = {bundle.index.entity_row[e] for e in new_ids}
+    members = bundle.index.members[row]
+    np.testing.assert_allclose(
+        bundle.vectors[members], bundle.vectors[[ids[template]] * len(members)], atol=1e-5
+    )
     _, found = bundle.index.search(bundle.query(np.array([ids[template], new_ids[0]])), 10)
-    assert (found >= 0).all() and np.array_equal(found[0], found[1])
+    # the same neighbours (their order may differ where two scores tie to float noise)
+    assert (found >= 0).all() and set(found[0]) == set(found[1])
     # and an existing item's neighbour list now holds the new items wherever it holds
     # the template (the popularity prior keeps items without history low for popular
     # queries; a query from the template's own concepts finds them)

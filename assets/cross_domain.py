@@ -236,9 +236,10 @@ def report_table(report: CrossDomainReport) -> str:
             cells.append(
                 "—" if result is None else f"{result['metrics'].get(metric, float('nan')):.4f}"
             )
-        lams = report.results[COLD_USERS][name]["lam"], report.results[NEW_ITEMS][name]["lam"]
-        rows.append((name, kind, *cells, f"{lams[0]:g} / {lams[1]:g}"))
-    header = ["scorer", "trained on", *(f"{t} {m}" for t, m in columns), "λ (users / items)"]
+        lams = " / ".join(f"{report.results[t][name]['lam']:g}" for t in report.results)
+        rows.append((name, kind, *cells, lams))
+    header = ["scorer", "trained on", *(f"{t} {m}" for t, m in columns),
+              f"λ ({' / '.join(report.results)})"]  # fmt: skip
     targets = [
         (label, t["model"], t["peer"], f"{t['ratio']:.2f}×", f"≥ {t['bar']}×")
         for label, t in report.target_ratios().items()

@@ -124,10 +124,10 @@ def histories(data: MarkedInteractions) -> list[np.ndarray]:
     return _groups(data.user[train], data.entity[train], data.num_users)
 
 
-def cold_user_task(data: MarkedInteractions, seed: int = 0) -> Task:
-    """Cold users with training history and held-out target items."""
-    held = data.held & data.cold_user
-    truth = _groups(data.user[held], data.entity[held], data.num_users)
+def user_task(data: MarkedInteractions, rows: np.ndarray, seed: int = 0) -> Task:
+    """Users with training history and some of ``rows`` (held-out rows): each ranks the
+    target from their history; truth is their entities among ``rows``."""
+    truth = _groups(data.user[rows], data.entity[rows], data.num_users)
     history = histories(data)
     users = np.array(
         [u for u in range(data.num_users) if len(truth[u]) and len(history[u])], dtype=np.int64
@@ -139,6 +139,16 @@ def cold_user_task(data: MarkedInteractions, seed: int = 0) -> Task:
         _halves(len(users), seed),
     )
     return _capped(task, seed)
+
+
+def cold_user_task(data: MarkedInteractions, seed: int = 0) -> Task:
+    """Cold users with training history and held-out target items."""
+    return user_task(data, data.held & data.cold_user, seed)
+
+
+def exposure_task(data: MarkedInteractions, seed: int = 0) -> Task:
+    """Users with training history and held-out new-item rows: are those items reached?"""
+    return user_task(data, data.held & data.new_item, seed)
 
 
 def new_item_task(data: MarkedInteractions, seed: int = 0) -> Task:
@@ -174,22 +184,6 @@ def new_item_task(data: MarkedInteractions, seed: int = 0) -> Task:
         _halves(len(queries), seed),
     )
     return _capped(task, seed)
-
-
-def exposure_task(data: MarkedInteractions, seed: int = 0) -> Task:
-    """Users with training history and held-out new-item rows: are those items reached?"""
-    rows = data.held & data.new_item
-    truth = _groups(data.user[rows], data.entity[rows], data.num_users)
-    history = histories(data)
-    users = np.array(
-        [u for u in range(data.num_users) if len(truth[u]) and len(history[u])], dtype=np.int64
-    )
-    return Task(
-        users,
-        [torch.from_numpy(np.unique(truth[u])) for u in users],
-        [torch.from_numpy(history[u]) for u in users],
-        _halves(len(users), seed),
-    )
 
 
 def _sparse(rows: np.ndarray, cols: np.ndarray, values: Tensor, shape: tuple[int, int]) -> Tensor:

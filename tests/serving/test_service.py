@@ -17,7 +17,7 @@ import requests
 
 from serving.artifact import load_bundle
 from serving.build import build_bundle
-from serving.index import IndexParams, item_vectors, query_vectors
+from serving.index import IndexParams, build, item_vectors, query_vectors, vector_digest
 from serving.launch import similar_items_service
 from serving.synthetic import clustered_matrix
 from storage.layout import LakeLayout
@@ -56,6 +56,20 @@ def test_index_reaches_recall_on_duplicates_and_upserts(tmp_path):
     bundle.save(tmp_path / "b")
     again = load_bundle(tmp_path / "b")
     assert np.array_equal(again.index.search(q, 10)[1], index.search(q, 10)[1])
+
+
+def test_an_upsert_a_float_bit_from_a_row_joins_it_across_a_rounding_edge():
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(50, 9)).astype(np.float32)
+    items[0, 0] = np.float32(0.123455)  # on the digest's fifth-decimal rounding edge
+    index = build(items, np.arange(50), IndexParams(kind="flat"))
+    nudged = items[0].copy()
+    nudged[0] = np.nextafter(nudged[0], np.float32(0))  # one float bit below
+    assert vector_digest(nudged) != vector_digest(items[0])
+    far = items[1] + 0.1
+    index.upsert(np.array([60, 61]), np.stack([nudged, far]))
+    assert index.entity_row[60] == index.entity_row[0]  # the same vector: one row
+    assert index.entity_row[61] == index.index.ntotal - 1  # a different one: a new row
 
 
 def test_rows_upserted_after_the_build_are_scored_exactly(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
 from storage.layout import LakeLayout
 from storage.versions import LATEST, latest
+from training.cross_domain import load_report as load_cross_domain_report
 from training.evaluation import NO_LEARNING, STRICT, TRANSDUCTIVE, load_report
 
 
@@ -60,17 +62,36 @@ def headline(layout: LakeLayout) -> list[str]:
     return lines
 
 
+def cross_domain_headline(layout: LakeLayout) -> list[str]:
+    """The cross-domain evaluation's bars, where a cross_domain_refresh made one."""
+    folder = layout.artifact("cross_domain_evaluation")
+    if not (folder / LATEST).exists():
+        return []
+    report = load_cross_domain_report(latest(folder))
+    if report.empty:
+        return [f"Cross-domain: domain {report.target!r} has no items"]
+    return [f"Cross-domain (target {report.target}): " + "; ".join(
+        f"{label} {t['model']} {t['ratio']:.2f}x (bar {t['bar']}x)"
+        for label, t in report.target_ratios().items()
+    )]  # fmt: skip
+
+
 def last_run() -> str | None:
-    """How the last full_refresh run went and how long it took, from the Dagster instance."""
+    """How the last refresh run went and how long it took, from the Dagster instance."""
     if not os.getenv("DAGSTER_HOME"):
         return None
     instance = dg.DagsterInstance.get()
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name="full_refresh"), limit=1)
+    runs = [
+        run
+        for job in ("full_refresh", "cross_domain_refresh")
+        for run in instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1)
+    ]
     if not runs:
         return None
-    stats = instance.get_run_stats(runs[0].run_id)
+    run = max(runs, key=lambda r: instance.get_run_stats(r.run_id).start_time or 0.0)
+    stats = instance.get_run_stats(run.run_id)
     took = (stats.end_time or time.time()) - (stats.start_time or time.time())
-    return f"full_refresh {runs[0].status.value.lower()} in {took / 60:.1f} min"
+    return f"{run.job_name} {run.status.value.lower()} in {took / 60:.1f} min"
 
 
 def main() -> None:
@@ -86,7 +107,7 @@ def main() -> None:
         for pointer in artifacts:
             print(f"{pointer.parent.name:<40} {pointer.parent / pointer.read_text().strip()}")
     print()
-    for line in filter(None, [last_run(), *headline(layout)]):
+    for line in filter(None, [last_run(), *headline(layout), *cross_domain_headline(layout)]):
         print(line)
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
     print(f"\nDagster runs and asset metadata: {home}")
@@ -94,7 +115,10 @@ def main() -> None:
     if (layout.index / LATEST).exists():
         entities = pq.read_table(latest(layout.index) / ENTITIES, columns=["item_id"])
         item = entities.column("item_id")[0].as_py()
-        print("Query it:     make serve, then")
+        # `make serve` serves lake/ unless told otherwise (make demo-cross-domain's lake)
+        default = root.resolve() == (Path.cwd() / "lake").resolve()
+        lake = "" if default else f"COGRAPH_LAKE_ROOT={root} "
+        print(f"Query it:     {lake}make serve, then")
         print(
             f"              curl 'http://127.0.0.1:8000/v1/items/{item}/similar?k=5&explain=true'"
         )

@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
 from orchestration.definitions import ASSETS, CHECKS
+from orchestration.summary import cross_domain_headline
 from serving.artifact import load_bundle
 from serving.retrieval import nearest
 from spark_jobs import constants as C
@@ -75,6 +76,9 @@ def test_every_model_is_measured_and_the_targets_are_checked(cross_domain_lake):
     for name in ("cold_users_beat_popular", "cold_users_beat_target_only",
                  "new_items_beat_concepts"):  # fmt: skip
         assert "×" in checks[name].description  # measured, whatever the small lake gives
+    # and `make demo-cross-domain`'s summary prints the three bars
+    (line,) = cross_domain_headline(LakeLayout(lake))
+    assert "target live" in line and line.count("(bar ") == 3
 
 
 def test_a_music_history_gets_live_items_from_the_index(cross_domain_lake):

@@ -19,6 +19,7 @@ import logging
 import uvicorn
 
 from serving.app import ServiceConfig, create_app
+from serving.http_protocol import with_header_timeout
 from settings import current
 from storage.layout import LakeLayout
 
@@ -43,6 +44,12 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=1000)
     parser.add_argument("--keep-alive-seconds", type=float, default=5.0)
     parser.add_argument("--body-timeout-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--header-timeout-seconds",
+        type=float,
+        default=settings.header_timeout_seconds,
+        help="a request's headers must arrive within this (else 408 and the connection closes)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args()
     config = ServiceConfig(
@@ -65,6 +72,7 @@ def main() -> None:
         access_log=args.access_log,
         limit_concurrency=args.max_connections,
         timeout_keep_alive=int(args.keep_alive_seconds),
+        http=with_header_timeout(args.header_timeout_seconds),
     )
 
 

@@ -218,6 +218,11 @@ class Settings:
         "", "Bearer token of the service's admin endpoints (empty: refused)."
     )
     micro_batching: bool = setting(True, "The service batches concurrent queries into one search.")
+    header_timeout_seconds: float = setting(
+        10.0,
+        "The service's deadline for a request's headers (slow clients get 408 and are closed).",
+        _at_least(0, above=True),
+    )
     reload_poll_seconds: float = setting(
         5.0, "The service checks `ann_index/LATEST` this often (0: never).", _at_least(0)
     )

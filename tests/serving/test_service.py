@@ -26,6 +26,7 @@ from storage.versions import publish as publish_version
 TOKEN = "s3cret-token"
 ONE = {"item_id": "item-1"}
 N = 2000
+HEADER_TIMEOUT = 2.0
 
 
 def publish(root: Path, version: str, seed: int) -> None:
@@ -145,7 +146,11 @@ def test_the_prior_parameter_trades_similarity_for_popularity(service):
 def service(tmp_path_factory):
     lake = tmp_path_factory.mktemp("lake")
     publish(lake, "v1", seed=0)
-    env = {"COGRAPH_ADMIN_TOKEN": TOKEN, "COGRAPH_RELOAD_POLL_SECONDS": "0"}
+    env = {
+        "COGRAPH_ADMIN_TOKEN": TOKEN,
+        "COGRAPH_RELOAD_POLL_SECONDS": "0",
+        "COGRAPH_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+    }
     with similar_items_service(lake, env) as url:
         yield url, lake
 
@@ -270,6 +275,32 @@ def test_errors_keep_the_connection_and_a_chunked_reload_body_is_read(service):
     assert json.loads(reply.read())["index_version"] == "v1", "the chunked body was not read"
     conn.request("POST", "/v1/admin/unpin", headers=headers)
     assert json.loads(conn.getresponse().read())["pinned"] is False
+
+
+def test_headers_that_trickle_in_get_a_408_and_the_connection_closes(service):
+    """Slowloris: one header line every half second never completes a request; the
+    deadline on headers answers 408 (JSON) and closes, so the connection is freed."""
+    url, _ = service
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        start = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        for n in range(40):
+            if select.select([sock], [], [], 0.5)[0]:
+                answer = sock.recv(4096)
+                break
+            sock.sendall(b"X-Slow-%d: 1\r\n" % n)
+        took = time.monotonic() - start
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"]
+        assert HEADER_TIMEOUT <= took < HEADER_TIMEOUT + 3
+        assert select.select([sock], [], [], 5)[0] and sock.recv(4096) == b""  # closed
+    # a client that waits a while, then sends its request at once, is served
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        time.sleep(HEADER_TIMEOUT / 2)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
 
 
 def test_an_endless_chunked_body_is_refused_early(service):

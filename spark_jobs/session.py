@@ -48,6 +48,7 @@ class SparkCapabilities:
 
 
 _cached: tuple[SparkSession, SparkCapabilities] | None = None
+LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
 def _builder(settings: SparkSettings, libs: JvmLibraries) -> SparkSession.Builder:
@@ -61,6 +62,7 @@ def _builder(settings: SparkSettings, libs: JvmLibraries) -> SparkSession.Builde
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J}")
     )
     for key, value in settings.extra_conf.items():
         builder = builder.config(key, value)

@@ -79,5 +79,7 @@ def test_session_without_an_unserved_package_starts_once_with_one_warning(tmp_pa
     assert "DELTA False 3" in done.stdout
     ours = [ln for ln in done.stderr.splitlines() if "not fetched" in ln]
     assert len(ours) == 1 and "0.0.0-never-published" in ours[0]
-    # no resolver report, no Java stack
+    # no resolver report, no Java stack, and none of Spark's default-profile banners (the
+    # driver logs through spark_jobs/log4j2.properties)
     assert not [ln for ln in done.stderr.splitlines() if ln.startswith(("\tat ", "::", "Ivy"))]
+    assert "log4j profile" not in done.stderr and "native-hadoop" not in done.stderr

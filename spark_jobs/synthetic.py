@@ -209,11 +209,30 @@ def _break_rows(rng: np.random.Generator, df: pd.DataFrame, share: float) -> Non
             df.at[row, C.ITEM_ID] = "no-such-item"
 
 
+TWO_DOMAIN_FIELDS = ("cross_domain", "target_share", "no_target_user_share")
+
+
+def content_key(spec: SyntheticSpec) -> str:
+    """A hash of what the generator's output depends on: it is deterministic, so its spec
+    identifies the content (and so the batch id that append-once ingest keys on). Outside
+    two-domain mode the two-domain fields change nothing and are left out, so a
+    single-domain spec hashes as it did before they existed and a lake made then is not
+    appended to a second time."""
+    values = dataclasses.astuple(spec)
+    if not spec.cross_domain:
+        names = [f.name for f in dataclasses.fields(spec)]
+        values = tuple(
+            tuple(r[:4] for r in value) if name == "relations" else value  # without per_domain
+            for name, value in zip(names, values, strict=True)
+            if name not in TWO_DOMAIN_FIELDS
+        )
+    return hashlib.sha256(repr(values).encode()).hexdigest()[:20]
+
+
 def synthetic_inputs(spark: SparkSession, spec: SyntheticSpec) -> RawInputs:
     interactions, items, concepts = generate(spec)
     source = f"synthetic(seed={spec.seed})"
-    # the generator is deterministic: its spec identifies the content
-    spec_hash = hashlib.sha256(repr(dataclasses.astuple(spec)).encode()).hexdigest()[:20]
+    spec_hash = content_key(spec)
 
     def frame(df: pd.DataFrame) -> DataFrame:
         rows = df.assign(**{LINE: np.arange(1, len(df) + 1), BAD_BYTES: None})

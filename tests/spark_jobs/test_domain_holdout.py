@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -9,7 +11,7 @@ from spark_jobs import constants as C
 from spark_jobs import domain_holdout as H
 from spark_jobs.coengagement import CoengagementParams
 from spark_jobs.graph import build_nodes
-from spark_jobs.synthetic import CROSS_DOMAINS, SyntheticSpec, generate
+from spark_jobs.synthetic import CROSS_DOMAINS, SyntheticSpec, content_key, generate
 from spark_jobs.user_item_edges import ENTITY, USER, user_item_edges
 
 SPEC = SyntheticSpec(
@@ -98,3 +100,10 @@ def test_user_item_edges_number_users_and_cap_them(spark):
     assert sorted(edges[columns].itertuples(index=False, name=None)) == [
         ("u1", 0, "a", 0, "music"), ("u2", 1, "b", 1, "live"), ("u2", 1, "c", 2, "live"),
     ]  # fmt: skip
+
+
+def test_single_domain_specs_keep_their_batch_ids():
+    """Lakes made before two-domain mode existed hold the demo's input under this batch id:
+    the same spec must hash the same, or `make demo` would append it a second time."""
+    assert content_key(SyntheticSpec()) == "562f9e8137836d138ddb"
+    assert content_key(SPEC) != content_key(dataclasses.replace(SPEC, target_share=0.4))

@@ -88,8 +88,10 @@ def last_run() -> str | None:
     ]
     if not runs:
         return None
-    run = max(runs, key=lambda r: instance.get_run_stats(r.run_id).start_time or 0.0)
-    stats = instance.get_run_stats(run.run_id)
+    stats, run = max(
+        ((instance.get_run_stats(r.run_id), r) for r in runs),
+        key=lambda pair: pair[0].start_time or 0.0,
+    )
     took = (stats.end_time or time.time()) - (stats.start_time or time.time())
     return f"{run.job_name} {run.status.value.lower()} in {took / 60:.1f} min"
 

@@ -36,7 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from training.baselines import Signals
-from training.ranking import average_precision_at_k, hits_matrix, rank_rows
+from training.ranking import (
+    MAX_QUERIES,
+    average_precision_at_k,
+    hits_matrix,
+    mask_out,
+    rank_rows,
+    recall_at_k,
+)
 
 K_USERS, K_ITEMS = 20, 10
 MIN_SUPPORT = 2
@@ -44,7 +51,6 @@ TRUTH_K = 20  # a new item's co-engagement neighbours that count as relevant
 LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
 COLD_USERS, NEW_ITEMS, EXPOSURE = "cold_users", "new_items", "new_item_exposure"
 POPULAR, ITEMCF, CONCEPTS = "popular_in_target", "cross_domain_itemcf", "popularity+concepts"
-MAX_QUERIES = 2000  # per half of a task
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,16 @@ class Task:
     exclude: list[Tensor]
     validation: np.ndarray
 
-    def half(self, validation: bool) -> Task:
-        keep = np.flatnonzero(self.validation == validation)
+    def subset(self, rows: np.ndarray) -> Task:
         return Task(
-            self.queries[keep],
-            [self.relevant[i] for i in keep],
-            [self.exclude[i] for i in keep],
-            self.validation[keep],
+            self.queries[rows],
+            [self.relevant[i] for i in rows],
+            [self.exclude[i] for i in rows],
+            self.validation[rows],
         )
+
+    def half(self, validation: bool) -> Task:
+        return self.subset(np.flatnonzero(self.validation == validation))
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -103,19 +111,14 @@ def _halves(n: int, seed: int) -> np.ndarray:
 
 
 def _capped(task: Task, seed: int) -> Task:
-    """At most :data:`MAX_QUERIES` queries per half, a seeded sample in query order."""
+    """At most :data:`~training.ranking.MAX_QUERIES` queries per half, a seeded sample in
+    query order."""
     keep = []
     rng = np.random.default_rng(seed)
     for v in (True, False):
         rows = np.flatnonzero(task.validation == v)
         keep.append(rows if len(rows) <= MAX_QUERIES else rng.choice(rows, MAX_QUERIES, False))
-    rows = np.sort(np.concatenate(keep))
-    return Task(
-        task.queries[rows],
-        [task.relevant[i] for i in rows],
-        [task.exclude[i] for i in rows],
-        task.validation[rows],
-    )
+    return task.subset(np.sort(np.concatenate(keep)))
 
 
 def histories(data: MarkedInteractions) -> list[np.ndarray]:
@@ -264,10 +267,7 @@ def ranked(
         seeds = task.exclude[start : start + batch]
         s = scorer(seed_matrix(seeds, n)).float() + lam * log_users
         s[:, ~in_target] = -torch.inf
-        rows = torch.repeat_interleave(
-            torch.arange(len(seeds)), torch.tensor([len(x) for x in seeds])
-        )
-        s[rows, torch.cat(seeds)] = -torch.inf
+        mask_out(s, seeds)
         out.append(rank_rows(s, k))
     return torch.cat(out)
 
@@ -288,12 +288,11 @@ def task_metrics(kind: str, ranked_ids: Tensor, relevant: list[Tensor]) -> dict[
         return {HEADLINE[kind]: math.nan}
     if kind == NEW_ITEMS:
         return {"map@10": float(average_precision_at_k(ranked_ids, relevant).mean())}
-    hits = hits_matrix(ranked_ids, relevant).float()
     if kind == EXPOSURE:  # per (user, new item) row
-        return {"hit@20": float(hits.sum() / sum(len(r) for r in relevant))}
-    sizes = torch.tensor([len(r) for r in relevant], dtype=torch.float)
+        found = hits_matrix(ranked_ids, relevant).float().sum()
+        return {"hit@20": float(found / sum(len(r) for r in relevant))}
     return {
-        "recall@20": float((hits.sum(1) / sizes).mean()),
+        "recall@20": float(recall_at_k(ranked_ids, relevant).mean()),
         "ndcg@20": float(ndcg_at_k(ranked_ids, relevant).mean()),
     }
 
@@ -303,9 +302,6 @@ class TaskScore:
     metrics: dict[str, float]  # on the test half
     lam: float  # chosen on the validation half
     queries: int
-
-    def headline(self, kind: str) -> float:
-        return self.metrics[HEADLINE[kind]]
 
 
 def score_task(

@@ -93,7 +93,7 @@ def top_k(
     for start in range(0, len(queries), batch_size):
         batch = queries[start : start + batch_size]
         s = scores(batch).float().clone()
-        _mask(s, exclude[start : start + batch_size])
+        mask_out(s, exclude[start : start + batch_size])
         out.append(rank_rows(s, k))
     return torch.cat(out)
 
@@ -110,7 +110,7 @@ def weighted_sum(weights: tuple[float, ...], parts: list[Tensor]) -> Tensor:
     return s
 
 
-def _mask(s: Tensor, exclude: list[Tensor]) -> None:
+def mask_out(s: Tensor, exclude: list[Tensor]) -> None:
     """``s[row, exclude[row]] = -inf`` for every row in one indexed write: a write (and a
     host-to-device copy) per row made GPU validation launch-bound."""
     sizes = torch.tensor([ids.numel() for ids in exclude])
@@ -202,7 +202,7 @@ class RankingTask:
             relevant = self.relevant[start : start + batch_size]
             for g, weights in enumerate(grid):
                 s = weighted_sum(weights, parts)  # a fresh tensor: masking it in place is safe
-                _mask(s, self.exclude[start : start + batch_size])
+                mask_out(s, self.exclude[start : start + batch_size])
                 ap[g] += average_precision_at_k(rank_rows(s, k).cpu(), relevant).nansum()
             count += sum(1 for r in relevant if r.numel())
         return (ap / max(count, 1)).tolist()

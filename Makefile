@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
-.PHONY: install demo demo-cross-domain test lint ui serve bench bench-devices quality clean home
+.PHONY: install demo demo-cross-domain demo-e2e test lint ui serve bench bench-devices quality clean home
 
 ## The Dagster instance folder: freshness policies on, one lake-writing run at a time
 ## (full refresh, incremental update, maintenance), dead runs marked failed by the daemon.
@@ -45,6 +45,13 @@ demo-cross-domain: install home
 	COGRAPH_LAKE_ROOT=$(CURDIR)/lake-cross-domain $(BIN)/dagster job execute \
 		-m orchestration.definitions -j cross_domain_refresh -c orchestration/cross_domain_run.yaml
 	COGRAPH_LAKE_ROOT=$(CURDIR)/lake-cross-domain $(BIN)/python -m orchestration.summary
+
+## End-to-end mode (E2E-GRec) on the demo lake: e2e_refresh trains the ranker with the GNN
+## and every comparison arm; `make serve` then answers /v1/recommend with strategy "e2e".
+demo-e2e: install home
+	$(BIN)/dagster job execute -m orchestration.definitions -j e2e_refresh \
+		-c orchestration/demo_run.yaml
+	$(BIN)/python -m orchestration.summary
 
 ## Lint and run the test suite (real Spark, real Delta tables, real Dagster webserver).
 test: install

@@ -7,6 +7,7 @@ import dagster as dg
 from assets import (
     ann,
     cross_domain,
+    e2e,
     embeddings,
     evaluation,
     graph,
@@ -59,7 +60,9 @@ EXECUTOR_BY_DEPLOYMENT = {"local": dg.in_process_executor, "cluster": dg.multipr
 
 DEPLOYMENT = current().deployment
 
-ASSET_MODULES = [raw, graph, evaluation, shards, model, embeddings, ann, incremental, cross_domain]
+ASSET_MODULES = [
+    raw, graph, evaluation, shards, model, embeddings, ann, incremental, cross_domain, e2e
+]  # fmt: skip
 # What each group runs on (kind icons in the UI; Dagster shows at most three per asset).
 KINDS = {
     "ingest": {"spark", "delta"},
@@ -72,6 +75,7 @@ KINDS = {
     "serving": {"faiss"},
     "incremental": {"spark", "delta", "faiss"},
     "cross_domain": {"spark", "pytorch"},
+    "e2e": {"spark", "pytorch"},
 }
 OWNERS = ["team:cograph"]
 ASSETS = dg.map_asset_specs(
@@ -82,7 +86,8 @@ CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 UPDATES = dg.AssetSelection.assets("batch_updates")
 CROSS_DOMAIN = dg.AssetSelection.groups(cross_domain.GROUP)
-REFRESH = dg.AssetSelection.all() - UPDATES - CROSS_DOMAIN  # what a full refresh rebuilds
+E2E = dg.AssetSelection.groups(e2e.GROUP)
+REFRESH = dg.AssetSelection.all() - UPDATES - CROSS_DOMAIN - E2E  # what a full refresh rebuilds
 # Runs that write the lake share this tag; the instance config that `make` writes limits
 # it to one run at a time (the lake's own writer lease backs that up in the code).
 LAKE_WRITER = {"cograph/lake-writer": "lake"}
@@ -102,6 +107,14 @@ cross_domain_refresh = dg.define_asset_job(
     "and new-item rows are held out of the graph, walk models are trained on the joint and "
     "the target-only graph, and every model is measured on what was held out (needs "
     "COGRAPH_CROSS_DOMAIN_TARGET or the cross_domain resource's target).",
+)
+e2e_refresh = dg.define_asset_job(
+    "e2e_refresh",
+    selection=E2E.upstream(depth=1).required_multi_asset_neighbors(),
+    tags=LAKE_WRITER,
+    description="Ingest the configured source, then train and measure the end-to-end ranker "
+    "against two-stage and the other arms on a temporal split; the ranker is published for "
+    "/v1/recommend strategy e2e only when it is at least as good as two-stage.",
 )
 incremental_update = dg.define_asset_job(
     INCREMENTAL_JOB,
@@ -126,7 +139,13 @@ nightly_refresh = dg.ScheduleDefinition(
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
-    jobs=[full_refresh, cross_domain_refresh, incremental_update, lake_maintenance],
+    jobs=[
+        full_refresh,
+        cross_domain_refresh,
+        e2e_refresh,
+        incremental_update,
+        lake_maintenance,
+    ],  # fmt: skip
     schedules=[nightly_refresh, weekly_lake_maintenance],
     sensors=[inbox_sensor],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),

@@ -15,9 +15,11 @@ from serving.artifact import ENTITIES, load_bundle
 from settings import current
 from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
-from storage.layout import LakeLayout
+from storage.layout import E2E_RANKER, LakeLayout
 from storage.versions import LATEST, latest
 from training.cross_domain import load_report as load_cross_domain_report
+from training.e2e_run import TARGET as E2E_TARGET
+from training.e2e_run import load_report as load_e2e_report
 from training.evaluation import NO_LEARNING, STRICT, TRANSDUCTIVE, load_report
 
 
@@ -76,6 +78,17 @@ def cross_domain_headline(layout: LakeLayout) -> list[str]:
     )]  # fmt: skip
 
 
+def e2e_headline(layout: LakeLayout) -> list[str]:
+    """End-to-end against two-stage, where an e2e_refresh made a report."""
+    folder = layout.e2e_rankers
+    if not (folder / LATEST).exists():
+        return []
+    report = load_e2e_report(latest(folder))
+    served = "published" if (latest(folder) / E2E_RANKER).exists() else "not published"
+    return [f"End-to-end ranker: {report.ratio:.2f}x two-stage on test NDCG@20 "
+            f"(target {E2E_TARGET}x); ranker {served}"]  # fmt: skip
+
+
 def last_run() -> str | None:
     """How the last refresh run went and how long it took, from the Dagster instance."""
     if not os.getenv("DAGSTER_HOME"):
@@ -83,7 +96,7 @@ def last_run() -> str | None:
     instance = dg.DagsterInstance.get()
     runs = [
         run
-        for job in ("full_refresh", "cross_domain_refresh")
+        for job in ("full_refresh", "cross_domain_refresh", "e2e_refresh")
         for run in instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1)
     ]
     if not runs:
@@ -109,7 +122,9 @@ def main() -> None:
         for pointer in artifacts:
             print(f"{pointer.parent.name:<40} {pointer.parent / pointer.read_text().strip()}")
     print()
-    for line in filter(None, [last_run(), *headline(layout), *cross_domain_headline(layout)]):
+    for line in filter(
+        None, [last_run(), *headline(layout), *cross_domain_headline(layout), *e2e_headline(layout)]
+    ):
         print(line)
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")
     print(f"\nDagster runs and asset metadata: {home}")

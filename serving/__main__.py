@@ -54,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     config = ServiceConfig(
         index_root=LakeLayout.at(args.lake).index,
+        ranker_root=LakeLayout.at(args.lake).e2e_rankers,
         admin_token=settings.admin_token,
         micro_batching=bool(args.micro_batching),
         max_batch=args.max_batch,

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from serving import schemas as S
 from serving.artifact import IndexBundle, load_bundle
 from serving.batcher import MicroBatcher
+from serving.e2e_ranker import E2ERanker, newest_ranker
 from serving.index_versions import Selection, load_newest
 from serving.metrics import Metrics
 from serving.openapi import DOCS_PAGE, openapi_document
@@ -65,6 +66,7 @@ class ServiceConfig:
     poll_seconds: float = 0.0  # > 0: reload by itself when LATEST moves (incremental updates)
     url: str = ""  # where clients reach it, for the start-up line
     default_domain: str = "default"  # the domain of items whose catalog names none
+    ranker_root: Path | None = None  # <lake>/e2e_ranker: the end-to-end rankers' versions
 
 
 class Json(JSONResponse):
@@ -99,8 +101,10 @@ def invalid(error: ValidationError) -> BadRequest:
 class Served:
     """The current bundle and its lookups, replaced as a whole on reload."""
 
-    def __init__(self, bundle: IndexBundle, folder: Path, default_domain: str) -> None:
-        self.bundle, self.folder = bundle, folder.name
+    def __init__(
+        self, bundle: IndexBundle, folder: Path, default_domain: str, ranker: E2ERanker | None
+    ) -> None:
+        self.bundle, self.folder, self.ranker = bundle, folder.name, ranker
         self.entity_of = bundle.entity_ids()
         self.item_of = {entity: item for item, entity in self.entity_of.items()}
         concepts = bundle.concepts.group_by("entity_id").aggregate([("concept", "list")])
@@ -172,6 +176,20 @@ class Served:
         return out
 
 
+E2E_CANDIDATES = 200  # strategy e2e: the ANN candidates the ranker re-scores
+NO_RANKER = (
+    "No end-to-end ranker is published: materialize e2e_ranker (make demo-e2e); a ranker "
+    "that loses to two-stage is not published"
+)
+
+
+def with_ranker_scores(rows: list[dict], scores: list[float | None]) -> list[dict]:
+    for row, score in zip(rows, scores, strict=False):
+        if score is not None:
+            row["ranker_score"] = round(score, 6)
+    return rows
+
+
 _INT = re.compile(r"[+]?[0-9]{1,6}")
 _FLOAT = re.compile(r"[+-]?([0-9]{1,6}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][+-]?[0-9]{1,3})?")
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
@@ -206,8 +224,8 @@ def create_app(config: ServiceConfig) -> Starlette:
     selection = Selection(config.index_root)
     reload_lock = asyncio.Lock()
 
-    def install(bundle: IndexBundle, folder: Path) -> None:
-        state["served"] = Served(bundle, folder, config.default_domain)
+    def install(bundle: IndexBundle, folder: Path, ranker: E2ERanker | None) -> None:
+        state["served"] = Served(bundle, folder, config.default_domain, ranker)
         metrics.index_version = bundle.version
         metrics.index_entities = len(bundle.index)
 
@@ -323,9 +341,22 @@ def create_app(config: ServiceConfig) -> Starlette:
         queries = served.bundle.query(entities, req.prior)
         run = partial(search, served)
         keep = served.keep(req)
-        if req.strategy == "mean":
+        ranker_scores: list[float | None] = []
+        if req.strategy in ("mean", "e2e"):
             query = weighted_mean(queries, weights)[None, :]
-            [hits] = await nearest(run, query, [skip], req.k, keep)
+            if req.strategy == "e2e":
+                if served.ranker is None:
+                    raise BadRequest(409, NO_RANKER)
+                [pool] = await nearest(run, query, [skip], max(req.k, E2E_CANDIDATES), keep)
+                order = served.ranker.rerank(
+                    [served.item_of[e] for e in entities.tolist()],
+                    weights,
+                    [served.item_of[h.entity] for h in pool],
+                )[: req.k]
+                hits = [pool[pos] for pos, _ in order]
+                ranker_scores = [score for _, score in order]
+            else:
+                [hits] = await nearest(run, query, [skip], req.k, keep)
         else:
             # the most recent (last) heavy items seed the search
             order = np.argsort(-weights[::-1], kind="stable")[: req.seeds]
@@ -336,7 +367,7 @@ def create_app(config: ServiceConfig) -> Starlette:
                 "strategy": req.strategy,
                 "index_version": served.bundle.version,
                 "ignored_unknown_items": unknown,
-                "results": served.results(hits, query, None),
+                "results": with_ranker_scores(served.results(hits, query, None), ranker_scores),
             }
         )
 
@@ -359,8 +390,9 @@ def create_app(config: ServiceConfig) -> Starlette:
         """Load ``folder`` off the event loop and serve it; returns the previous version."""
         async with reload_lock:
             bundle = await asyncio.to_thread(load_bundle, folder)
+            ranker = await asyncio.to_thread(newest_ranker, config.ranker_root)
             previous = state["served"].bundle.version
-            install(bundle, folder)
+            install(bundle, folder, ranker)
             metrics.reloads += 1
         return previous
 
@@ -440,7 +472,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bundle, folder = await asyncio.to_thread(load_newest, config.index_root, load_bundle)
-        install(bundle, folder)
+        install(bundle, folder, await asyncio.to_thread(newest_ranker, config.ranker_root))
         log.info("cograph similar items on %s: %s; API %s/docs",
                  config.url or "(in process)", summary(bundle, folder), config.url)  # fmt: skip
         batcher.start()

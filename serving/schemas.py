@@ -55,10 +55,11 @@ class HistoryEntry(Strict):
 class RecommendRequest(Filters):
     history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY)
     k: K = 10
-    strategy: Literal["mean", "multi_seed"] = Field(
+    strategy: Literal["mean", "multi_seed", "e2e"] = Field(
         "mean",
         description="`mean`: one query, the weighted mean of the history; `multi_seed`: one "
-        "search per heavy recent item, merged.",
+        "search per heavy recent item, merged; `e2e`: the `mean` search's candidates "
+        "re-scored by the end-to-end ranker (409 when none is published).",
     )
     seeds: int = Field(8, ge=1, le=64, description="multi_seed: the items that seed searches.")
     prior: Prior = None
@@ -94,6 +95,11 @@ class Result(BaseModel):
     prior: float = Field(description="Popularity prior: weight × log(1 + the item's degree).")
     title: str | None = None
     domain: str | None = None
+    ranker_score: float | None = Field(
+        None,
+        description="Strategy `e2e`: the end-to-end ranker's score, what the results are "
+        "sorted by (absent for an item the ranker has not seen, ranked last).",
+    )
     shared_concepts: list[str] | None = Field(
         None, description="With explain: concepts the query and the result share."
     )

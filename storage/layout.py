@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STAGING = "_staging"
+E2E_RANKER = "e2e_ranker.npz"  # in an e2e_ranker version folder: what the service re-scores with
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class LakeLayout:
     @property
     def index(self) -> Path:
         return self.artifact("ann_index")
+
+    @property
+    def e2e_rankers(self) -> Path:
+        return self.artifact("e2e_ranker")
 
     @property
     def checkpoints(self) -> Path:

@@ -150,10 +150,11 @@ def ease_fits(num_entities: int) -> bool:
     return num_entities <= EASE_MAX_ENTITIES
 
 
-def ease_weights(s: Signals, lam: float) -> Tensor:
-    """EASE's ``B`` for ridge ``lam`` times the mean of ``diag(AᵀA)`` (a scale-free λ)."""
-    g = s.gram.clone()
-    g.diagonal().add_(lam * float(s.gram.diagonal().mean().clamp(min=1e-12)))
+def ease_matrix(gram: Tensor, lam: float) -> Tensor:
+    """EASE's ``B`` of the Gram matrix ``AᵀA`` for ridge ``lam`` times the mean of its
+    diagonal (a scale-free λ)."""
+    g = gram.clone()
+    g.diagonal().add_(lam * float(gram.diagonal().mean().clamp(min=1e-12)))
     p = torch.cholesky_inverse(torch.linalg.cholesky(g))
     b = p / (-p.diagonal()).unsqueeze(0)  # B_ij = -P_ij / P_jj
     b.fill_diagonal_(0.0)
@@ -161,7 +162,7 @@ def ease_weights(s: Signals, lam: float) -> Tensor:
 
 
 def ease(s: Signals, lam: float) -> Scores:
-    b = ease_weights(s, lam)
+    b = ease_matrix(s.gram, lam)
     return lambda q: _sparse_rows(s.eel, q, b)
 
 

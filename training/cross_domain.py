@@ -189,9 +189,11 @@ def new_item_task(data: MarkedInteractions, seed: int = 0) -> Task:
     return _capped(task, seed)
 
 
-def _sparse(rows: np.ndarray, cols: np.ndarray, values: Tensor, shape: tuple[int, int]) -> Tensor:
+def sparse_matrix(
+    rows: np.ndarray, cols: np.ndarray, values: Tensor, shape: tuple[int, int]
+) -> Tensor:
     index = torch.from_numpy(np.stack([rows, cols]).astype(np.int64))
-    return torch.sparse_coo_tensor(index, values.float(), shape).coalesce()
+    return torch.sparse_coo_tensor(index, values.float(), shape, check_invariants=True).coalesce()
 
 
 def seed_matrix(seeds: list[Tensor], n: int) -> Tensor:
@@ -201,7 +203,7 @@ def seed_matrix(seeds: list[Tensor], n: int) -> Tensor:
     rows = np.repeat(np.arange(len(seeds)), sizes)
     cols = torch.cat(seeds).numpy() if seeds else np.zeros(0, np.int64)
     weights = np.repeat([1.0 / max(k, 1) for k in sizes], sizes)
-    return _sparse(rows, cols, torch.from_numpy(weights), (len(seeds), n))
+    return sparse_matrix(rows, cols, torch.from_numpy(weights), (len(seeds), n))
 
 
 # A scorer maps a seed matrix (sparse ``(B, N)``) to ``(B, N)`` scores, before λ. An item
@@ -219,11 +221,18 @@ class InteractionSignals:
 
 def interaction_signals(data: MarkedInteractions) -> InteractionSignals:
     train = ~data.held
-    users = np.bincount(data.entity[train], minlength=data.num_entities).astype(np.float32)
-    values = torch.from_numpy(1.0 / np.sqrt(np.maximum(users, 1.0))[data.entity[train]])
-    columns = _sparse(
-        data.user[train], data.entity[train], values, (data.num_users, data.num_entities)
+    return interaction_signals_of(
+        data.user[train], data.entity[train], data.num_users, data.num_entities
     )
+
+
+def interaction_signals_of(
+    user: np.ndarray, entity: np.ndarray, num_users: int, n: int
+) -> InteractionSignals:
+    """The signals of distinct ``(user, entity)`` training rows."""
+    users = np.bincount(entity, minlength=n).astype(np.float32)
+    values = torch.from_numpy(1.0 / np.sqrt(np.maximum(users, 1.0))[entity])
+    columns = sparse_matrix(user, entity, values, (num_users, n))
     return InteractionSignals(torch.log1p(torch.from_numpy(users)), columns)
 
 

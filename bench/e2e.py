@@ -25,8 +25,12 @@ from training.time_split import e2e_inputs
 DOC = Path(__file__).resolve().parents[1] / "docs" / "quality.md"
 
 
-def synthetic_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    interactions, items, concepts = generate(SyntheticSpec())
+TINY_SPEC = SyntheticSpec(n_users=200, n_items=300, n_interactions=6_000)
+TINY_CONFIG = E2EConfig(dim=8, epochs=2, batch_size=128, negatives=64, max_steps_per_epoch=3)
+
+
+def synthetic_frames(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    interactions, items, concepts = generate(spec)
     ts = pd.to_numeric(interactions["ts"], errors="coerce")
     valid = (
         interactions["user_id"].notna()
@@ -56,10 +60,12 @@ def movielens_frames(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return interactions, concepts
 
 
-def dataset_section(title: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[str, E2EReport]:
+def dataset_section(
+    title: str, frames: tuple[pd.DataFrame, pd.DataFrame], config: E2EConfig
+) -> tuple[str, E2EReport]:
     device = pick_device()
     tick = time.perf_counter()
-    run = run_arms(e2e_inputs(*frames), E2EConfig().params(), device, log=print)
+    run = run_arms(e2e_inputs(*frames), config.params(), device, log=print)
     report = run.report
     c = report.counts
     return (
@@ -79,13 +85,15 @@ def dataset_section(title: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> tu
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[E2EReport]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--movielens", type=Path, default=Path("../shared/datasets/ml-latest-small")
     )
     parser.add_argument("--out", type=Path, default=DOC)
+    parser.add_argument("--tiny", action="store_true", help="seconds-long sizes (the smoke test)")
     args = parser.parse_args(argv)
+    config = TINY_CONFIG if args.tiny else E2EConfig()
     sections = [
         "## End-to-end mode (E2E-GRec)",
         f"Written by `python -m bench.e2e`; {stamp('torch')}. A temporal split of each "
@@ -97,13 +105,18 @@ def main(argv: list[str] | None = None) -> None:
         "full-graph inference and the ranker's training; end-to-end: its joint training and "
         "one full-graph inference).",
     ]
-    datasets = [("Demo default (synthetic)", synthetic_frames())]
-    if args.movielens.exists():
+    datasets = [
+        ("Demo default (synthetic)", synthetic_frames(TINY_SPEC if args.tiny else SyntheticSpec()))
+    ]
+    if args.movielens.exists() and not args.tiny:
         datasets.append(("ml-latest-small", movielens_frames(args.movielens)))
+    reports = []
     for title, frames in datasets:
-        section, _ = dataset_section(title, frames)
+        section, report = dataset_section(title, frames, config)
         sections.append(section)
+        reports.append(report)
     write_section("e2e", "\n\n".join(sections), doc=args.out, header="# Quality\n")
+    return reports
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ _ERRORS = {
     401: "No valid bearer token (admin endpoints).",
     404: "Unknown item id (or, for a recommendation, no known item in the history).",
     408: "The body did not arrive within the body timeout.",
+    409: "Strategy `e2e` while no end-to-end ranker is published.",
     413: "The body is larger than the limit (64 KiB by default).",
     422: "The request does not match its schema; `errors` names each field.",
 }
@@ -97,7 +98,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Items for a user's history.",
                     "requestBody": _body(S.RecommendRequest),
                     "responses": _answer(
-                        S.RecommendResponse, "Recommended items.", 404, 408, 413, 422
+                        S.RecommendResponse, "Recommended items.", 404, 408, 409, 413, 422
                     ),  # fmt: skip
                 }
             },

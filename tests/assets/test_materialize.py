@@ -17,12 +17,13 @@ from training.checkpoint import load_model_set
 from training.shard_store import open_shards
 
 CROSS_DOMAIN_ASSETS = {"user_item_edges", "cross_domain_walk_models", "cross_domain_evaluation"}
+E2E_ASSETS = {"e2e_ranker"}
 ISSUE_ASSETS = {
     "raw_interactions", "item_catalog", "item_concepts", "quarantine",
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
     "hasp_shards", "concept_pretraining", "gnn_checkpoint", "evaluation_split",
     "entity_embeddings", "embedding_matrix", "embedding_evaluation", "ann_index",
-    "batch_updates", *CROSS_DOMAIN_ASSETS,
+    "batch_updates", *CROSS_DOMAIN_ASSETS, *E2E_ASSETS,
 }  # fmt: skip
 
 
@@ -47,8 +48,9 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
     materialized = {
         m.asset_key.to_user_string() for m in first_run.get_asset_materialization_events()
     }
-    # the inbox is empty; the cross-domain group is cross_domain_refresh's (test_cross_domain)
-    assert materialized == ISSUE_ASSETS - {"batch_updates"} - CROSS_DOMAIN_ASSETS
+    # the inbox is empty; the cross-domain group is cross_domain_refresh's (test_cross_domain),
+    # the e2e group e2e_refresh's (test_e2e)
+    assert materialized == ISSUE_ASSETS - {"batch_updates"} - CROSS_DOMAIN_ASSETS - E2E_ASSETS
     checks = first_run.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
 

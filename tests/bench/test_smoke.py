@@ -11,6 +11,7 @@ from bench import (
     ann,
     coengagement,
     devices,
+    e2e,
     end_to_end,
     graph_build,
     hasp_partition,
@@ -140,3 +141,12 @@ def test_graph_build_smoke(tmp_path, spark):
     text = doc.read_text()
     assert "<!-- graph-build:start -->" in text and "Spark's costliest stages" in text
     assert (tmp_path / "graph_build.png").exists()
+
+
+def test_e2e_smoke(tmp_path):
+    doc = tmp_path / "quality.md"
+    (report,) = e2e.main(["--tiny", "--out", str(doc)])
+    assert set(report.arms) == {"no_graph", "two_stage", "end_to_end", "e2e_no_gfae",
+                                "e2e_fixed_weights"}  # fmt: skip
+    text = doc.read_text()
+    assert "<!-- e2e:start -->" in text and "| end_to_end |" in text and "| ease |" in text

@@ -48,10 +48,11 @@ demo-cross-domain: install home
 
 ## End-to-end mode (E2E-GRec) on the demo lake: e2e_refresh trains the ranker with the GNN
 ## and every comparison arm; `make serve` then answers /v1/recommend with strategy "e2e".
+## A failed gate fails the run; the summary still says what was measured.
 demo-e2e: install home
 	$(BIN)/dagster job execute -m orchestration.definitions -j e2e_refresh \
-		-c orchestration/demo_run.yaml
-	$(BIN)/python -m orchestration.summary
+		-c orchestration/demo_run.yaml; status=$$?; \
+		$(BIN)/python -m orchestration.summary; exit $$status
 
 ## Lint and run the test suite (real Spark, real Delta tables, real Dagster webserver).
 test: install

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -277,12 +277,11 @@ class Trainer:
         arm, p = ARMS[name], self.params
         torch.manual_seed(p.seed)
         model = E2EModel(self.graph, arm, p, frozen).to(self.device)
-        tasks = [q for q in model.parameters() if q.requires_grad]
-        optimizer = torch.optim.Adam(tasks, lr=p.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
         balance = GradNorm(2, p.gradnorm_alpha) if arm.gradnorm else None
         n = len(self.user)
         steps = min(p.max_steps_per_epoch, max(1, n // p.batch_size))
-        best, best_state, curve, step_times = -1.0, None, [], []
+        best, best_state, kept, curve, step_times = -1.0, None, 0, [], []
         started = time.perf_counter()
         for epoch in range(p.epochs):
             model.train()
@@ -302,7 +301,7 @@ class Trainer:
             value = self.evaluate(model, self.valid)["ndcg@20"]
             curve.append(value)
             log(f"{name} epoch {epoch + 1}/{p.epochs}: validation NDCG@20 {value:.4f}")
-            if value > best:
+            if best_state is None or value > best:  # NaN (no validation users): the first
                 best, best_state, kept = value, copy.deepcopy(model.state_dict()), epoch
         train_seconds = time.perf_counter() - started
         model.load_state_dict(best_state)
@@ -337,16 +336,18 @@ class Trainer:
         pairs = torch.stack([csr.col[co], dst[co]])
         started = time.perf_counter()
         steps = min(p.max_steps_per_epoch, max(1, pairs.shape[1] // p.batch_size))
-        for epoch in range(p.pretrain_epochs):
-            for _ in range(steps if pairs.shape[1] else 0):
+        if not pairs.shape[1]:
+            log("two_stage pretraining: no co-engaged pairs, the GNN keeps its initialisation")
+        for epoch in range(p.pretrain_epochs if pairs.shape[1] else 0):
+            for _ in range(steps):
                 batch = pairs[
                     :, torch.randint(pairs.shape[1], (p.batch_size,), generator=self.generator)
                 ]
                 seeds, inverse = torch.unique(batch.reshape(-1), return_inverse=True)
                 g, _ = self._graph_outputs(encoder_model, seeds)
                 z = F.normalize(g[inverse.to(self.device)].view(2, p.batch_size, -1), dim=-1)
-                logits = z[0] @ z[1].t() / 0.1
-                loss = F.cross_entropy(logits, torch.arange(p.batch_size, device=self.device))
+                target = torch.arange(p.batch_size, device=self.device)
+                loss = F.cross_entropy(scores(z[0], z[1]), target)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -357,7 +358,3 @@ class Trainer:
             encoder_model.eval()
             frozen = encoder_model.full_graph(self.graph)
         return frozen.detach(), pretrain_seconds, time.perf_counter() - tick
-
-
-def result_dict(result: ArmResult) -> dict:
-    return asdict(result)

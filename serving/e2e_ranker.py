@@ -16,12 +16,16 @@ and a candidate's score is ``o_uᵀ o_i / τ``.
 
 from __future__ import annotations
 
+import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from storage.layout import E2E_RANKER
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,19 @@ class E2ERanker:
 
 def newest_ranker(root: Path | None) -> E2ERanker | None:
     """The ranker of the newest version under ``root`` that has one (a version whose
-    ranker lost to two-stage has its report only), or None."""
+    ranker lost to two-stage has its report only), or None (also when it does not load:
+    the service then answers strategy e2e with a 409 and everything else as before)."""
     if root is None or not root.is_dir():
         return None
     folders = [f for f in root.iterdir() if (f / E2E_RANKER).is_file()]
     if not folders:
         return None
-    return load_ranker(max(folders, key=lambda f: (f / E2E_RANKER).stat().st_mtime))
+    newest = max(folders, key=lambda f: (f / E2E_RANKER).stat().st_mtime)
+    try:
+        return load_ranker(newest)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not the index's fault
+        log.error("End-to-end ranker %s does not load (%s); serving without one", newest, error)
+        return None
 
 
 def load_ranker(folder: Path) -> E2ERanker:

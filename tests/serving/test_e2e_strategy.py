@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from storage.layout import LakeLayout
+from storage.layout import E2E_RANKER, LakeLayout
 from tests.serving.test_api import JSON, Service, publish_index
 from tests.training.test_e2e import TINY, tiny_inputs
 from training.e2e import END_TO_END
@@ -26,6 +26,10 @@ def lake(tmp_path_factory) -> LakeLayout:
 
 
 def test_without_a_published_ranker_e2e_is_a_409(lake):
+    # a folder whose ranker file is garbage counts as none: the service still starts
+    broken = lake.e2e_rankers / "broken"
+    broken.mkdir(parents=True)
+    (broken / E2E_RANKER).write_bytes(b"not a ranker")
     service = Service(lake.index, ranker_root=lake.e2e_rankers)
     try:
         reply = service("POST", "/v1/recommend", {**HISTORY, "strategy": "e2e"})

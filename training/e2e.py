@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.e2e_eval import UserScorer, user_metrics
+from training.e2e_eval import UserScorer, means, per_user_metrics, user_metrics
 from training.e2e_model import GraphEncoder, TwoTowerRanker, scores
 from training.gfae import FeatureAutoEncoder
 from training.gradnorm import GradNorm
@@ -49,6 +49,16 @@ class Arm:
     graph: str  # "none", "frozen" or "joint"
     gfae: bool = False
     gradnorm: bool = False
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Stage one of two-stage: the GNN's full-graph outputs after its training on
+    co-engaged pairs, and the seconds of each part."""
+
+    outputs: Tensor
+    seconds: float
+    inference_seconds: float
 
 
 ARMS = {
@@ -69,12 +79,13 @@ class E2EParams:
     serve_history: int = 50  # a query's most recent items
     batch_size: int = 512
     negatives: int = 512
-    epochs: int = 4
+    epochs: int = 10
     pretrain_epochs: int = 2
     lr: float = 0.005
     gfae_share: float = 0.2
     gradnorm_alpha: float = 1.5
     max_steps_per_epoch: int = 200
+    gnn_item_ids: bool = True  # the GNN's items have id embeddings (else features alone)
     seed: int = 0
 
 
@@ -83,6 +94,7 @@ class ArmResult:
     validation: dict[str, float]  # of the kept epoch
     test: dict[str, float]
     epoch: int
+    test_ndcg_per_user: list[float]  # in the order of the test queries, for paired tests
     step_seconds: float  # mean seconds per training step
     train_seconds: float
     inference_seconds: float  # one full-graph GNN pass (0 without a graph)
@@ -107,6 +119,7 @@ class E2EModel(nn.Module):
                 len(graph.relations),
                 params.dim,
                 params.layers,
+                params.gnn_item_ids,
             )
             if arm.graph == "joint"
             else None
@@ -272,10 +285,13 @@ class Trainer:
 
     # training ----------------------------------------------------------------------------
     def train(
-        self, name: str, frozen: Tensor | None = None, log: Callable[[str], None] = print
+        self, name: str, pretrained: Pretrained | None = None, log: Callable[[str], None] = print
     ) -> tuple[E2EModel, ArmResult]:
         arm, p = ARMS[name], self.params
+        if arm.graph == "frozen" and pretrained is None:
+            raise ValueError(f"Arm {name} needs the pretrained GNN (Trainer.pretrain)")
         torch.manual_seed(p.seed)
+        frozen = pretrained.outputs if arm.graph == "frozen" else None
         model = E2EModel(self.graph, arm, p, frozen).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
         balance = GradNorm(2, p.gradnorm_alpha) if arm.gradnorm else None
@@ -310,10 +326,13 @@ class Trainer:
             model.eval()
             model.full_graph(self.graph)
         inference = time.perf_counter() - tick if arm.graph == "joint" else 0.0
+        _, history, truth = self.test
+        test = per_user_metrics(self.scorer(model), history, truth)
         result = ArmResult(
             validation=self.evaluate(model, self.valid),
-            test=self.evaluate(model, self.test),
+            test=means(test),
             epoch=kept + 1,
+            test_ndcg_per_user=test["ndcg@20"].tolist(),
             step_seconds=float(np.mean(step_times)),
             train_seconds=train_seconds,
             inference_seconds=inference,
@@ -322,9 +341,9 @@ class Trainer:
         )
         return model, result
 
-    def pretrain(self, log: Callable[[str], None] = print) -> tuple[Tensor, float, float]:
+    def pretrain(self, log: Callable[[str], None] = print) -> Pretrained:
         """Stage one of two-stage: the GNN alone on co-engaged item pairs (in-batch
-        softmax), then its frozen full-graph outputs; and the seconds of each part."""
+        softmax), then its full-graph outputs."""
         p = self.params
         torch.manual_seed(p.seed)
         encoder_model = E2EModel(self.graph, Arm("joint"), p, None).to(self.device)
@@ -357,4 +376,8 @@ class Trainer:
         with torch.no_grad():
             encoder_model.eval()
             frozen = encoder_model.full_graph(self.graph)
-        return frozen.detach(), pretrain_seconds, time.perf_counter() - tick
+        return Pretrained(
+            frozen.detach(),
+            pretrain_seconds,
+            time.perf_counter() - tick,
+        )

@@ -47,26 +47,31 @@ def _auc(s: Tensor, relevant: list[Tensor], history: list[Tensor]) -> Tensor:
     return torch.stack(out) if out else torch.empty(0)
 
 
-def user_metrics(
+def per_user_metrics(
     scorer: UserScorer, history: list[Tensor], relevant: list[Tensor], batch: int = 256
-) -> dict[str, float]:
-    """Mean Recall@20, NDCG@20 and AUC of ``scorer`` over the queries."""
-    recall, ndcg, auc = [], [], []
+) -> dict[str, Tensor]:
+    """Recall@20, NDCG@20 and AUC of ``scorer`` per query ``(Q,)``."""
+    out: dict[str, list[Tensor]] = {"recall@20": [], "ndcg@20": [], "auc": []}
     for start in range(0, len(history), batch):
         h, r = history[start : start + batch], relevant[start : start + batch]
         s = scorer(h).float().cpu().clone()  # a scorer may return a broadcast view
-        auc.append(_auc(s, r, h))
+        out["auc"].append(_auc(s, r, h))
         mask_out(s, h)
         top = rank_rows(s, K)
-        recall.append(recall_at_k(top, r))
-        ndcg.append(ndcg_at_k(top, r))
-    if not recall:
-        return {"recall@20": float("nan"), "ndcg@20": float("nan"), "auc": float("nan")}
-    return {
-        "recall@20": float(torch.cat(recall).nanmean()),
-        "ndcg@20": float(torch.cat(ndcg).nanmean()),
-        "auc": float(torch.cat(auc).nanmean()),
-    }
+        out["recall@20"].append(recall_at_k(top, r))
+        out["ndcg@20"].append(ndcg_at_k(top, r))
+    return {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in out.items()}
+
+
+def means(per_user: dict[str, Tensor]) -> dict[str, float]:
+    return {name: float(v.nanmean()) if len(v) else float("nan") for name, v in per_user.items()}
+
+
+def user_metrics(
+    scorer: UserScorer, history: list[Tensor], relevant: list[Tensor]
+) -> dict[str, float]:
+    """Mean Recall@20, NDCG@20 and AUC of ``scorer`` over the queries."""
+    return means(per_user_metrics(scorer, history, relevant))
 
 
 def popular(s: InteractionSignals) -> UserScorer:

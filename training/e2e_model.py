@@ -26,17 +26,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from training.layers import RelationAttentionConv
-from training.subgraph import Subgraph
 
 TEMPERATURE = 0.1
 
 
 class GraphEncoder(nn.Module):
     def __init__(
-        self, num_items: int, num_nodes: int, features: int, relations: int, dim: int, layers: int
+        self,
+        num_items: int,
+        num_nodes: int,
+        features: int,
+        relations: int,
+        dim: int,
+        layers: int,
+        item_ids: bool = True,
     ) -> None:
         super().__init__()
-        self.num_items = num_items
+        self.num_items, self.item_ids = num_items, item_ids
         self.node_emb = nn.Embedding(num_nodes, dim)
         self.feature_proj = nn.Linear(features, dim)
         self.relation_emb = nn.Parameter(torch.randn(relations, dim) * 0.1)
@@ -55,15 +61,13 @@ class GraphEncoder(nn.Module):
         """Outputs of ``nodes`` (global ids) with features ``x``, over local edges."""
         own = self.node_emb(nodes)
         is_item = nodes < self.num_items
-        keep = ~is_item | known[nodes.clamp(max=self.num_items - 1)]
+        keep = ~is_item
+        if self.item_ids:
+            keep = keep | known[nodes.clamp(max=self.num_items - 1)]
         h = self.feature_proj(x) + own * keep.unsqueeze(-1)
         for conv in self.convs:
             h = conv(h, edge_index, edge_type, self.relation_emb)
         return h
-
-    def sampled(self, sub: Subgraph, x: Tensor, known: Tensor) -> Tensor:
-        """The seeds' outputs on a sampled subgraph."""
-        return self.forward(sub.nodes, x, known, sub.edge_index, sub.edge_type)[: sub.num_seeds]
 
 
 class Tower(nn.Module):

@@ -145,8 +145,9 @@ def test_graph_build_smoke(tmp_path, spark):
 
 def test_e2e_smoke(tmp_path):
     doc = tmp_path / "quality.md"
-    (report,) = e2e.main(["--tiny", "--out", str(doc)])
+    ((report, _),) = e2e.main(["--tiny", "--seeds", "2", "--out", str(doc)])
     assert set(report.arms) == {"no_graph", "two_stage", "end_to_end", "e2e_no_gfae",
                                 "e2e_fixed_weights"}  # fmt: skip
     text = doc.read_text()
     assert "<!-- e2e:start -->" in text and "| end_to_end |" in text and "| ease |" in text
+    assert "seed 1:" in text and " ± " in text

@@ -48,6 +48,7 @@ def test_e2e_re_scores_the_ann_candidates(lake):
     )
     run = run_arms(data, TINY, torch.device("cpu"), arms=(END_TO_END,), log=lambda _: None)
     run.report.arms["two_stage"] = run.report.arms[END_TO_END]  # the gate needs its peer
+    assert run.report.difference() == (0.0, 0.0, 0.0)
     assert run.publishes
     folder = lake.e2e_rankers / "run-1"
     run.save(folder)

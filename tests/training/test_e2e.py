@@ -11,8 +11,8 @@ import torch
 from serving.e2e_ranker import load_ranker
 from spark_jobs.synthetic import SyntheticSpec, generate
 from storage.layout import E2E_RANKER
-from training.e2e import ARMS, END_TO_END, NO_GFAE, E2EModel, E2EParams, Trainer
-from training.e2e_run import export_ranker, run_arms
+from training.e2e import ARMS, END_TO_END, NO_GFAE, TWO_STAGE, E2EModel, E2EParams, Trainer
+from training.e2e_run import E2EReport, export_ranker, run_arms
 from training.gfae import FeatureAutoEncoder
 from training.gradnorm import GradNorm
 from training.hetero_graph import COENGAGED, hetero_graph
@@ -179,3 +179,23 @@ def test_the_served_numpy_user_tower_is_the_trained_one(data, tmp_path):
     assert order[-1] == (6, None)
     values = [score for _, score in order[:-1]]
     assert values == sorted(values, reverse=True) and sorted(p for p, _ in order) == list(range(7))
+
+
+def _report(e2e: list[float], base: list[float]) -> E2EReport:
+    def arm(values: list[float]) -> dict:
+        return {"test": {"ndcg@20": float(np.mean(values))}, "test_ndcg_per_user": values}
+
+    return E2EReport({}, {END_TO_END: arm(e2e), TWO_STAGE: arm(base)}, {}, {}, {})
+
+
+def test_the_gate_blocks_only_what_is_worse_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 0.4, 500)
+    noise = rng.normal(0, 0.05, 500)
+    worse = _report((base - 0.05 + noise).tolist(), base.tolist())
+    assert worse.ratio < 1 and not worse.holds
+    _, lo, hi = worse.difference()
+    assert lo < -0.05 < hi < 0
+    level = _report((base + noise).tolist(), base.tolist())
+    assert level.holds and level.difference()[1] < 0 < level.difference()[2]
+    assert _report((base + 0.05).tolist(), base.tolist()).holds

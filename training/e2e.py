@@ -85,7 +85,6 @@ class E2EParams:
     gfae_share: float = 0.2
     gradnorm_alpha: float = 1.5
     max_steps_per_epoch: int = 200
-    gnn_item_ids: bool = True  # the GNN's items have id embeddings (else features alone)
     seed: int = 0
 
 
@@ -119,7 +118,6 @@ class E2EModel(nn.Module):
                 len(graph.relations),
                 params.dim,
                 params.layers,
-                params.gnn_item_ids,
             )
             if arm.graph == "joint"
             else None
@@ -157,9 +155,8 @@ class E2EModel(nn.Module):
 
 def _pad(owner: Tensor, values: Tensor, rows: int, width: int) -> tuple[Tensor, Tensor]:
     """``(rows, width)`` values by owner (grouped, in order) and their 0/1 weights."""
-    first = torch.cumsum(torch.bincount(owner, minlength=rows), 0) - torch.bincount(
-        owner, minlength=rows
-    )
+    counts = torch.bincount(owner, minlength=rows)
+    first = torch.cumsum(counts, 0) - counts
     rank = torch.arange(len(owner)) - first[owner]
     out = torch.zeros(rows, width, dtype=values.dtype)
     w = torch.zeros(rows, width)

@@ -39,10 +39,9 @@ class GraphEncoder(nn.Module):
         relations: int,
         dim: int,
         layers: int,
-        item_ids: bool = True,
     ) -> None:
         super().__init__()
-        self.num_items, self.item_ids = num_items, item_ids
+        self.num_items = num_items
         self.node_emb = nn.Embedding(num_nodes, dim)
         self.feature_proj = nn.Linear(features, dim)
         self.relation_emb = nn.Parameter(torch.randn(relations, dim) * 0.1)
@@ -61,9 +60,7 @@ class GraphEncoder(nn.Module):
         """Outputs of ``nodes`` (global ids) with features ``x``, over local edges."""
         own = self.node_emb(nodes)
         is_item = nodes < self.num_items
-        keep = ~is_item
-        if self.item_ids:
-            keep = keep | known[nodes.clamp(max=self.num_items - 1)]
+        keep = ~is_item | known[nodes.clamp(max=self.num_items - 1)]
         h = self.feature_proj(x) + own * keep.unsqueeze(-1)
         for conv in self.convs:
             h = conv(h, edge_index, edge_type, self.relation_emb)

@@ -135,9 +135,8 @@ class E2EModel(nn.Module):
             return None
         if self.arm.graph == "frozen":
             return self.frozen
-        dst = torch.repeat_interleave(torch.arange(graph.num_nodes), graph.csr.rowptr.diff())
         dev = graph.x.device
-        edges = torch.stack([graph.csr.col, dst]).to(dev)
+        edges = graph.csr.edge_index().to(dev)
         nodes = torch.arange(graph.num_nodes, device=dev)
         return self.encoder(nodes, graph.x, graph.known, edges, graph.csr.rel.to(dev))
 
@@ -249,9 +248,11 @@ class Trainer:
 
     # evaluation --------------------------------------------------------------------------
     @torch.no_grad()
-    def scorer(self, model: E2EModel) -> UserScorer:
+    def scorer(self, model: E2EModel, g: Tensor | None = None) -> UserScorer:
+        """The model's user scorer; ``g``: its full-graph outputs when already computed."""
         model.eval()
-        g = model.full_graph(self.graph)
+        if g is None:
+            g = model.full_graph(self.graph)
         items = model.item_vectors(self.graph, g)
         rows = model.history_rows(self.graph, g)
         cap = self.params.serve_history
@@ -321,12 +322,13 @@ class Trainer:
         tick = time.perf_counter()
         with torch.no_grad():
             model.eval()
-            model.full_graph(self.graph)
+            g = model.full_graph(self.graph)
         inference = time.perf_counter() - tick if arm.graph == "joint" else 0.0
+        score = self.scorer(model, g)  # one full-graph pass serves validation and test
         _, history, truth = self.test
-        test = per_user_metrics(self.scorer(model), history, truth)
+        test = per_user_metrics(score, history, truth)
         result = ArmResult(
-            validation=self.evaluate(model, self.valid),
+            validation=self.measure(score, self.valid),
             test=means(test),
             epoch=kept + 1,
             test_ndcg_per_user=test["ndcg@20"].tolist(),
@@ -347,9 +349,8 @@ class Trainer:
         encoder = encoder_model.encoder
         optimizer = torch.optim.Adam(encoder.parameters(), lr=p.lr)
         csr = self.graph.csr
-        dst = torch.repeat_interleave(torch.arange(csr.num_nodes), csr.rowptr.diff())
         co = csr.rel == self.graph.relations.index(COENGAGED)
-        pairs = torch.stack([csr.col[co], dst[co]])
+        pairs = csr.edge_index()[:, co]
         started = time.perf_counter()
         steps = min(p.max_steps_per_epoch, max(1, pairs.shape[1] // p.batch_size))
         if not pairs.shape[1]:

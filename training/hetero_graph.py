@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from training.cross_domain import sparse_matrix
 from training.subgraph import Csr
 from training.time_split import E2EInputs, UserTimeSplit
 
@@ -43,17 +44,10 @@ class HeteroGraph:
         return len(self.x)
 
 
-def _sparse(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> Tensor:
-    index = torch.from_numpy(np.stack([rows, cols]).astype(np.int64))
-    return torch.sparse_coo_tensor(
-        index, torch.ones(len(rows)), shape, check_invariants=True
-    ).coalesce()
-
-
 def coengaged_pairs(user: np.ndarray, item: np.ndarray, num_users: int, n: int) -> Tensor:
     """``(2, E)`` item pairs (both directions): each item's top :data:`COENGAGED_K` by
     cosine of user columns, blocks of :data:`ITEM_BLOCK` items (memory ``block × N``)."""
-    xt = _sparse(item, user, (n, num_users))
+    xt = sparse_matrix(item, user, torch.ones(len(item)), (n, num_users))
     norm = torch.sqrt(torch.bincount(torch.from_numpy(item), minlength=n).float()).clamp(min=1)
     src, dst = [], []
     k = min(COENGAGED_K, n - 1)

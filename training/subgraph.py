@@ -36,6 +36,11 @@ class Csr:
     def num_nodes(self) -> int:
         return len(self.rowptr) - 1
 
+    def edge_index(self) -> Tensor:
+        """Every edge as ``(2, E)`` (source, target), in CSR order (``rel`` lines up)."""
+        dst = torch.repeat_interleave(torch.arange(self.num_nodes), self.rowptr.diff())
+        return torch.stack([self.col, dst])
+
     def degree(self, nodes: Tensor) -> Tensor:
         return self.rowptr[nodes + 1] - self.rowptr[nodes]
 

@@ -128,10 +128,8 @@ def test_time_split_tests_each_users_latest_items(data):
 
 def test_coengaged_edges_are_symmetric_training_pairs(data):
     graph = hetero_graph(data, user_time_split(data))
-    csr = graph.csr
-    dst = torch.repeat_interleave(torch.arange(csr.num_nodes), csr.rowptr.diff())
-    co = csr.rel == graph.relations.index(COENGAGED)
-    pairs = set(zip(csr.col[co].tolist(), dst[co].tolist(), strict=True))
+    co = graph.csr.rel == graph.relations.index(COENGAGED)
+    pairs = set(map(tuple, graph.csr.edge_index()[:, co].t().tolist()))
     assert pairs and all((b, a) in pairs for a, b in pairs)
     assert all(a < graph.num_items and b < graph.num_items for a, b in pairs)
     assert graph.x.shape[0] == graph.num_nodes

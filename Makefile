@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COGRAPH_LAKE_ROOT ?= $(CURDIR)/lake
 
-.PHONY: install demo demo-cross-domain demo-e2e test lint ui serve bench bench-devices quality clean home
+.PHONY: install demo demo-cross-domain demo-e2e demo-neural test lint ui serve bench bench-devices quality clean home
 
 ## The Dagster instance folder: freshness policies on, one lake-writing run at a time
 ## (full refresh, incremental update, maintenance), dead runs marked failed by the daemon.
@@ -51,6 +51,13 @@ demo-cross-domain: install home
 ## A failed gate fails the run; the summary still says what was measured.
 demo-e2e: install home
 	$(BIN)/dagster job execute -m orchestration.definitions -j e2e_refresh \
+		-c orchestration/demo_run.yaml; status=$$?; \
+		$(BIN)/python -m orchestration.summary; exit $$status
+
+## Neural relevance (GMP-GR) on the demo lake, after `make demo`: neural_refresh trains
+## MUIRML over the served embeddings; `make serve` then answers strategy "neural".
+demo-neural: install home
+	$(BIN)/dagster job execute -m orchestration.definitions -j neural_refresh \
 		-c orchestration/demo_run.yaml; status=$$?; \
 		$(BIN)/python -m orchestration.summary; exit $$status
 

@@ -13,6 +13,7 @@ from assets import (
     graph,
     incremental,
     model,
+    neural,
     raw,
     shards,
 )
@@ -61,7 +62,7 @@ EXECUTOR_BY_DEPLOYMENT = {"local": dg.in_process_executor, "cluster": dg.multipr
 DEPLOYMENT = current().deployment
 
 ASSET_MODULES = [
-    raw, graph, evaluation, shards, model, embeddings, ann, incremental, cross_domain, e2e
+    raw, graph, evaluation, shards, model, embeddings, ann, incremental, cross_domain, e2e, neural
 ]  # fmt: skip
 # What each group runs on (kind icons in the UI; Dagster shows at most three per asset).
 KINDS = {
@@ -76,6 +77,7 @@ KINDS = {
     "incremental": {"spark", "delta", "faiss"},
     "cross_domain": {"spark", "pytorch"},
     "e2e": {"spark", "pytorch"},
+    "neural": {"pytorch", "faiss"},
 }
 OWNERS = ["team:cograph"]
 ASSETS = dg.map_asset_specs(
@@ -87,7 +89,9 @@ CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
 UPDATES = dg.AssetSelection.assets("batch_updates")
 CROSS_DOMAIN = dg.AssetSelection.groups(cross_domain.GROUP)
 E2E = dg.AssetSelection.groups(e2e.GROUP)
-REFRESH = dg.AssetSelection.all() - UPDATES - CROSS_DOMAIN - E2E  # what a full refresh rebuilds
+NEURAL = dg.AssetSelection.groups(neural.GROUP)
+# what a full refresh rebuilds
+REFRESH = dg.AssetSelection.all() - UPDATES - CROSS_DOMAIN - E2E - NEURAL
 # Runs that write the lake share this tag; the instance config that `make` writes limits
 # it to one run at a time (the lake's own writer lease backs that up in the code).
 LAKE_WRITER = {"cograph/lake-writer": "lake"}
@@ -116,6 +120,14 @@ e2e_refresh = dg.define_asset_job(
     "against two-stage and the other arms on a temporal split; the ranker is published for "
     "/v1/recommend strategy e2e unless it is worse than two-stage beyond the test users' noise.",
 )
+neural_refresh = dg.define_asset_job(
+    "neural_refresh",
+    selection=NEURAL,
+    tags=LAKE_WRITER,
+    description="After full_refresh: train the neural relevance (MUIRML) on the interactions' "
+    "behaviours over the served embeddings and check its search over the served HNSW graph; "
+    "published for /v1/recommend strategy neural when it beats the single-behaviour model.",
+)
 incremental_update = dg.define_asset_job(
     INCREMENTAL_JOB,
     selection=UPDATES,
@@ -143,6 +155,7 @@ defs = dg.Definitions(
         full_refresh,
         cross_domain_refresh,
         e2e_refresh,
+        neural_refresh,
         incremental_update,
         lake_maintenance,
     ],  # fmt: skip

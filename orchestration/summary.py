@@ -15,12 +15,14 @@ from serving.artifact import ENTITIES, load_bundle
 from settings import current
 from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
-from storage.layout import E2E_RANKER, LakeLayout
+from storage.layout import E2E_RANKER, RELEVANCE_MODEL, LakeLayout
 from storage.versions import LATEST, latest
 from training.cross_domain import load_report as load_cross_domain_report
 from training.e2e_run import TARGET as E2E_TARGET
 from training.e2e_run import load_report as load_e2e_report
 from training.evaluation import NO_LEARNING, STRICT, TRANSDUCTIVE, load_report
+from training.muirml_run import MULTI, SINGLE
+from training.muirml_run import load_report as load_relevance_report
 
 
 def recorded_tables(layout: LakeLayout) -> list[tuple[str, int, int]]:
@@ -89,6 +91,18 @@ def e2e_headline(layout: LakeLayout) -> list[str]:
             f"(target {E2E_TARGET}x); ranker {served}"]  # fmt: skip
 
 
+def neural_headline(layout: LakeLayout) -> list[str]:
+    """The neural relevance against the single-behaviour model, where a neural_refresh ran."""
+    folder = layout.relevance_models
+    if not (folder / LATEST).exists():
+        return []
+    report = load_relevance_report(latest(folder))
+    served = "published" if (latest(folder) / RELEVANCE_MODEL).exists() else "not published"
+    multi, single = report.aucs[MULTI]["auc"], report.aucs[SINGLE]["auc"]
+    return [f"Neural relevance: held-out {report.target} AUC {multi:.3f} "
+            f"(single-behaviour {single:.3f}); model {served}"]  # fmt: skip
+
+
 def last_run() -> str | None:
     """How the last refresh run went and how long it took, from the Dagster instance."""
     if not os.getenv("DAGSTER_HOME"):
@@ -96,7 +110,7 @@ def last_run() -> str | None:
     instance = dg.DagsterInstance.get()
     runs = [
         run
-        for job in ("full_refresh", "cross_domain_refresh", "e2e_refresh")
+        for job in ("full_refresh", "cross_domain_refresh", "e2e_refresh", "neural_refresh")
         for run in instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1)
     ]
     if not runs:
@@ -123,7 +137,14 @@ def main() -> None:
             print(f"{pointer.parent.name:<40} {pointer.parent / pointer.read_text().strip()}")
     print()
     for line in filter(
-        None, [last_run(), *headline(layout), *cross_domain_headline(layout), *e2e_headline(layout)]
+        None,
+        [
+            last_run(),
+            *headline(layout),
+            *cross_domain_headline(layout),
+            *e2e_headline(layout),
+            *neural_headline(layout),
+        ],
     ):
         print(line)
     home = os.getenv("DAGSTER_HOME", "(a temporary folder)")

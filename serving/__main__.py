@@ -55,6 +55,7 @@ def main() -> None:
     config = ServiceConfig(
         index_root=LakeLayout.at(args.lake).index,
         ranker_root=LakeLayout.at(args.lake).e2e_rankers,
+        metric_root=LakeLayout.at(args.lake).relevance_models,
         admin_token=settings.admin_token,
         micro_batching=bool(args.micro_batching),
         max_batch=args.max_batch,

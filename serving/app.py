@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import orjson
@@ -40,6 +40,8 @@ from serving.batcher import MicroBatcher
 from serving.e2e_ranker import E2ERanker, newest_ranker
 from serving.index_versions import Selection, load_newest
 from serving.metrics import Metrics
+from serving.neural_metric import NeuralMetric, newest_metric
+from serving.neural_search import NeuralSearcher
 from serving.openapi import DOCS_PAGE, openapi_document
 from serving.retrieval import (
     EVENT_WEIGHTS,
@@ -67,6 +69,7 @@ class ServiceConfig:
     url: str = ""  # where clients reach it, for the start-up line
     default_domain: str = "default"  # the domain of items whose catalog names none
     ranker_root: Path | None = None  # <lake>/e2e_ranker: the end-to-end rankers' versions
+    metric_root: Path | None = None  # <lake>/relevance_model: the neural relevance's versions
 
 
 class Json(JSONResponse):
@@ -98,13 +101,23 @@ def invalid(error: ValidationError) -> BadRequest:
     return BadRequest(422, f"Invalid request: {summary}", fields)
 
 
+class Models(NamedTuple):
+    """What the service re-scores or searches with beside the index (each may be absent)."""
+
+    ranker: E2ERanker | None
+    metric: NeuralMetric | None
+
+
+def load_models(config: ServiceConfig) -> Models:
+    return Models(newest_ranker(config.ranker_root), newest_metric(config.metric_root))
+
+
 class Served:
     """The current bundle and its lookups, replaced as a whole on reload."""
 
-    def __init__(
-        self, bundle: IndexBundle, folder: Path, default_domain: str, ranker: E2ERanker | None
-    ) -> None:
-        self.bundle, self.folder, self.ranker = bundle, folder.name, ranker
+    def __init__(self, bundle: IndexBundle, folder: Path, default_domain: str, models: Models):
+        self.bundle, self.folder, self.ranker = bundle, folder.name, models.ranker
+        self.neural, self.no_neural = neural_searcher(bundle, models.metric)
         self.entity_of = bundle.entity_ids()
         self.item_of = {entity: item for item, entity in self.entity_of.items()}
         concepts = bundle.concepts.group_by("entity_id").aggregate([("concept", "list")])
@@ -127,6 +140,11 @@ class Served:
         self.default_domain = default_domain
         self.domains = {d or self.default_domain for d in self.domain_of.values()}
         self.log_degree = bundle.log_degree
+
+    def score(self, query: np.ndarray, entity: int) -> float:
+        """The served score ``[h, w] · [h_e, log(1 + deg_e)]`` of one entity for a query."""
+        vector = np.asarray(self.bundle.vectors[entity], dtype=np.float32)
+        return float(query[:-1] @ vector + query[-1] * self.log_degree[entity])
 
     def entity(self, item_id: str) -> int | None:
         entity = self.entity_of.get(item_id)
@@ -176,6 +194,27 @@ class Served:
         return out
 
 
+def neural_searcher(
+    bundle: IndexBundle, metric: NeuralMetric | None
+) -> tuple[NeuralSearcher | None, str]:
+    """The neural search over ``bundle``'s graph, or None and why (the 409's detail): a
+    relevance model fits only the embeddings it was trained on."""
+    if metric is None:
+        return None, NO_METRIC
+    served = str(bundle.meta.get("model_version", ""))
+    if metric.embedding_version != served:
+        return None, (
+            f"The relevance model {metric.version} was trained on embeddings "
+            f"{metric.embedding_version!r}, the index serves {served!r}: run neural_refresh "
+            "(make demo-neural) for the served embeddings"
+        )
+    return NeuralSearcher(bundle.index, bundle.vectors, metric), ""
+
+
+NO_METRIC = (
+    "No neural relevance model is published: materialize relevance_model (make demo-neural); "
+    "a model that does not beat the single-behaviour one is not published"
+)
 E2E_CANDIDATES = 200  # strategy e2e: the ANN candidates the ranker re-scores
 NO_RANKER = (
     "No end-to-end ranker is published: materialize e2e_ranker (make demo-e2e); a ranker "
@@ -183,10 +222,11 @@ NO_RANKER = (
 )
 
 
-def with_ranker_scores(rows: list[dict], scores: list[float | None]) -> list[dict]:
+def with_scores(rows: list[dict], scores: list[float | None], name: str) -> list[dict]:
+    """``rows`` with a re-scoring strategy's score ``name`` (``ranker_score``, ``relevance``)."""
     for row, score in zip(rows, scores, strict=False):
         if score is not None:
-            row["ranker_score"] = round(score, 6)
+            row[name] = round(score, 6)
     return rows
 
 
@@ -224,8 +264,8 @@ def create_app(config: ServiceConfig) -> Starlette:
     selection = Selection(config.index_root)
     reload_lock = asyncio.Lock()
 
-    def install(bundle: IndexBundle, folder: Path, ranker: E2ERanker | None) -> None:
-        state["served"] = Served(bundle, folder, config.default_domain, ranker)
+    def install(bundle: IndexBundle, folder: Path, models: Models) -> None:
+        state["served"] = Served(bundle, folder, config.default_domain, models)
         metrics.index_version = bundle.version
         metrics.index_entities = len(bundle.index)
 
@@ -235,6 +275,16 @@ def create_app(config: ServiceConfig) -> Starlette:
             return await batcher.search(index, queries, k)
         metrics.batch(len(queries))
         return await asyncio.to_thread(index.search, queries, k)
+
+    async def neural_search(
+        searcher: NeuralSearcher, users: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Concurrent requests' users go to one side-by-side search through the same
+        batcher (Q-HiPANNS: their candidates are scored in shared calls)."""
+        if config.micro_batching:
+            return await batcher.search(searcher, users, k)
+        metrics.batch(len(users))
+        return await asyncio.to_thread(searcher.search, users, k)
 
     def handler(
         route: str, fn: Callable[[Request], Awaitable[Response]]
@@ -341,8 +391,18 @@ def create_app(config: ServiceConfig) -> Starlette:
         queries = served.bundle.query(entities, req.prior)
         run = partial(search, served)
         keep = served.keep(req)
-        ranker_scores: list[float | None] = []
-        if req.strategy in ("mean", "e2e"):
+        extra: list[float | None] = []
+        if req.strategy == "neural":
+            if served.neural is None:
+                raise BadRequest(409, served.no_neural)
+            user = weighted_mean(np.asarray(served.bundle.vectors[entities]), weights)[None, :]
+            [found] = await nearest(
+                partial(neural_search, served.neural), user, [skip], req.k, keep
+            )
+            query = weighted_mean(queries, weights)[None, :]
+            hits = [Hit(h.entity, served.score(query[0], h.entity), 0) for h in found]
+            extra = [h.score for h in found]
+        elif req.strategy in ("mean", "e2e"):
             query = weighted_mean(queries, weights)[None, :]
             if req.strategy == "e2e":
                 if served.ranker is None:
@@ -354,7 +414,7 @@ def create_app(config: ServiceConfig) -> Starlette:
                     [served.item_of[h.entity] for h in pool],
                 )[: req.k]
                 hits = [pool[pos] for pos, _ in order]
-                ranker_scores = [score for _, score in order]
+                extra = [score for _, score in order]
             else:
                 [hits] = await nearest(run, query, [skip], req.k, keep)
         else:
@@ -367,7 +427,11 @@ def create_app(config: ServiceConfig) -> Starlette:
                 "strategy": req.strategy,
                 "index_version": served.bundle.version,
                 "ignored_unknown_items": unknown,
-                "results": with_ranker_scores(served.results(hits, query, None), ranker_scores),
+                "results": with_scores(
+                    served.results(hits, query, None),
+                    extra,
+                    "relevance" if req.strategy == "neural" else "ranker_score",
+                ),
             }
         )
 
@@ -390,9 +454,9 @@ def create_app(config: ServiceConfig) -> Starlette:
         """Load ``folder`` off the event loop and serve it; returns the previous version."""
         async with reload_lock:
             bundle = await asyncio.to_thread(load_bundle, folder)
-            ranker = await asyncio.to_thread(newest_ranker, config.ranker_root)
+            models = await asyncio.to_thread(load_models, config)
             previous = state["served"].bundle.version
-            install(bundle, folder, ranker)
+            install(bundle, folder, models)
             metrics.reloads += 1
         return previous
 
@@ -472,7 +536,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bundle, folder = await asyncio.to_thread(load_newest, config.index_root, load_bundle)
-        install(bundle, folder, await asyncio.to_thread(newest_ranker, config.ranker_root))
+        install(bundle, folder, await asyncio.to_thread(load_models, config))
         log.info("cograph similar items on %s: %s; API %s/docs",
                  config.url or "(in process)", summary(bundle, folder), config.url)  # fmt: skip
         batcher.start()

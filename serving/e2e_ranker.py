@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from storage.layout import E2E_RANKER
+from storage.versions import newest_holding
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,9 @@ def newest_ranker(root: Path | None) -> E2ERanker | None:
     """The ranker of the newest version under ``root`` that has one (a version whose
     ranker lost to two-stage has its report only), or None (also when it does not load:
     the service then answers strategy e2e with a 409 and everything else as before)."""
-    if root is None or not root.is_dir():
+    newest = newest_holding(root, E2E_RANKER)
+    if newest is None:
         return None
-    folders = [f for f in root.iterdir() if (f / E2E_RANKER).is_file()]
-    if not folders:
-        return None
-    newest = max(folders, key=lambda f: (f / E2E_RANKER).stat().st_mtime)
     try:
         return load_ranker(newest)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not the index's fault

@@ -36,7 +36,8 @@ _ERRORS = {
     401: "No valid bearer token (admin endpoints).",
     404: "Unknown item id (or, for a recommendation, no known item in the history).",
     408: "The body did not arrive within the body timeout.",
-    409: "Strategy `e2e` while no end-to-end ranker is published.",
+    409: "Strategy `e2e` while no end-to-end ranker is published, or `neural` while no "
+    "relevance model is published for the served embeddings.",
     413: "The body is larger than the limit (64 KiB by default).",
     422: "The request does not match its schema; `errors` names each field.",
 }

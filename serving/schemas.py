@@ -55,11 +55,13 @@ class HistoryEntry(Strict):
 class RecommendRequest(Filters):
     history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY)
     k: K = 10
-    strategy: Literal["mean", "multi_seed", "e2e"] = Field(
+    strategy: Literal["mean", "multi_seed", "e2e", "neural"] = Field(
         "mean",
         description="`mean`: one query, the weighted mean of the history; `multi_seed`: one "
         "search per heavy recent item, merged; `e2e`: the `mean` search's candidates "
-        "re-scored by the end-to-end ranker (409 when none is published).",
+        "re-scored by the end-to-end ranker (409 when none is published); `neural`: the "
+        "learned multi-behaviour relevance searched over the index's graph (409 when no "
+        "relevance model is published for the served embeddings).",
     )
     seeds: int = Field(8, ge=1, le=64, description="multi_seed: the items that seed searches.")
     prior: Prior = None
@@ -99,6 +101,11 @@ class Result(BaseModel):
         None,
         description="Strategy `e2e`: the end-to-end ranker's score, what the results are "
         "sorted by (absent for an item the ranker has not seen, ranked last).",
+    )
+    relevance: float | None = Field(
+        None,
+        description="Strategy `neural`: the learned relevance (the scenario's weighted sum of "
+        "behaviour probabilities), what the results are sorted by.",
     )
     shared_concepts: list[str] | None = Field(
         None, description="With explain: concepts the query and the result share."

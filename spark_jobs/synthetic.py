@@ -4,8 +4,9 @@ Each item belongs to one latent topic; its concepts (genre, tag, creator) are dr
 mostly from concepts of that topic. Users prefer a few topics (a sparse Dirichlet)
 and engage items of their topics in proportion to a power-law popularity. A share of
 items is never engaged: they have concepts only, the cold-start case that the
-graph embeddings exist for. A small share of deliberately broken rows exercises the
-quarantine path.
+graph embeddings exist for. Deeper engagement (like, purchase) is likelier on a user's
+favourite topics, so the kinds of engagement carry signal of their own. A small share of
+deliberately broken rows exercises the quarantine path.
 
 Two-domain mode (``cross_domain``) is the cross-domain cold-start case (a music domain and
 a live-streaming domain sharing users): each item's domain is drawn independently of its
@@ -97,6 +98,20 @@ def _concepts(
     )[triples["c"].to_numpy()]
 
 
+def _events(rng: np.random.Generator, affinity: np.ndarray) -> np.ndarray:
+    """Each interaction's event (an index into :data:`EVENTS`): deeper engagement is likelier
+    the more the user likes the item's topic. The odds of each event beyond a view scale
+    with the affinity relative to its mean (squared for the deepest), so the shares stay
+    near :data:`EVENTS`' overall while purchases gather on a user's favourite topics."""
+    relative = affinity / max(float(affinity.mean()), 1e-12)
+    shares = np.array([s for *_, s in EVENTS])
+    lift = np.stack([relative**d for d in range(1, len(EVENTS))], axis=1)
+    deep = shares[1:] * lift / lift.mean(axis=0)
+    deep *= np.minimum(1.0, 0.95 / deep.sum(axis=1, keepdims=True))  # a view stays possible
+    cdf = np.cumsum(np.column_stack([1.0 - deep.sum(axis=1), deep]), axis=1)
+    return (rng.random(len(affinity))[:, None] > cdf[:, :-1]).sum(axis=1)
+
+
 def _sample_items(
     rng: np.random.Generator, group: np.ndarray, item_group: np.ndarray, popularity: np.ndarray
 ) -> np.ndarray:
@@ -160,8 +175,8 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     ts = EPOCH_START + (start[user] + rng.exponential(10 * DAY, size=spec.n_interactions)).astype(
         np.int64
     )
-    names, weights, shares = zip(*EVENTS, strict=True)
-    event = rng.choice(len(names), size=spec.n_interactions, p=shares)
+    names, weights, _ = zip(*EVENTS, strict=True)
+    event = _events(rng, taste[user, item_topic[item]])
     interactions = pd.DataFrame(
         {
             C.USER_ID: np.char.add("u", np.char.zfill(user.astype(str), 6)).astype(object),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 STAGING = "_staging"
 E2E_RANKER = "e2e_ranker.npz"  # in an e2e_ranker version folder: what the service re-scores with
+RELEVANCE_MODEL = "muirml.npz"  # in a relevance_model version folder: the neural metric served
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class LakeLayout:
     @property
     def e2e_rankers(self) -> Path:
         return self.artifact("e2e_ranker")
+
+    @property
+    def relevance_models(self) -> Path:
+        return self.artifact("relevance_model")
 
     @property
     def checkpoints(self) -> Path:

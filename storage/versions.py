@@ -53,3 +53,12 @@ def latest(root: Path) -> Path:
     if not pointer.exists():
         raise FileNotFoundError(f"No {root.name} artifact under {root}; materialize it first")
     return root / pointer.read_text().strip()
+
+
+def newest_holding(root: Path | None, name: str) -> Path | None:
+    """The most recently written version folder under ``root`` that holds a file ``name``
+    (a version whose model did not pass its gate keeps its report only), or None."""
+    if root is None or not root.is_dir():
+        return None
+    folders = [f for f in root.iterdir() if (f / name).is_file()]
+    return max(folders, key=lambda f: (f / name).stat().st_mtime, default=None)

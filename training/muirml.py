@@ -19,6 +19,11 @@ distance, so that a proximity graph built on the embeddings stays navigable unde
 
 (Pearson's correlation, minimised toward −1). Total loss: the behaviours' binary
 cross-entropies plus ``λ · SCL``.
+
+The distance is the one the graph is built on: Euclidean (the paper's, ``"l2"``) or, for
+the maximum-inner-product graph that the ``ann_index`` asset builds (an L2 graph over
+vectors reduced so that L2 order is inner-product order, see :mod:`serving.index`), the
+negative inner product (``"inner"``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 EPS = 1e-12
+DISTANCES = {
+    "l2": lambda u, v: (u - v).norm(dim=-1),
+    "inner": lambda u, v: -(u * v).sum(-1),
+}
 
 
 def self_covariant_loss(relevance: Tensor, distance: Tensor) -> Tensor:
@@ -71,6 +80,7 @@ class MUIRML(nn.Module):
         labels: Tensor,
         scl_weight: float,
         generator: torch.Generator,
+        distance: str = "l2",
     ) -> tuple[Tensor, Tensor]:
         """Behaviour BCE over labelled pairs ``labels`` ``(B, n_behaviours)`` in {0, 1} and
         SCL over the same pairs; returns (total, SCL)."""
@@ -78,5 +88,5 @@ class MUIRML(nn.Module):
         logits = self.forward(users, items, explore)
         bce = F.binary_cross_entropy_with_logits(logits, labels)
         relevance = torch.sigmoid(logits) @ self.weights()
-        scl = self_covariant_loss(relevance, (users - items).norm(dim=-1))
+        scl = self_covariant_loss(relevance, DISTANCES[distance](users, items))
         return bce + scl_weight * scl, scl

@@ -118,19 +118,31 @@ def user_time_split(
     """Each user's distinct items by first time: the last ``test_share`` test, the
     ``valid_share`` before them validation (users with fewer than :data:`MIN_ITEMS` items
     only train)."""
-    rows = pd.DataFrame({"u": data.user, "i": data.item, "t": data.ts})
+    first = first_engagements(data.user, data.item, data.ts)
+    part = temporal_parts(first, test_share, valid_share)
+    return UserTimeSplit(
+        first["u"].to_numpy(np.int64),
+        first["i"].to_numpy(np.int64),
+        part,
+        data.num_users,
+        data.num_items,
+    )
+
+
+def first_engagements(user: np.ndarray, item: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+    """Distinct (user ``u``, item ``i``) pairs with their first time ``t``, each user's in
+    time order."""
+    rows = pd.DataFrame({"u": user, "i": item, "t": ts})
     first = rows.groupby(["u", "i"], sort=False)["t"].min().reset_index()
-    first = first.sort_values(["u", "t", "i"], kind="stable")
+    return first.sort_values(["u", "t", "i"], kind="stable", ignore_index=True)
+
+
+def temporal_parts(first: pd.DataFrame, test_share: float, valid_share: float) -> np.ndarray:
+    """The part (0 train, 1 validation, 2 test) of each row of :func:`first_engagements`."""
     size = first.groupby("u")["i"].transform("size").to_numpy()
     position = first.groupby("u").cumcount().to_numpy()
     n_test = np.where(size >= MIN_ITEMS, np.maximum(1, np.floor(size * test_share)), 0)
     n_valid = np.where(size >= MIN_ITEMS, np.maximum(1, np.floor(size * valid_share)), 0)
     from_end = size - position
     part = np.where(from_end <= n_test, 2, np.where(from_end <= n_test + n_valid, 1, 0))
-    return UserTimeSplit(
-        first["u"].to_numpy(np.int64),
-        first["i"].to_numpy(np.int64),
-        part.astype(np.int8),
-        data.num_users,
-        data.num_items,
-    )
+    return part.astype(np.int8)

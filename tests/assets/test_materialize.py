@@ -18,12 +18,13 @@ from training.shard_store import open_shards
 
 CROSS_DOMAIN_ASSETS = {"user_item_edges", "cross_domain_walk_models", "cross_domain_evaluation"}
 E2E_ASSETS = {"e2e_ranker"}
+NEURAL_ASSETS = {"relevance_model"}
 ISSUE_ASSETS = {
     "raw_interactions", "item_catalog", "item_concepts", "quarantine",
     "coengagement_edges", "semantic_triples", "knowledge_graph", "graph_profile",
     "hasp_shards", "concept_pretraining", "gnn_checkpoint", "evaluation_split",
     "entity_embeddings", "embedding_matrix", "embedding_evaluation", "ann_index",
-    "batch_updates", *CROSS_DOMAIN_ASSETS, *E2E_ASSETS,
+    "batch_updates", *CROSS_DOMAIN_ASSETS, *E2E_ASSETS, *NEURAL_ASSETS,
 }  # fmt: skip
 
 
@@ -50,7 +51,8 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
     }
     # the inbox is empty; the cross-domain group is cross_domain_refresh's (test_cross_domain),
     # the e2e group e2e_refresh's (test_e2e)
-    assert materialized == ISSUE_ASSETS - {"batch_updates"} - CROSS_DOMAIN_ASSETS - E2E_ASSETS
+    opt_in = CROSS_DOMAIN_ASSETS | E2E_ASSETS | NEURAL_ASSETS
+    assert materialized == ISSUE_ASSETS - {"batch_updates"} - opt_in
     checks = first_run.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
 

@@ -17,6 +17,7 @@ from bench import (
     hasp_partition,
     incremental,
     inference,
+    neural_retrieval,
     serving,
     training,
 )
@@ -151,3 +152,17 @@ def test_e2e_smoke(tmp_path):
     text = doc.read_text()
     assert "<!-- e2e:start -->" in text and "| end_to_end |" in text and "| ease |" in text
     assert "seed 1:" in text and " ± " in text
+
+
+def test_neural_retrieval_smoke(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    out = neural_retrieval.main(["--tiny", "--seeds", "2", "--out", str(doc)])
+    assert [set(a) for a in out["aucs"]] == [set(neural_retrieval.ARMS)] * 2
+    assert {a["seed"] for a in out["ablation"]} == {0, 1}
+    [result] = out["results"].values()
+    main = [a for a in result["arms"] if a["metric"] == neural_retrieval.MAIN]
+    assert {a["P"] for a in main} == {1, 2, "2, 32 seeds"}
+    assert all(0 <= a["rec10"] <= 1 for a in main)
+    text = doc.read_text()
+    assert "<!-- neural-retrieval:start -->" in text and "cosine HNSW" in text
+    assert "Q-HiPANNS" in text and "| 256 |" in text and "SCL ablation" in text

@@ -131,6 +131,24 @@ def test_synthetic_is_seeded_and_has_cold_items():
     assert counts.iloc[0] > 20 * counts.median()  # power-law popularity: a heavy head
 
 
+def test_synthetic_purchases_gather_on_favourite_topics():
+    # deeper engagement follows taste, so the kinds of engagement carry signal (MUIRML's)
+    spec = SyntheticSpec(n_users=400, n_items=600, n_interactions=40_000, seed=5)
+    interactions, items, concepts = generate(spec)
+    ok = interactions[C.EVENT].isin(["view", "like", "purchase"]) & interactions[C.USER_ID].notna()
+    interactions = interactions[ok]
+    genre = concepts[concepts[C.RELATION] == "genre"].drop_duplicates(C.ITEM_ID)
+    rows = interactions.merge(genre[[C.ITEM_ID, C.CONCEPT]], on=C.ITEM_ID)
+    # a user's favourite genre: the one most of their interactions are in
+    top = rows.groupby([C.USER_ID, C.CONCEPT]).size().groupby(level=0).idxmax().map(lambda t: t[1])
+    favourite = rows[C.CONCEPT].to_numpy() == top.loc[rows[C.USER_ID]].to_numpy()
+    share = rows.assign(favourite=favourite).groupby(C.EVENT)["favourite"].mean()
+    assert share["purchase"] > share["like"] > share["view"]
+    shares = interactions[C.EVENT].value_counts(normalize=True)
+    assert shares["view"] == pytest.approx(0.80, abs=0.02)
+    assert shares["purchase"] == pytest.approx(0.05, abs=0.01)
+
+
 def test_synthetic_bad_rows_are_quarantined(spark):
     spec = SyntheticSpec(n_users=100, n_items=100, n_interactions=2_000, bad_row_share=0.01)
     out = ingest(synthetic_inputs(spark, spec), "s")

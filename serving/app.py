@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from serving import schemas as S
 from serving.artifact import IndexBundle, load_bundle
-from serving.batcher import MicroBatcher
+from serving.batcher import MicroBatcher, Searchable
 from serving.e2e_ranker import E2ERanker, newest_ranker
 from serving.index_versions import Selection, load_newest
 from serving.metrics import Metrics
@@ -269,22 +269,16 @@ def create_app(config: ServiceConfig) -> Starlette:
         metrics.index_version = bundle.version
         metrics.index_entities = len(bundle.index)
 
-    async def search(served: Served, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        index = served.bundle.index
+    async def search(
+        index: Searchable, queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The index's (or the neural searcher's) answer, concurrent requests' rows
+        batched into one call (for the neural searcher, Q-HiPANNS: their candidates are
+        scored in shared calls)."""
         if config.micro_batching:
             return await batcher.search(index, queries, k)
         metrics.batch(len(queries))
         return await asyncio.to_thread(index.search, queries, k)
-
-    async def neural_search(
-        searcher: NeuralSearcher, users: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Concurrent requests' users go to one side-by-side search through the same
-        batcher (Q-HiPANNS: their candidates are scored in shared calls)."""
-        if config.micro_batching:
-            return await batcher.search(searcher, users, k)
-        metrics.batch(len(users))
-        return await asyncio.to_thread(searcher.search, users, k)
 
     def handler(
         route: str, fn: Callable[[Request], Awaitable[Response]]
@@ -337,7 +331,8 @@ def create_app(config: ServiceConfig) -> Starlette:
         entity = served.known(item_id)
         query = served.bundle.query(np.array([entity]), q.prior)
         skip = {entity} | served.excluded(q)
-        [hits] = await nearest(partial(search, served), query, [skip], q.k, served.keep(q))
+        run = partial(search, served.bundle.index)
+        [hits] = await nearest(run, query, [skip], q.k, served.keep(q))
         return Json(
             {
                 "item_id": item_id,
@@ -356,7 +351,8 @@ def create_app(config: ServiceConfig) -> Starlette:
         if len(known):
             excluded = served.excluded(req)
             skip = [{int(e)} | excluded for e in known]
-            hits = await nearest(partial(search, served), queries, skip, req.k, served.keep(req))
+            run = partial(search, served.bundle.index)
+            hits = await nearest(run, queries, skip, req.k, served.keep(req))
         items, found = [], iter(range(len(known)))
         for item, entity in zip(req.item_ids, entities, strict=True):
             if entity is None:
@@ -389,16 +385,14 @@ def create_app(config: ServiceConfig) -> Starlette:
         entities, weights, unknown = history_of(served, req.history)
         skip = set(entities.tolist()) | served.excluded(req)
         queries = served.bundle.query(entities, req.prior)
-        run = partial(search, served)
+        run = partial(search, served.bundle.index)
         keep = served.keep(req)
         extra: list[float | None] = []
         if req.strategy == "neural":
             if served.neural is None:
                 raise BadRequest(409, served.no_neural)
             user = weighted_mean(np.asarray(served.bundle.vectors[entities]), weights)[None, :]
-            [found] = await nearest(
-                partial(neural_search, served.neural), user, [skip], req.k, keep
-            )
+            [found] = await nearest(partial(search, served.neural), user, [skip], req.k, keep)
             query = weighted_mean(queries, weights)[None, :]
             hits = [Hit(h.entity, served.score(query[0], h.entity), 0) for h in found]
             extra = [h.score for h in found]

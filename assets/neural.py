@@ -24,6 +24,7 @@ from serving.neural_metric import NeuralMetric
 from serving.neural_search import NeuralSearcher, SearchSettings, search_quality
 from spark_jobs import constants as C
 from storage.embedding_store import open_matrix
+from training.device import device_name, pick_device
 from training.muirml_fit import MuirmlParams
 from training.muirml_run import MULTI, SINGLE, RelevanceReport, RelevanceRun, load_report
 from training.muirml_run import run_relevance as train_relevance
@@ -64,6 +65,7 @@ def relevance_model(
     """MUIRML (one probability per behaviour, attention-weighted into one relevance, with
     the self-covariant loss) and the single-behaviour baseline on a temporal split of each
     user's pairs; its graph search over the served index checked against brute force."""
+    device = pick_device()
     with Measure() as m:
         columns = (C.USER_ID, C.ITEM_ID, C.EVENT, C.WEIGHT, C.TS)
         interactions = raw_interactions.select(*columns).toPandas()
@@ -75,6 +77,7 @@ def relevance_model(
             matrix.vectors,
             matrix.meta["model_version"],
             config.params(),
+            device,
             log=context.log.info,
         )
         metric = NeuralMetric(run.arrays())
@@ -98,6 +101,7 @@ def relevance_model(
                     dict(zip(report.behaviours, report.scenario, strict=True))
                 ),
                 "model_published": run.publishes,
+                "device": device_name(device),
                 "embedding_version": run.embedding_version,
                 **{f"graph_search_{k}": v for k, v in quality.items()},
                 **_plot(report),

@@ -55,8 +55,15 @@ def index_calls(url: str) -> float:
     return float(line.split()[-1])
 
 
-def request_bytes(items: list[str], i: int, batch: int) -> bytes:
-    """The ``i``-th request of a run, as bytes on the wire (HTTP/1.1, keep-alive)."""
+def request_bytes(items: list[str], i: int, batch: int, strategy: str = "") -> bytes:
+    """The ``i``-th request of a run, as bytes on the wire (HTTP/1.1, keep-alive): one id,
+    ``batch`` ids, or with a ``strategy`` a recommendation for a history of 5 items."""
+    if strategy:
+        history = [{"item_id": items[(i * 5 + j) % len(items)]} for j in range(5)]
+        body = json.dumps({"history": history, "k": 10, "strategy": strategy}).encode()
+        head = (f"POST /v1/recommend HTTP/1.1\r\nHost: b\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        return head.encode() + body
     if not batch:
         item = items[i % len(items)]
         return f"GET /v1/items/{item}/similar?k=10 HTTP/1.1\r\nHost: b\r\n\r\n".encode()
@@ -90,14 +97,20 @@ async def _connection(
 
 
 def load(
-    url: str, items: list[str], concurrency: int, total: int, max_seconds: float, batch: int = 0
+    url: str,
+    items: list[str],
+    concurrency: int,
+    total: int,
+    max_seconds: float,
+    batch: int = 0,
+    strategy: str = "",
 ) -> dict:
     """``total`` requests over ``concurrency`` keep-alive connections: one id each (``batch``
     0) or ``batch`` ids each through the batch endpoint; queries/s, latency percentiles and
     the index calls they caused. The client is asyncio over raw sockets in one thread, so
     that it costs the machine less than the server it measures."""
     host, port = url.removeprefix("http://").split(":")
-    wire = [request_bytes(items, i, batch) for i in range(total)]
+    wire = [request_bytes(items, i, batch, strategy) for i in range(total)]
     done: list[tuple[float, int]] = []
     calls = index_calls(url)
 
@@ -170,6 +183,12 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=30.0)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument(
+        "--strategies",
+        nargs="*",
+        default=["mean", "neural"],
+        help="/v1/recommend strategies also measured (neural: when the lake has a model)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         lake = synthetic_lake(Path(tmp), args.synthetic) if args.synthetic else args.lake
@@ -191,6 +210,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                     rows.append(
                         [
                             "on" if batching else "off",
+                            "similar items",
                             f"batch of {batch}" if batch else "single id",
                             level,
                             r["requests"],
@@ -202,9 +222,31 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                             f"{r['qps'] / direct['single']:.3f}",
                         ]
                     )
+                for strategy in args.strategies:
+                    for level in (1, 16):
+                        r = load(url, items, level, args.requests // 4, args.max_seconds,
+                                 strategy=strategy)  # fmt: skip
+                        if r["failures"] == r["requests"]:  # e.g. 409: no neural model
+                            continue
+                        rows.append(
+                            [
+                                "on" if batching else "off",
+                                f"recommend, {strategy}",
+                                "history of 5",
+                                level,
+                                r["requests"],
+                                r["failures"],
+                                f"{r['index_calls']:,.0f}",
+                                f"{r['qps']:,.0f}",
+                                f"{r['p50']:.2f}",
+                                f"{r['p99']:.2f}",
+                                "—",
+                            ]
+                        )
     table = markdown_table(
         [
             "micro-batching",
+            "endpoint",
             "request",
             "concurrency",
             "requests",
@@ -229,7 +271,7 @@ one call {direct["batched"]:,.0f} QPS; exact search (matrix product, 256 per bat
 {table}
 
 Where the time goes: one index call costs {1000 / direct["single"]:.3f} ms, a single-id
-request through HTTP about {1000 / max(float(rows[0][6].replace(",", "")), 1e-9):.2f} ms at
+request through HTTP about {1000 / max(float(rows[0][7].replace(",", "")), 1e-9):.2f} ms at
 concurrency 1: the client's and the server's HTTP, routing, validation and JSON, not the
 search. The batch endpoint pays that once for {BATCH_IDS} ids, so its queries/s ÷ the
 index's one-query-per-call rate is the ratio to read. Micro-batching merges concurrent
@@ -237,7 +279,11 @@ single-id requests into fewer index calls (the "index calls" column): it pays fr
 concurrent clients on, and costs a queue hand-off to a lone client, whose requests never
 wait for company (`--max-wait-ms` 0). The client (asyncio over raw keep-alive sockets, one
 thread) shares the machine's 2 cores with the server, so absolute rates are low and the
-ratios are what carry over.
+ratios are what carry over. The recommend rows (one history of 5 items per request) compare
+the `mean` strategy with `neural` (the learned relevance searched over the index's graph,
+present when the lake has a relevance model for the served embeddings): with micro-batching
+concurrent `neural` requests share one side-by-side search, whose candidates are scored in
+shared calls (fewer "index calls" than requests).
 """
     write_section("serving", body, args.doc)
     return rows

@@ -97,7 +97,7 @@ def target_auc(
     fitted: Fitted, target: TargetPairs, users: Tensor, items: Tensor
 ) -> dict[str, float]:
     def score(rows: tuple[Tensor, Tensor]) -> Tensor:
-        return fitted.relevance(users[rows[0]], items[rows[1]])
+        return fitted.relevance(users[rows[0].to(users.device)], items[rows[1].to(users.device)])
 
     pos, shallow, rand = score(target.positive), score(target.shallow), score(target.random)
     return {
@@ -111,7 +111,7 @@ def _scenario(model: MUIRML, target: TargetPairs, users: Tensor, items: Tensor) 
     """Attention weights that rank the target's pairs above the others (MLP frozen)."""
     with torch.no_grad():
         probs = [
-            torch.sigmoid(model(users[u], items[i]))
+            torch.sigmoid(model(users[u.to(users.device)], items[i.to(users.device)]))
             for u, i in (target.positive, target.shallow, target.random)
         ]
     pos, neg = probs[0], torch.cat(probs[1:])
@@ -121,8 +121,8 @@ def _scenario(model: MUIRML, target: TargetPairs, users: Tensor, items: Tensor) 
     optimiser = torch.optim.Adam([logits], lr=0.05)
     gen = torch.Generator().manual_seed(0)
     for _ in range(SCENARIO_STEPS):
-        a = torch.randint(len(pos), (1024,), generator=gen)
-        b = torch.randint(len(neg), (1024,), generator=gen)
+        a = torch.randint(len(pos), (1024,), generator=gen).to(pos.device)
+        b = torch.randint(len(neg), (1024,), generator=gen).to(pos.device)
         w = F.softmax(logits, 0)
         loss = F.softplus(-(pos[a] @ w - neg[b] @ w) * 10).mean()
         optimiser.zero_grad()
@@ -133,14 +133,16 @@ def _scenario(model: MUIRML, target: TargetPairs, users: Tensor, items: Tensor) 
 
 def fit(pairs: BehaviourPairs, users: Tensor, items: Tensor, params: MuirmlParams) -> Fitted:
     """MUIRML (or the single-behaviour baseline) on ``pairs``' training part, the user and
-    item vectors ``users`` ``(U, d)`` and ``items`` ``(N, d)`` fixed."""
+    item vectors ``users`` ``(U, d)`` and ``items`` ``(N, d)`` fixed; it trains on their
+    device (sampling stays on the CPU's seeded generator)."""
     torch.manual_seed(params.seed)
-    labels = _labels(pairs, params.single)
-    model = MUIRML(items.shape[1], labels.shape[1], params.hidden, params.explore)
+    device = users.device
+    labels = _labels(pairs, params.single).to(device)
+    model = MUIRML(items.shape[1], labels.shape[1], params.hidden, params.explore).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=params.lr)
     train = torch.from_numpy(np.flatnonzero(pairs.part == 0))
-    user = torch.from_numpy(pairs.user)
-    item = torch.from_numpy(pairs.item)
+    user = torch.from_numpy(pairs.user).to(device)
+    item = torch.from_numpy(pairs.item).to(device)
     valid = target_pairs(pairs, 1, len(items), params.seed)
     fitted = Fitted(model, model.weights().detach(), params.single)
     best, best_auc = copy.deepcopy(model.state_dict()), -1.0
@@ -151,9 +153,10 @@ def fit(pairs: BehaviourPairs, users: Tensor, items: Tensor, params: MuirmlParam
         model.train()
         total = scl_total = 0.0
         for start in range(0, len(order), params.batch_size):
-            rows = order[start : start + params.batch_size]
+            rows = order[start : start + params.batch_size].to(device)
             u = user[rows].repeat(n + 1)
-            i = torch.cat([item[rows], torch.randint(len(items), (n * len(rows),), generator=gen)])
+            negatives = torch.randint(len(items), (n * len(rows),), generator=gen).to(device)
+            i = torch.cat([item[rows], negatives])
             y = torch.cat([labels[rows], labels.new_zeros(n * len(rows), labels.shape[1])])
             loss, scl = model.loss(users[u], items[i], y, params.scl_weight, gen, params.distance)
             optimiser.zero_grad()
@@ -187,9 +190,9 @@ def export_arrays(
     """What the service needs to score (numpy, :mod:`serving.neural_metric`); the model
     only fits the embeddings of ``embedding_version``."""
     layers = [m for m in fitted.model.mlp if isinstance(m, torch.nn.Linear)]
-    arrays = {f"w{n}": layer.weight.detach().numpy() for n, layer in enumerate(layers)}
-    arrays |= {f"b{n}": layer.bias.detach().numpy() for n, layer in enumerate(layers)}
-    arrays["scenario"] = fitted.scenario.numpy().astype(np.float32)
+    arrays = {f"w{n}": layer.weight.detach().cpu().numpy() for n, layer in enumerate(layers)}
+    arrays |= {f"b{n}": layer.bias.detach().cpu().numpy() for n, layer in enumerate(layers)}
+    arrays["scenario"] = fitted.scenario.cpu().numpy().astype(np.float32)
     arrays["dim"] = np.array((layers[0].in_features - fitted.model.explore) // 3)
     arrays["behaviours"] = np.array(["engaged"] if fitted.single else list(behaviours))
     arrays["embedding_version"] = np.array(embedding_version)

@@ -77,6 +77,7 @@ def run_relevance(
     vectors: np.ndarray,
     embedding_version: str,
     params: MuirmlParams,
+    device: torch.device | None = None,
     log: Callable[[str], None] = print,
 ) -> RelevanceRun:
     """Both arms on ``interactions`` (``user_id, item_id, event, weight, ts``) over the item
@@ -88,7 +89,9 @@ def run_relevance(
             f"the interactions have {list(pairs.behaviours)}"
         )
     users = user_vectors(pairs, np.asarray(vectors, dtype=np.float32))
-    u, v = torch.from_numpy(users), torch.from_numpy(np.array(vectors, dtype=np.float32))
+    device = device or torch.device("cpu")
+    u = torch.from_numpy(users).to(device)
+    v = torch.from_numpy(np.array(vectors, dtype=np.float32)).to(device)
     test = target_pairs(pairs, 2, len(v), params.seed + 1)
     fitted, aucs = {}, {}
     for name, arm in ((MULTI, params), (SINGLE, replace(params, single=True))):

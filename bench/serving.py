@@ -134,6 +134,15 @@ def load(
     }
 
 
+def load_row(
+    mode: str, endpoint: str, request: str, level: int, r: dict, ratio: str
+) -> list[object]:
+    """One row of the serving table from a :func:`load` result."""
+    return [mode, endpoint, request, level, r["requests"], r["failures"],
+            f"{r['index_calls']:,.0f}", f"{r['qps']:,.0f}", f"{r['p50']:.2f}",
+            f"{r['p99']:.2f}", ratio]  # fmt: skip
+
+
 def served_recall(url: str, bundle: IndexBundle, entities: np.ndarray) -> float:
     """Recall@10 of the service's answers against exact search, self excluded."""
     items = item_vectors(
@@ -204,45 +213,21 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                 if batching:
                     recall = served_recall(url, bundle, sample[:200])
                 runs = [(0, c) for c in args.levels] + [(BATCH_IDS, 1), (BATCH_IDS, 4)]
+                mode = "on" if batching else "off"
                 for batch, level in runs:
                     total = args.requests // max(batch // 8, 1)
                     r = load(url, items, level, total, args.max_seconds, batch)
-                    rows.append(
-                        [
-                            "on" if batching else "off",
-                            "similar items",
-                            f"batch of {batch}" if batch else "single id",
-                            level,
-                            r["requests"],
-                            r["failures"],
-                            f"{r['index_calls']:,.0f}",
-                            f"{r['qps']:,.0f}",
-                            f"{r['p50']:.2f}",
-                            f"{r['p99']:.2f}",
-                            f"{r['qps'] / direct['single']:.3f}",
-                        ]
-                    )
+                    request = f"batch of {batch}" if batch else "single id"
+                    ratio = f"{r['qps'] / direct['single']:.3f}"
+                    rows.append(load_row(mode, "similar items", request, level, r, ratio))
                 for strategy in args.strategies:
                     for level in (1, 16):
                         r = load(url, items, level, args.requests // 4, args.max_seconds,
                                  strategy=strategy)  # fmt: skip
                         if r["failures"] == r["requests"]:  # e.g. 409: no neural model
                             continue
-                        rows.append(
-                            [
-                                "on" if batching else "off",
-                                f"recommend, {strategy}",
-                                "history of 5",
-                                level,
-                                r["requests"],
-                                r["failures"],
-                                f"{r['index_calls']:,.0f}",
-                                f"{r['qps']:,.0f}",
-                                f"{r['p50']:.2f}",
-                                f"{r['p99']:.2f}",
-                                "—",
-                            ]
-                        )
+                        endpoint = f"recommend, {strategy}"
+                        rows.append(load_row(mode, endpoint, "history of 5", level, r, "—"))
     table = markdown_table(
         [
             "micro-batching",

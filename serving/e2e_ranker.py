@@ -16,17 +16,13 @@ and a candidate's score is ``o_uᵀ o_i / τ``.
 
 from __future__ import annotations
 
-import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from storage.layout import E2E_RANKER
-from storage.versions import newest_holding
-
-log = logging.getLogger(__name__)
+from storage.versions import newest_loaded
 
 
 @dataclass(frozen=True)
@@ -75,14 +71,7 @@ def newest_ranker(root: Path | None) -> E2ERanker | None:
     """The ranker of the newest version under ``root`` that has one (a version whose
     ranker lost to two-stage has its report only), or None (also when it does not load:
     the service then answers strategy e2e with a 409 and everything else as before)."""
-    newest = newest_holding(root, E2E_RANKER)
-    if newest is None:
-        return None
-    try:
-        return load_ranker(newest)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not the index's fault
-        log.error("End-to-end ranker %s does not load (%s); serving without one", newest, error)
-        return None
+    return newest_loaded(root, E2E_RANKER, load_ranker)
 
 
 def load_ranker(folder: Path) -> E2ERanker:

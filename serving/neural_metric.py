@@ -13,17 +13,13 @@ is the scenario's attention-weighted sum of the behaviour probabilities.
 
 from __future__ import annotations
 
-import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from storage.layout import RELEVANCE_MODEL
-from storage.versions import newest_holding
-
-log = logging.getLogger(__name__)
+from storage.versions import newest_loaded
 
 
 @dataclass(frozen=True)
@@ -76,11 +72,4 @@ def load_metric(folder: Path) -> NeuralMetric:
 def newest_metric(root: Path | None) -> NeuralMetric | None:
     """The newest published relevance model under ``root``, or None (also when it does not
     load: the service then answers strategy neural with a 409 and everything else as before)."""
-    newest = newest_holding(root, RELEVANCE_MODEL)
-    if newest is None:
-        return None
-    try:
-        return load_metric(newest)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # not the index's fault
-        log.error("Relevance model %s does not load (%s); serving without one", newest, error)
-        return None
+    return newest_loaded(root, RELEVANCE_MODEL, load_metric)

@@ -4,13 +4,18 @@ Plain files, no Dagster: the IO manager writes through it, and the service (whic
 without Dagster) reads through it.
 """
 
+import logging
 import os
 import shutil
 import uuid
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 LATEST = "LATEST"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class FolderArtifact(Protocol):
@@ -55,10 +60,18 @@ def latest(root: Path) -> Path:
     return root / pointer.read_text().strip()
 
 
-def newest_holding(root: Path | None, name: str) -> Path | None:
-    """The most recently written version folder under ``root`` that holds a file ``name``
-    (a version whose model did not pass its gate keeps its report only), or None."""
+def newest_loaded(root: Path | None, name: str, load: Callable[[Path], T]) -> T | None:
+    """``load`` of the most recently written version folder under ``root`` that holds a
+    file ``name`` (a version whose model did not pass its gate keeps its report only), or
+    None: also when it does not load (logged), so that a service keeps running without it."""
     if root is None or not root.is_dir():
         return None
     folders = [f for f in root.iterdir() if (f / name).is_file()]
-    return max(folders, key=lambda f: (f / name).stat().st_mtime, default=None)
+    newest = max(folders, key=lambda f: (f / name).stat().st_mtime, default=None)
+    if newest is None:
+        return None
+    try:
+        return load(newest)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        log.error("%s does not load (%s); serving without it", newest / name, error)
+        return None

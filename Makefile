@@ -29,7 +29,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m spark_jobs.jvm_packages
 	touch $@
 
-install: $(BIN)/.installed .jvm/.fetched
+## Headless Chromium for the browser test of the Dagster UI, from Debian's packages where
+## apt-get can install them; elsewhere the test skips and says why.
+$(VENV)/.chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+		apt-get update -qq >/dev/null 2>&1 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium >/dev/null 2>&1; } || echo "No Chromium installed: the browser UI test will skip"
+	@mkdir -p $(VENV) && touch $@
+
+install: $(BIN)/.installed .jvm/.fetched $(VENV)/.chromium
 
 ## Run the full_refresh job on the built-in synthetic dataset (every asset but the
 ## incremental one, which has nothing to apply yet), then say what it made and where to look.

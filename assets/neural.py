@@ -97,8 +97,14 @@ def relevance_model(
                 "aucs": dg.MetadataValue.md(auc_table(report)),
                 f"auc_{MULTI.replace('-', '_')}": report.aucs[MULTI]["auc"],
                 f"auc_{SINGLE.replace('-', '_')}": report.aucs[SINGLE]["auc"],
-                "scenario_weights": dg.MetadataValue.json(
-                    dict(zip(report.behaviours, report.scenario, strict=True))
+                "scenario_weights": dg.MetadataValue.md(
+                    markdown_table(
+                        ["behaviour", f"weight in the {report.target} scenario"],
+                        [
+                            (b, f"{w:.3f}")
+                            for b, w in zip(report.behaviours, report.scenario, strict=True)
+                        ],
+                    )
                 ),
                 "model_published": run.publishes,
                 "device": device_name(device),
@@ -123,6 +129,12 @@ def auc_table(report: RelevanceReport) -> str:
         "vs random items",
     ]
     return markdown_table(header, rows)
+
+
+def scenario_table(report: RelevanceReport) -> str:
+    weights = zip(report.behaviours, report.scenario, strict=True)
+    header = ["behaviour", f"weight in the {report.target} scenario"]
+    return markdown_table(header, [(b, f"{w:.3f}") for b, w in weights])
 
 
 def _plot(report: RelevanceReport) -> dict[str, object]:

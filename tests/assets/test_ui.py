@@ -54,7 +54,8 @@ def test_lineage_and_the_evaluation_page_render(materialized_lake):
         lineage = page_text(f"{url}/asset-groups")
         missing = [group for group in GROUPS if group not in lineage]
         assert not missing, f"the lineage page lacks the groups {missing}"
-        catalog = page_text(f"{url}/assets")
+        # the catalog renders the rows in view only: a window tall enough for all of them
+        catalog = page_text(f"{url}/assets", size=(1600, 4000))
         missing = [key.path[-1] for key in ASSET_KEYS if key.path[-1] not in catalog]
         assert not missing, f"the catalog lacks {missing}"
         neighbours = page_text(f"{url}/assets/knowledge_graph?view=lineage")

@@ -18,7 +18,7 @@ from assets import (
     shards,
 )
 from orchestration.maintenance import lake_maintenance, weekly_lake_maintenance
-from orchestration.sensors import INCREMENTAL_JOB, inbox_sensor
+from orchestration.sensors import INCREMENTAL_JOB, NEURAL_JOB, inbox_sensor, relevance_sensor
 from resources.cross_domain import CrossDomainResource
 from resources.folder_io_manager import FolderIOManager
 from resources.io_manager import DeltaIOManager
@@ -121,7 +121,7 @@ e2e_refresh = dg.define_asset_job(
     "/v1/recommend strategy e2e unless it is worse than two-stage beyond the test users' noise.",
 )
 neural_refresh = dg.define_asset_job(
-    "neural_refresh",
+    NEURAL_JOB,
     selection=NEURAL,
     tags=LAKE_WRITER,
     description="After full_refresh: train the neural relevance (MUIRML) on the interactions' "
@@ -160,7 +160,7 @@ defs = dg.Definitions(
         lake_maintenance,
     ],  # fmt: skip
     schedules=[nightly_refresh, weekly_lake_maintenance],
-    sensors=[inbox_sensor],
+    sensors=[inbox_sensor, relevance_sensor],
     resources=RESOURCES_BY_DEPLOYMENT[DEPLOYMENT](),
     executor=EXECUTOR_BY_DEPLOYMENT[DEPLOYMENT],
 )

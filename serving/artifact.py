@@ -78,6 +78,11 @@ class IndexBundle:
         return query_vectors(self.vectors[entity_ids], self.prior_weights(entity_ids, prior))
 
 
+def bundle_meta(folder: Path) -> dict[str, Any]:
+    """A bundle's metadata alone (its model version, ...), without loading its index."""
+    return json.loads((folder / BUNDLE).read_text())
+
+
 def load_bundle(folder: Path) -> IndexBundle:
     if not (folder / BUNDLE).exists():
         raise FileNotFoundError(f"No index bundle at {folder} (no {BUNDLE})")

@@ -30,6 +30,7 @@ class RelevanceReport:
     aucs: dict[str, dict[str, float]]  # arm -> test AUCs (see training.muirml_fit.target_auc)
     scenario: list[float]  # the served attention weights over the behaviours
     history: dict[str, list[dict]]
+    embedding_version: str = ""  # the embeddings' model version it was trained on
 
     @property
     def beats_single(self) -> bool:
@@ -112,5 +113,6 @@ def run_relevance(
         aucs=aucs,
         scenario=fitted[MULTI].scenario.tolist(),
         history={name: f.history for name, f in fitted.items()},
+        embedding_version=embedding_version,
     )
     return RelevanceRun(report, fitted[MULTI], users, pairs, embedding_version)

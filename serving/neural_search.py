@@ -46,7 +46,7 @@ class NeuralSearcher:
     vectors: np.ndarray  # (entities, d) item embeddings, row = entity id
     metric: NeuralMetric
     settings: SearchSettings = field(default_factory=SearchSettings)
-    scored: int = 0  # items scored, all searches together (for the metrics endpoint)
+    scored: int = 0  # items scored by the graph searches so far (search_quality reads it)
 
     @cached_property
     def rows(self) -> np.ndarray:

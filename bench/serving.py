@@ -193,6 +193,13 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     parser.add_argument("--max-seconds", type=float, default=30.0)
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="also measure the service as this many processes (micro-batching on)",
+    )
+    parser.add_argument(
         "--strategies",
         nargs="*",
         default=["mean", "neural"],
@@ -208,12 +215,17 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         items = [bundle.entities.column("item_id")[int(e)].as_py() for e in sample]
         direct = in_process(bundle, sample)
         rows, recall = [], float("nan")
-        for batching in (1, 0):
-            with similar_items_service(lake, {"COGRAPH_MICRO_BATCHING": str(batching)}) as url:
-                if batching:
+        # micro-batching on and off in one process, then on in each of several processes
+        setups = [(1, 1), (1, 0)] + [(w, 1) for w in args.workers if w > 1]
+        for workers, batching in setups:
+            env = {"COGRAPH_MICRO_BATCHING": str(batching)}
+            with similar_items_service(lake, env, ("--workers", str(workers))) as url:
+                if batching and workers == 1:
                     recall = served_recall(url, bundle, sample[:200])
                 runs = [(0, c) for c in args.levels] + [(BATCH_IDS, 1), (BATCH_IDS, 4)]
                 mode = "on" if batching else "off"
+                if workers > 1:
+                    mode += f", {workers} workers"
                 for batch, level in runs:
                     total = args.requests // max(batch // 8, 1)
                     r = load(url, items, level, total, args.max_seconds, batch)
@@ -268,7 +280,9 @@ ratios are what carry over. The recommend rows (one history of 5 items per reque
 the `mean` strategy with `neural` (the learned relevance searched over the index's graph,
 present when the lake has a relevance model for the served embeddings): with micro-batching
 concurrent `neural` requests share one side-by-side search, whose candidates are scored in
-shared calls (fewer "index calls" than requests).
+shared calls (fewer "index calls" than requests). "2 workers": `python -m serving --workers 2`,
+two processes on one port, each with its own index and batcher (on this 2-core machine they
+compete with each other and with the client for the same cores).
 """
     write_section("serving", body, args.doc)
     return rows

@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import uvicorn
+from starlette.applications import Starlette
 
 from serving.app import ServiceConfig, create_app
-from serving.http_protocol import with_header_timeout
+from serving.http_protocol import SettingsHeaderDeadline, with_header_timeout
 from settings import current
 from storage.layout import LakeLayout
+
+CONFIG_ENV = "SERVING_WORKER_CONFIG"  # how the parent hands its config to the workers
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def worker_app() -> Starlette:
+    """One worker process's app (``--workers`` above 1), configured by the parent."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return create_app(ServiceConfig.from_json(os.environ[CONFIG_ENV]))
 
 
 def main() -> None:
@@ -51,6 +62,14 @@ def main() -> None:
         help="a request's headers must arrive within this (else 408 and the connection closes)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port, each with its own copy of the index (the vectors "
+        "are memory-mapped and shared); above 1, /v1/admin/reload and unpin answer 409 and "
+        "each worker follows LATEST by itself (--poll-seconds), and /metrics is per worker",
+    )
     args = parser.parse_args()
     config = ServiceConfig(
         index_root=LakeLayout.at(args.lake).index,
@@ -64,17 +83,26 @@ def main() -> None:
         poll_seconds=args.poll_seconds,
         url=f"http://{args.host}:{args.port}",
         default_domain=settings.default_domain,
+        workers=args.workers,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if args.workers > 1:  # workers import the app and the protocol class by name
+        os.environ[CONFIG_ENV] = config.to_json()
+        os.environ["COGRAPH_HEADER_TIMEOUT_SECONDS"] = str(args.header_timeout_seconds)
+        app, http = "serving.__main__:worker_app", SettingsHeaderDeadline
+    else:
+        app, http = create_app(config), with_header_timeout(args.header_timeout_seconds)
     uvicorn.run(
-        create_app(config),
+        app,
+        factory=args.workers > 1,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         log_level="info" if args.access_log else "warning",
         access_log=args.access_log,
         limit_concurrency=args.max_connections,
         timeout_keep_alive=int(args.keep_alive_seconds),
-        http=with_header_timeout(args.header_timeout_seconds),
+        http=http,
     )
 
 

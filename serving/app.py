@@ -13,7 +13,9 @@ renders it at ``/docs``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
+import json
 import logging
 import math
 import re
@@ -70,6 +72,19 @@ class ServiceConfig:
     default_domain: str = "default"  # the domain of items whose catalog names none
     ranker_root: Path | None = None  # <lake>/e2e_ranker: the end-to-end rankers' versions
     metric_root: Path | None = None  # <lake>/relevance_model: the neural relevance's versions
+    workers: int = 1  # processes serving the port; above 1 the admin endpoints answer 409
+
+    def to_json(self) -> str:
+        """For worker processes (:func:`serving.__main__.worker_app`)."""
+        return json.dumps({k: str(v) if isinstance(v, Path) else v
+                           for k, v in dataclasses.asdict(self).items()})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceConfig:
+        values = json.loads(text)
+        for name in ("index_root", "ranker_root", "metric_root"):
+            values[name] = None if values[name] is None else Path(values[name])
+        return cls(**values)
 
 
 class Json(JSONResponse):
@@ -214,6 +229,10 @@ def neural_searcher(
 NO_METRIC = (
     "No neural relevance model is published: materialize relevance_model (make demo-neural); "
     "a model that does not beat the single-behaviour one is not published"
+)
+SEVERAL_WORKERS = (
+    "Reload and pins need one worker: a request reaches one of several worker processes, "
+    "and each follows LATEST by itself (--poll-seconds)"
 )
 E2E_CANDIDATES = 200  # strategy e2e: the ANN candidates the ranker re-scores
 NO_RANKER = (
@@ -480,8 +499,13 @@ def create_app(config: ServiceConfig) -> Starlette:
         if not expected or not hmac.compare_digest(token.encode("utf-8", "replace"), expected):
             raise BadRequest(401, "A valid bearer token is required")
 
+    def one_worker() -> None:
+        if config.workers > 1:
+            raise BadRequest(409, SEVERAL_WORKERS)
+
     async def reload(request: Request) -> Response:
         authorize(request)
+        one_worker()
         req = await parse(request, S.ReloadRequest)
         name = req.version or selection.wanted()
         folder = config.index_root / name if name else None
@@ -505,6 +529,7 @@ def create_app(config: ServiceConfig) -> Starlette:
 
     async def unpin(request: Request) -> Response:
         authorize(request)
+        one_worker()
         await parse(request, S.Strict)
         selection.unpin()
         return Json(health().model_dump())

@@ -15,6 +15,8 @@ import asyncio
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from settings import current
+
 BODY = b'{"detail":"Request headers did not arrive in time"}'
 ANSWER = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
@@ -56,6 +58,13 @@ class HeaderDeadlineProtocol(H11Protocol):
         # written as bytes: h11 will not send a response before it has read a request
         self.transport.write(ANSWER)
         self.transport.close()
+
+
+class SettingsHeaderDeadline(HeaderDeadlineProtocol):
+    """The deadline from the settings (``COGRAPH_HEADER_TIMEOUT_SECONDS``): for worker
+    processes, which get the protocol class by its name, not as a class made at run time."""
+
+    header_timeout = current().header_timeout_seconds
 
 
 def with_header_timeout(seconds: float) -> type[H11Protocol]:

@@ -66,11 +66,14 @@ def background_server(
 
 
 @contextmanager
-def similar_items_service(lake: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``python -m serving`` on the lake's latest index, on a free port; yields its URL."""
+def similar_items_service(
+    lake: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """``python -m serving`` (with ``args``) on the lake's latest index, on a free port;
+    yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "serving", "--lake", str(lake), "--port", str(port)]
+    command = [sys.executable, "-m", "serving", "--lake", str(lake), "--port", str(port), *args]
     root = Path(__file__).resolve().parents[1]
     with background_server(command, f"{url}/healthz", env, cwd=root):
         yield url

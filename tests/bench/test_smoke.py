@@ -61,8 +61,9 @@ def test_training_smoke(tmp_path):
 def test_serving_smoke(tmp_path):
     doc = tmp_path / "benchmarks.md"
     rows = serving.main(
-        ["--synthetic", "1000", "--levels", "2", "--requests", "40", "--doc", str(doc)]
-    )
+        ["--synthetic", "1000", "--levels", "2", "--requests", "40", "--workers", "1", "2",
+         "--doc", str(doc)]
+    )  # fmt: skip
     # batching, endpoint, request, concurrency, failed
     runs = [(r[0], r[1], r[2], r[3], r[5]) for r in rows]
     similar = [("single id", 2), ("batch of 64", 1), ("batch of 64", 4)]
@@ -70,7 +71,7 @@ def test_serving_smoke(tmp_path):
     recommend = [("history of 5", 1), ("history of 5", 16)]
     assert runs == [
         (batching, endpoint, request, level, 0)
-        for batching in ("on", "off")
+        for batching in ("on", "off", "on, 2 workers")
         for endpoint, cases in (("similar items", similar), ("recommend, mean", recommend))
         for request, level in cases
     ]

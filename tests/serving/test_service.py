@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 
@@ -337,3 +338,43 @@ def test_service_follows_a_new_latest_version(tmp_path):
         while requests.get(f"{url}/healthz").json()["index_version"] != "v2":
             assert time.monotonic() < deadline, "the service did not pick up v2"
             time.sleep(0.2)
+
+
+def test_several_worker_processes_share_the_port_and_refuse_admin_reloads(tmp_path):
+    publish(tmp_path, "v1", seed=0)
+    env = {"COGRAPH_ADMIN_TOKEN": TOKEN, "COGRAPH_RELOAD_POLL_SECONDS": "0.2",
+           "COGRAPH_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT)}  # fmt: skip
+    with similar_items_service(tmp_path, env, ("--workers", "2")) as url:
+        port = int(url.rsplit(":", 1)[1])
+        listening = {
+            p.pid
+            for p in psutil.Process().children(recursive=True)
+            for c in p.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        assert len(listening) >= 2  # the workers (the parent may hold the socket too)
+        replies: list[int] = []
+
+        def client() -> None:
+            with requests.Session() as s:
+                for i in range(20):
+                    replies.append(s.get(f"{url}/v1/items/item-{i}/similar").status_code)
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert replies == [200] * 80
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        reload = requests.post(f"{url}/v1/admin/reload", json={}, headers=auth)
+        assert reload.status_code == 409 and "one worker" in reload.json()["detail"]
+        # each worker follows LATEST by itself
+        publish(tmp_path, "v2", seed=1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            versions = {requests.get(f"{url}/healthz").json()["index_version"] for _ in range(8)}
+            if versions == {"v2"}:
+                break
+            time.sleep(0.3)
+        assert versions == {"v2"}

@@ -137,10 +137,11 @@ def load(
 def load_row(
     mode: str, endpoint: str, request: str, level: int, r: dict, ratio: str
 ) -> list[object]:
-    """One row of the serving table from a :func:`load` result."""
-    return [mode, endpoint, request, level, r["requests"], r["failures"],
-            f"{r['index_calls']:,.0f}", f"{r['qps']:,.0f}", f"{r['p50']:.2f}",
-            f"{r['p99']:.2f}", ratio]  # fmt: skip
+    """One row of the serving table from a :func:`load` result (index calls only where one
+    process answered them all)."""
+    calls = "—" if "workers" in mode else f"{r['index_calls']:,.0f}"
+    return [mode, endpoint, request, level, r["requests"], r["failures"], calls,
+            f"{r['qps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", ratio]  # fmt: skip
 
 
 def served_recall(url: str, bundle: IndexBundle, entities: np.ndarray) -> float:
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                     recall = served_recall(url, bundle, sample[:200])
                 runs = [(0, c) for c in args.levels] + [(BATCH_IDS, 1), (BATCH_IDS, 4)]
                 mode = "on" if batching else "off"
-                if workers > 1:
+                if workers > 1:  # /metrics is per worker: its index calls are not the total
                     mode += f", {workers} workers"
                 for batch, level in runs:
                     total = args.requests // max(batch // 8, 1)
@@ -281,8 +282,9 @@ the `mean` strategy with `neural` (the learned relevance searched over the index
 present when the lake has a relevance model for the served embeddings): with micro-batching
 concurrent `neural` requests share one side-by-side search, whose candidates are scored in
 shared calls (fewer "index calls" than requests). "2 workers": `python -m serving --workers 2`,
-two processes on one port, each with its own index and batcher (on this 2-core machine they
-compete with each other and with the client for the same cores).
+two processes on one port, each with its own index and batcher and half the cores' threads
+(on this 2-core machine they compete with each other and with the client for the same
+cores; their index calls are not shown, since each keeps its own `/metrics`).
 """
     write_section("serving", body, args.doc)
     return rows

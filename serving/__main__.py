@@ -89,7 +89,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if args.workers > 1:  # workers import the app and the protocol class by name
         os.environ[CONFIG_ENV] = config.to_json()
-        os.environ["COGRAPH_HEADER_TIMEOUT_SECONDS"] = str(args.header_timeout_seconds)
+        timeout = type(settings).variable("header_timeout_seconds")  # what the workers read
+        os.environ[timeout] = str(args.header_timeout_seconds)
         # the cores divided among the workers: faiss's and BLAS's thread pools in every
         # worker would otherwise each claim all of them (measured: a p99 of 1.2 s)
         threads = str(max(1, (os.cpu_count() or 1) // args.workers))

@@ -23,7 +23,6 @@ from serving.artifact import load_bundle
 from serving.neural_metric import NeuralMetric
 from serving.neural_search import NeuralSearcher, SearchSettings, search_quality
 from spark_jobs import constants as C
-from storage.embedding_store import open_matrix
 from training.device import device_name, pick_device
 from training.muirml_fit import MuirmlParams
 from training.muirml_run import MULTI, SINGLE, RelevanceReport, RelevanceRun, load_report
@@ -59,29 +58,29 @@ def relevance_model(
     context: dg.AssetExecutionContext,
     config: RelevanceConfig,
     raw_interactions: DataFrame,
-    embedding_matrix: Path,
     ann_index: Path,
 ) -> dg.Output[RelevanceRun]:
     """MUIRML (one probability per behaviour, attention-weighted into one relevance, with
     the self-covariant loss) and the single-behaviour baseline on a temporal split of each
-    user's pairs; its graph search over the served index checked against brute force."""
+    user's pairs, over the served index's embeddings (not the newest matrix: one the quality
+    gate kept out of the index is not served); its graph search over that index checked
+    against brute force."""
     device = pick_device()
     with Measure() as m:
         columns = (C.USER_ID, C.ITEM_ID, C.EVENT, C.WEIGHT, C.TS)
         interactions = raw_interactions.select(*columns).toPandas()
-        matrix = open_matrix(embedding_matrix)
-        item_ids = matrix.entities.column("item_id").to_numpy(zero_copy_only=False)
+        bundle = load_bundle(ann_index)
+        item_ids = bundle.entities.column("item_id").to_numpy(zero_copy_only=False)
         run = train_relevance(
             interactions,
             item_ids,
-            matrix.vectors,
-            matrix.meta["model_version"],
+            bundle.vectors,
+            bundle.meta["model_version"],
             config.params(),
             device,
             log=context.log.info,
         )
         metric = NeuralMetric(run.arrays())
-        bundle = load_bundle(ann_index)
         settings = SearchSettings(ef=config.ef, parallel=config.parallel, seeds=config.seeds)
         searcher = NeuralSearcher(bundle.index, bundle.vectors, metric, settings)
         quality = search_quality(searcher, run.test_users(config.check_queries, config.seed))
@@ -97,15 +96,7 @@ def relevance_model(
                 "aucs": dg.MetadataValue.md(auc_table(report)),
                 f"auc_{MULTI.replace('-', '_')}": report.aucs[MULTI]["auc"],
                 f"auc_{SINGLE.replace('-', '_')}": report.aucs[SINGLE]["auc"],
-                "scenario_weights": dg.MetadataValue.md(
-                    markdown_table(
-                        ["behaviour", f"weight in the {report.target} scenario"],
-                        [
-                            (b, f"{w:.3f}")
-                            for b, w in zip(report.behaviours, report.scenario, strict=True)
-                        ],
-                    )
-                ),
+                "scenario_weights": dg.MetadataValue.md(scenario_table(report)),
                 "model_published": run.publishes,
                 "device": device_name(device),
                 "embedding_version": run.embedding_version,

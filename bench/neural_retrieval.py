@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.report import DOC, stamp, write_section
+from resources.markdown import markdown_table
 from serving.graph_search import HnswGraph, search, search_many
 from serving.neural_metric import NeuralMetric
 from training.behaviours import BehaviourPairs, behaviour_pairs
@@ -349,7 +350,7 @@ def movielens_part(runs: list[dict], keys: tuple[str, ...]) -> list[str]:
         f"ml-latest-small, held-out **{runs[0]['target']}s** (rating 5; behaviours: view = "
         "any rating, like from 4, love at 5, tag), per-user temporal split, item vectors "
         f"from an SVD of the training pairs, mean ± sd over {len(runs)} seeds:",
-        markdown_rows(["metric", "AUC", "vs shallower", "vs random"], rows),
+        markdown_table(["metric", "AUC", "vs shallower", "vs random"], rows),
     ]
 
 
@@ -389,13 +390,13 @@ def section(
         f"### Held-out purchases (AUC, mean ± sd over {len(aucs)} seeds)",
         "Positives: test pairs with a purchase; negatives: the test pairs without one "
         "(viewed or liked only) and as many random never-engaged items.",
-        markdown_rows(["metric", "AUC", "vs shallower", "vs random"], auc_rows),
+        markdown_table(["metric", "AUC", "vs shallower", "vs random"], auc_rows),
         *movielens_part(movielens, keys),
         f"### SCL ablation: Rec@10 at equal work ({TRAIN_ITEMS:,} items, P {ABLATION_P}, "
         f"mean ± sd over {len(aucs)} seeds)",
         "Each metric searched over the same graph against its own brute force; the "
         "single-behaviour metric beside them.",
-        markdown_rows(["metric", "ef", "scored", "Rec@10", "Rec@100"], ablation_rows),
+        markdown_table(["metric", "ef", "scored", "Rec@10", "Rec@100"], ablation_rows),
     ]
     for items, r in results.items():
         best = best_fast(r)
@@ -429,7 +430,7 @@ def section(
             "Brute-force QPS: "
             + ", ".join(f"{n} {q:.2f}" for n, q in r["brute_qps"].items())
             + ".",
-            markdown_rows(
+            markdown_table(
                 [
                     "metric",
                     "P",
@@ -447,14 +448,9 @@ def section(
             "Q-HiPANNS: the same users searched side by side "
             f"(P {ABLATION_P}, ef {r['batched_ef']}), candidates scored in calls of at most "
             "B pairs; the first row searches them one at a time.",
-            markdown_rows(["B", "scoring calls", "pairs per call", "Rec@10", "QPS"], batched),
+            markdown_table(["B", "scoring calls", "pairs per call", "Rec@10", "QPS"], batched),
         ]
     return "\n\n".join(parts)
-
-
-def markdown_rows(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -51,7 +51,11 @@ class RelevanceRun:
     fitted: Fitted
     users: np.ndarray  # every user's vector (its training history's mean embedding)
     pairs: BehaviourPairs
-    embedding_version: str  # the embeddings' model version: the model fits only those
+
+    @property
+    def embedding_version(self) -> str:
+        """The embeddings' model version: the model fits only those."""
+        return self.report.embedding_version
 
     def arrays(self) -> dict[str, np.ndarray]:
         return export_arrays(self.fitted, self.pairs.behaviours, self.embedding_version)
@@ -89,10 +93,10 @@ def run_relevance(
             f"MUIRML needs at least two behaviours with a deepest one present; "
             f"the interactions have {list(pairs.behaviours)}"
         )
-    users = user_vectors(pairs, np.asarray(vectors, dtype=np.float32))
+    vectors = np.array(vectors, dtype=np.float32)  # a writable copy (torch needs one)
+    users = user_vectors(pairs, vectors)
     device = device or torch.device("cpu")
-    u = torch.from_numpy(users).to(device)
-    v = torch.from_numpy(np.array(vectors, dtype=np.float32)).to(device)
+    u, v = torch.from_numpy(users).to(device), torch.from_numpy(vectors).to(device)
     test = target_pairs(pairs, 2, len(v), params.seed + 1)
     fitted, aucs = {}, {}
     for name, arm in ((MULTI, params), (SINGLE, replace(params, single=True))):
@@ -115,4 +119,4 @@ def run_relevance(
         history={name: f.history for name, f in fitted.items()},
         embedding_version=embedding_version,
     )
-    return RelevanceRun(report, fitted[MULTI], users, pairs, embedding_version)
+    return RelevanceRun(report, fitted[MULTI], users, pairs)

@@ -12,6 +12,8 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,11 +92,11 @@ ENGINES = {"in-process": None, "Spark": 0}  # small_batch_max_rows: the default,
 
 
 def incremental(lake: Path, resources: dict, new: list[str], max_rows: int | None) -> dict:
-    start = time.perf_counter()
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance:  # the daemon's instance: there before the batch
+        start = time.perf_counter()
         context = dg.build_sensor_context(instance=instance, resources={"lake": resources["lake"]})
         request = inbox_sensor(context)
-    tick = time.perf_counter()
+        tick = time.perf_counter()
     config = request.run_config
     if max_rows is not None:
         config["ops"]["batch_updates"]["config"]["small_batch_max_rows"] = max_rows
@@ -121,6 +123,14 @@ def incremental(lake: Path, resources: dict, new: list[str], max_rows: int | Non
             "steps": steps, "engine": update.metadata["applied_by"].value}  # fmt: skip
 
 
+def code_location_start() -> float:
+    """Seconds a fresh process takes to import the code location: what each run launched
+    by the daemon pays before its first step (the benchmark runs in one warm process)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import orchestration.definitions"], check=True)
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> list[list[object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=4000)
@@ -135,6 +145,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         n_users=args.users, n_items=args.items, n_interactions=args.interactions
     )
     rows, profile = [], []
+    start_up = code_location_start()
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp)
         spark = SparkResource(master="local[2]", shuffle_partitions=4)
@@ -186,7 +197,11 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
 
 Synthetic lake of {args.items:,} items, {args.interactions:,} interactions
 ({"tiny model" if args.quick else "default training config"}). A batch lands in the inbox with its
-`.done` marker; the clock stops when every new item is in the loaded index version.
+`.done` marker; the clock starts at the sensor's tick (with the daemon's instance, made
+before the batch lands) and stops when every new item is in the loaded index version. Under
+`dagster-daemon` two waits come before it that this single process does not pay: the tick
+itself (the sensor's `minimum_interval_seconds`, 30) and the run's process start, which
+imports the code location ({start_up:.1f} s here, measured in a fresh process).
 
 {table}
 

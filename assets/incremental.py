@@ -19,7 +19,15 @@ from serving.artifact import BUNDLE
 from serving.refresh import INDUCTIVE_SINCE_RETRAIN, publish_refresh
 from settings import config_field, current
 from spark_jobs.coengagement import CoengagementParams
-from spark_jobs.incremental_batch import STEPS, BatchSettings, apply_batch, pending_batches
+from spark_jobs.incremental_batch import (
+    LOG_TABLE,
+    STEPS,
+    TABLE_COUNTS,
+    Applied,
+    BatchSettings,
+    apply_batch,
+    pending_batches,
+)
 from storage import inbox
 from storage.lake_transaction import LakeTables
 from storage.versions import latest
@@ -63,6 +71,32 @@ def batch_settings(
     )
 
 
+def upstream_events(applied: list[Applied]) -> list[dg.AssetMaterialization]:
+    """What the batches wrote upstream, as events on those assets (the lineage graph can
+    draw no edge back to them): per table the rows added and the Delta version it is at,
+    and on ``ann_index`` the version published."""
+    metadata: dict[str, dict] = {}
+    for a in applied:
+        for table in a.tables:
+            asset, _, part = table.partition("/")
+            if asset == LOG_TABLE:
+                continue
+            meta = metadata.setdefault(asset, {"incremental": True})
+            prefix = f"{part}_" if part else ""
+            added = f"{prefix}rows_added"
+            meta[added] = meta.get(added, 0) + a.counts.get(TABLE_COUNTS[table], 0)
+            meta[f"{prefix}delta_version"] = a.versions[table]
+        if a.new_index:
+            metadata["ann_index"] = {"incremental": True, "index_version": a.index_version}
+    batches = sorted({b for a in applied for b in a.batches.values()})
+    return [
+        dg.AssetMaterialization(
+            asset, description=f"Written by batch_updates for batches {batches}", metadata=meta
+        )
+        for asset, meta in sorted(metadata.items())
+    ]
+
+
 @dg.asset(
     group_name=GROUP,
     deps=["ann_index"],
@@ -95,9 +129,8 @@ def batch_updates(
     if not applied:
         context.log.info(f"Nothing new in {[f.name for f in files]}: every batch was applied")
         return
-    assets = {t.split("/")[0] for a in applied for t in a.tables} - {"batch_updates"}
-    for name in sorted(assets):
-        context.log_event(dg.AssetMaterialization(name, metadata={"incremental": True}))
+    for event in upstream_events(applied):
+        context.log_event(event)
     counts = {k: sum(a.counts.get(k, 0) for a in applied) for k in applied[-1].counts}
     context.log.info(f"Batches {[sorted(a.batches.values()) for a in applied]}: {counts}")
     yield dg.MaterializeResult(

@@ -35,6 +35,13 @@ APPENDS = (
     ("concepts", "item_concepts", "new_concepts"),
     ("interactions", "raw_interactions", "interactions"),
 )
+# the count under which a batch reports the rows it added to each table it writes
+TABLE_COUNTS = {table: key for _, table, key in APPENDS} | {
+    "coengagement_edges": "pairs_merged",
+    "knowledge_graph/nodes": "new_nodes",
+    "knowledge_graph/edges": "new_edges",
+    "entity_embeddings": "embedded",
+}
 
 # (nodes, edges) of the extended graph -> every entity's vectors from the current checkpoint
 Embed = Callable[[pa.Table, pa.Table], EntityVectors]

@@ -46,7 +46,14 @@ from pyspark.sql import functions as F
 from spark_jobs import constants as C
 from spark_jobs.arrow_batch import ArrowSteps, batch_rows
 from spark_jobs.arrow_inputs import NeedsSpark
-from spark_jobs.batch_steps import APPENDS, LOG_TABLE, STEPS, BatchSettings, BatchSteps
+from spark_jobs.batch_steps import (
+    APPENDS,
+    LOG_TABLE,
+    STEPS,
+    TABLE_COUNTS,
+    BatchSettings,
+    BatchSteps,
+)
 from spark_jobs.incremental import (
     new_edges,
     new_nodes,
@@ -58,7 +65,15 @@ from storage.lake_log import INCREMENTAL_UNIT
 from storage.lake_transaction import LakeTables, LakeTransaction
 
 UNIT = INCREMENTAL_UNIT
-__all__ = ["STEPS", "Applied", "BatchSettings", "apply_batch", "pending_batches"]
+__all__ = [
+    "LOG_TABLE",
+    "STEPS",
+    "TABLE_COUNTS",
+    "Applied",
+    "BatchSettings",
+    "apply_batch",
+    "pending_batches",
+]
 
 
 @dataclass
@@ -70,6 +85,8 @@ class Applied:
     index_version: str
     resumed_from: str | None
     tables: list[str] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)  # table -> the Delta version it is at
+    new_index: bool = False  # whether it published an index version (some entity changed)
     step_seconds: dict[str, float] = field(default_factory=dict)  # the steps this run did
     engine: str = ""  # arrow or spark: the engine of this run's first three steps
 
@@ -145,6 +162,8 @@ def apply_batch(
         index_version=txn.facts["index_version"],
         resumed_from=resumed,
         tables=sorted(txn.facts.get("tables", [])),
+        versions=dict(txn.versions),
+        new_index=bool(txn.facts["affected"]),
         step_seconds=seconds,
         engine=steps.engine,
     )

@@ -117,6 +117,16 @@ def test_batch_lands_and_becomes_searchable(lake):
         assert after[table] == before[table] + 1, table
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["new_items"].value == 3 and meta["interactions"].value == 120
+    # the upstream assets' pages show what the batch wrote into them
+    upstream = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()[:-1]
+    }
+    assert upstream["raw_interactions"]["rows_added"].value == 120
+    assert upstream["raw_interactions"]["delta_version"].value == after["tables/raw_interactions"]
+    assert upstream["item_catalog"]["rows_added"].value == 3
+    assert upstream["knowledge_graph"]["nodes_rows_added"].value == meta["new_nodes"].value
+    assert upstream["ann_index"]["index_version"].value == meta["index_version"].value
     steps = meta["step_seconds"].value  # every step ran in this run (recording takes ~1 ms)
     assert list(steps) == list(STEPS) and all(seconds >= 0 for seconds in steps.values())
     assert steps["appended"] > 0 and steps["embedded"] > 0

@@ -43,31 +43,28 @@ install: $(BIN)/.installed .jvm/.fetched $(VENV)/.chromium
 ## Run the full_refresh job on the built-in synthetic dataset (every asset but the
 ## incremental one, which has nothing to apply yet), then say what it made and where to look.
 demo: install home
-	$(BIN)/dagster job execute -m orchestration.definitions -j full_refresh \
-		-c orchestration/demo_run.yaml
+	$(BIN)/dg launch --job full_refresh -c orchestration/demo_run.yaml
 	$(BIN)/python -m orchestration.summary
 
 ## The cross-domain cold-start demo: the two-domain synthetic data (music, then live as
 ## the target) through cross_domain_refresh into lake-cross-domain/, then the summary
 ## (the evaluation is the asset cross_domain_evaluation in the UI).
 demo-cross-domain: install home
-	COGRAPH_LAKE_ROOT=$(CURDIR)/lake-cross-domain $(BIN)/dagster job execute \
-		-m orchestration.definitions -j cross_domain_refresh -c orchestration/cross_domain_run.yaml
+	COGRAPH_LAKE_ROOT=$(CURDIR)/lake-cross-domain $(BIN)/dg launch \
+		--job cross_domain_refresh -c orchestration/cross_domain_run.yaml
 	COGRAPH_LAKE_ROOT=$(CURDIR)/lake-cross-domain $(BIN)/python -m orchestration.summary
 
 ## End-to-end mode (E2E-GRec) on the demo lake: e2e_refresh trains the ranker with the GNN
 ## and every comparison arm; `make serve` then answers /v1/recommend with strategy "e2e".
 ## A failed gate fails the run; the summary still says what was measured.
 demo-e2e: install home
-	$(BIN)/dagster job execute -m orchestration.definitions -j e2e_refresh \
-		-c orchestration/demo_run.yaml; status=$$?; \
+	$(BIN)/dg launch --job e2e_refresh -c orchestration/demo_run.yaml; status=$$?; \
 		$(BIN)/python -m orchestration.summary; exit $$status
 
 ## Neural relevance (GMP-GR) on the demo lake, after `make demo`: neural_refresh trains
 ## MUIRML over the served embeddings; `make serve` then answers strategy "neural".
 demo-neural: install home
-	$(BIN)/dagster job execute -m orchestration.definitions -j neural_refresh \
-		-c orchestration/demo_run.yaml; status=$$?; \
+	$(BIN)/dg launch --job neural_refresh -c orchestration/demo_run.yaml; status=$$?; \
 		$(BIN)/python -m orchestration.summary; exit $$status
 
 ## Lint and run the test suite (real Spark, real Delta tables, real Dagster webserver).

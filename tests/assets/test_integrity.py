@@ -246,8 +246,8 @@ def test_failure_between_the_graph_tables_shows_nothing(base, tmp_path):
 
 
 def cli_run(lake: Path, home: Path) -> subprocess.Popen:
-    """``dagster asset materialize --select batch_updates`` as an operator runs it; its
-    output goes to ``home/run.log``."""
+    """``dg launch --assets batch_updates`` as an operator runs it (the project's
+    ``[tool.dg]`` names the definitions); its output goes to ``home/run.log``."""
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -255,9 +255,8 @@ def cli_run(lake: Path, home: Path) -> subprocess.Popen:
         "COGRAPH_SPARK_DRIVER_MEMORY": "1g",
     }
     command = [
-        str(Path(sys.executable).parent / "dagster"),
-        *("asset", "materialize", "-m", "orchestration.definitions"),
-        *("--select", "batch_updates"),
+        str(Path(sys.executable).parent / "dg"),
+        *("launch", "--assets", "batch_updates"),
     ]
     return subprocess.Popen(
         command,

@@ -40,11 +40,20 @@ from training.cross_domain import (
     evaluate_cross_domain,
     load_report,
 )
-from training.cross_domain_models import WalkModels, load_walk_models, train_walk_models
+from training.cross_domain_models import (
+    WalkModels,
+    load_walk_models,
+    train_encoder_twins,
+    train_walk_models,
+)
 from training.deepwalk import DeepWalkParams
 from training.device import pick_device
+from training.hasp import HaspParams
 from training.inference import embed_graph
 from training.kg_arrays import kg_from_frames
+from training.shard_store import open_shards
+from training.split import EvaluationSplit, training_view
+from training.transe import load_transe
 
 GROUP = "cross_domain"
 
@@ -156,6 +165,53 @@ def cross_domain_walk_models(
     )
 
 
+class TwinConfig(dg.Config):
+    memory_budget_mb: int = config_field("inference_memory_budget_mb")
+
+
+@dg.asset(group_name=GROUP, io_manager_key="folder_io_manager")
+def target_only_encoders(
+    context: dg.AssetExecutionContext,
+    config: TwinConfig,
+    cross_domain: CrossDomainResource,
+    item_catalog: DataFrame,
+    knowledge_graph: dict[str, DataFrame],
+    evaluation_split: DataFrame,
+    hasp_shards: Path,
+    concept_pretraining: Path,
+    gnn_checkpoint: Path,
+) -> dg.Output[WalkModels]:
+    """Twins of the run's encoders (same variant, shape and training parameters) trained
+    on the target domain alone, over shards of that view: the peers that say what the
+    other domains' behaviour adds."""
+    holdout = _required(cross_domain)
+    kg = kg_from_frames(knowledge_graph)
+    in_target = _in_target(item_catalog, knowledge_graph["nodes"], holdout, kg.num_entities)
+    split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
+    with Measure() as m:
+        twins = train_encoder_twins(
+            load_model_set(gnn_checkpoint).checkpoints,
+            training_view(kg, split),
+            kg,
+            in_target,
+            load_transe(concept_pretraining),
+            HaspParams.of_manifest(open_shards(hasp_shards).manifest),
+            config.memory_budget_mb,
+            pick_device(),
+            context.log.info,
+        )
+    return dg.Output(
+        twins,
+        metadata=rounded(
+            {
+                "models": dg.MetadataValue.json(sorted(twins.tables)),
+                "target_entities": int(in_target.sum()),
+                **m.metadata("compute"),
+            }
+        ),
+    )
+
+
 class CrossDomainEvaluationConfig(dg.Config):
     memory_budget_mb: int = config_field("inference_memory_budget_mb")
     seed: int = Field(0, description="Seed of the validation/test halves and the samples.")
@@ -171,11 +227,12 @@ def cross_domain_evaluation(
     knowledge_graph: dict[str, DataFrame],
     gnn_checkpoint: Path,
     cross_domain_walk_models: Path,
+    target_only_encoders: Path,
 ) -> dg.Output[CrossDomainReport]:
     """Cold users (Recall@20, NDCG@20 of target items from their other-domain history),
     new target items (MAP@10) and how often new items reach the users who engaged them:
-    every encoder of the run and the walk models (joint and target-only) against popular
-    in target, cross-domain ItemCF and popularity + concepts."""
+    every encoder of the run and the walk models (joint), their target-only twins, against
+    popular in target, cross-domain ItemCF and popularity + concepts."""
     holdout = _required(cross_domain)
     nodes = knowledge_graph["nodes"]
     kg = kg_from_frames(knowledge_graph)
@@ -198,8 +255,9 @@ def cross_domain_evaluation(
             context.log.info(f"Embedding the whole graph with {name}")
             out = embed_graph(checkpoint, kg, config.memory_budget_mb, device)
             vectors[name] = (JOINT, out.vectors)
-        for name, (view, table) in load_walk_models(cross_domain_walk_models).tables.items():
-            vectors[name] = (view, table.embeddings)
+        for folder in (cross_domain_walk_models, target_only_encoders):
+            for name, (view, table) in load_walk_models(folder).tables.items():
+                vectors[name] = (view, table.embeddings)
         empty = torch.empty(2, 0, dtype=torch.long)
         without_domain = item_catalog.where(F.col(C.DOMAIN).isNull()).count()
         report = evaluate_cross_domain(

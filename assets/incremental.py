@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.graph import CoengagementConfig, GraphConfig
+from resources.cross_domain import CrossDomainResource
 from resources.io_manager import lake_tables, recorded_config
 from resources.measure import Measure
 from resources.spark_lake import LakeResource, SparkResource
@@ -19,6 +20,7 @@ from serving.artifact import BUNDLE
 from serving.refresh import INDUCTIVE_SINCE_RETRAIN, publish_refresh
 from settings import config_field, current
 from spark_jobs.coengagement import CoengagementParams
+from spark_jobs.domain_holdout import DomainHoldout
 from spark_jobs.incremental_batch import (
     LOG_TABLE,
     STEPS,
@@ -48,7 +50,11 @@ class BatchConfig(dg.Config):
 
 
 def batch_settings(
-    tables: LakeTables, config: BatchConfig, lake: LakeResource, log: logging.Logger
+    tables: LakeTables,
+    config: BatchConfig,
+    lake: LakeResource,
+    log: logging.Logger,
+    holdout: DomainHoldout | None = None,
 ) -> BatchSettings:
     """The batch's settings, with the co-engagement and graph configs that the nightly
     build recorded in its tables, so that merged pairs and EELs follow its rules."""
@@ -68,6 +74,7 @@ def batch_settings(
         publish=partial(publish_refresh, index_root),
         encoding=config.encoding,
         small_batch_max_rows=config.small_batch_max_rows,
+        holdout=holdout or DomainHoldout(),
     )
 
 
@@ -107,6 +114,7 @@ def batch_updates(
     config: BatchConfig,
     spark: SparkResource,
     lake: LakeResource,
+    cross_domain: CrossDomainResource,
 ) -> Iterator[dg.MaterializeResult]:  # yields only when something was new
     """Apply the inbox batch to the lake: append its rows, MERGE recomputed co-engagement
     pairs, extend the graph, embed new and affected entities inductively, log one row per
@@ -117,7 +125,7 @@ def batch_updates(
     none, a killed run resumes from its last finished step, and a batch is applied once.
     """
     tables = lake_tables(lake, spark)
-    settings = batch_settings(tables, config, lake, context.log)
+    settings = batch_settings(tables, config, lake, context.log, cross_domain.holdout)
     files = [Path(f) for f in config.files] or inbox.candidates(lake.layout.inbox)
     with tables.log.writer_lease(lake.writer_lease_seconds), Measure() as m:
         work = pending_batches(tables, {f: inbox.batch_id(f) for f in files if f.exists()})

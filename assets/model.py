@@ -105,8 +105,10 @@ class TrainConfig(dg.Config):
     models: list[str] = Field(
         ["semantic", "semantic_no_pretrain", "gcn", "gat", "sage", "deepwalk"],
         description="Variants to train; the first is served. Kinds: semantic, gcn, gat, "
-        "sage, each optionally with `_no_pretrain` (random concept features: the "
-        "KG-pretraining ablation), and deepwalk (random walks and skip-gram).",
+        "sage, each optionally with `_domain_eels` (co-engagement links typed by their "
+        "items' domains: one relation within each domain, one across; for cross-domain "
+        "graphs) and then `_no_pretrain` (random concept features: the KG-pretraining "
+        "ablation), and deepwalk (random walks and skip-gram).",
     )
 
 

@@ -8,7 +8,8 @@ evaluation written into docs/quality.md (``python -m bench.cross_domain``).
   the proxy's construction, not a model constant: nothing in the lineage knows it.
 
 Each dataset runs the whole lineage into a fresh lake (default training config, encoders
-``semantic`` and ``sage`` and DeepWalk; Metapath2Vec and the target-only twins in the
+``semantic`` and ``sage``, each also with EELs typed by domain, and DeepWalk; Metapath2Vec
+and the target-only twins in the
 cross-domain group), then the evaluation's table is written into the document's
 ``cross_domain`` section.
 """
@@ -38,7 +39,9 @@ ACTION_FAMILY = {
     "Action", "Adventure", "Sci-Fi", "Thriller", "Crime", "Horror", "War", "Western",
     "Mystery", "Film-Noir", "Fantasy", "IMAX",
 }  # fmt: skip
-MODELS = ["semantic", "sage", "deepwalk"]
+# each encoder twice: co-engagement links as one relation, and typed by the domains of their
+# ends (``_domain_eels``), side by side on the same split
+MODELS = ["semantic", "semantic_domain_eels", "sage", "sage_domain_eels", "deepwalk"]
 
 
 def movielens_two_domains(root: Path, out: Path) -> IngestConfig:

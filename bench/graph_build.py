@@ -52,10 +52,11 @@ FROM ranked WHERE n >= {min_entities} AND draw <= {fanout}
 GRAPH_SQL = """
 CREATE TABLE nodes AS
 SELECT (row_number() OVER (PARTITION BY node_type ORDER BY key) - 1)::BIGINT AS node_id,
-  node_type, key
+  node_type, key, domain
 FROM (
-  SELECT '{entity}' AS node_type, item_id AS key FROM read_parquet('{catalog}')
-  UNION SELECT relation, concept FROM triples
+  SELECT '{entity}' AS node_type, item_id AS key, max(domain) AS domain
+  FROM read_parquet('{catalog}') GROUP BY item_id
+  UNION SELECT DISTINCT relation, concept, NULL FROM triples
 );
 CREATE TABLE eel AS
 WITH kept AS (

@@ -109,7 +109,8 @@ cross_domain_refresh = dg.define_asset_job(
     tags=LAKE_WRITER,
     description="full_refresh with the cross-domain evaluation: the target domain's cold-user "
     "and new-item rows are held out of the graph, walk models are trained on the joint and "
-    "the target-only graph, and every model is measured on what was held out (needs "
+    "the target-only graph, the encoders get target-only twins, and every model is measured "
+    "on what was held out (needs "
     "COGRAPH_CROSS_DOMAIN_TARGET or the cross_domain resource's target).",
 )
 e2e_refresh = dg.define_asset_job(

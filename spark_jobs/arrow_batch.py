@@ -84,10 +84,11 @@ class ArrowSteps(BatchSteps):
         concepts = self.added("item_concepts", list(C.CONCEPT_COLUMNS))
         nodes = self.txn.arrow("knowledge_graph/nodes")
         edges = self.txn.arrow("knowledge_graph/edges")
+        # a graph built before nodes had a domain keeps its columns until the nightly rebuild
         added_nodes = A.new_nodes(nodes, catalog, concepts)
+        added_nodes = added_nodes.select(nodes.column_names).cast(nodes.schema)
         pairs = self.pairs if self.counts["interactions"] else self.pairs.slice(0, 0)
-        same = added_nodes.select(nodes.column_names).cast(nodes.schema)
-        all_nodes = pa.concat_tables([nodes, same])
+        all_nodes = pa.concat_tables([nodes, added_nodes])
         added_edges = A.new_edges(all_nodes, edges, pairs, concepts, self.settings.min_support)
         for name, table in (("nodes", added_nodes), ("edges", added_edges)):
             self.txn.write(f"knowledge_graph/{name}", table, mode="append", custom=self.custom)

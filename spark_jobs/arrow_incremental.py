@@ -201,12 +201,15 @@ def new_nodes(nodes: pa.Table, catalog: pa.Table, triples: pa.Table) -> pa.Table
         {
             C.NODE_TYPE: [C.ENTITY] * catalog.num_rows + triples.column(C.RELATION).to_pylist(),
             C.KEY: catalog.column(C.ITEM_ID).to_pylist() + triples.column(C.CONCEPT).to_pylist(),
+            C.DOMAIN: catalog.column(C.DOMAIN).to_pylist() + [None] * triples.num_rows,
         },
-        schema=pa.schema([(C.NODE_TYPE, pa.string()), (C.KEY, pa.string())]),
+        schema=pa.schema(
+            [(C.NODE_TYPE, pa.string()), (C.KEY, pa.string()), (C.DOMAIN, pa.string())]
+        ),
     )
     fresh = (
         wanted.group_by([C.NODE_TYPE, C.KEY])
-        .aggregate([])
+        .aggregate([(C.DOMAIN, "max")])
         .join(nodes.select([C.NODE_TYPE, C.KEY]), [C.NODE_TYPE, C.KEY], join_type="left anti")
         .sort_by([(C.NODE_TYPE, "ascending"), (C.KEY, "ascending")])
     )
@@ -228,6 +231,7 @@ def new_nodes(nodes: pa.Table, catalog: pa.Table, triples: pa.Table) -> pa.Table
             C.NODE_ID: pa.array(ids, pa.int64()),
             C.NODE_TYPE: fresh.column(C.NODE_TYPE),
             C.KEY: fresh.column(C.KEY),
+            C.DOMAIN: fresh.column(f"{C.DOMAIN}_max"),
         }
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from spark_jobs import constants as C
 from spark_jobs.coengagement import CoengagementParams
+from spark_jobs.domain_holdout import DomainHoldout
 from spark_jobs.incremental import EDGE_KEYS, is_items_file
 from storage.embedding_store import EntityVectors, embedding_rows
 from storage.lake_transaction import LakeTransaction
@@ -62,6 +63,9 @@ class BatchSettings:
     publish: Publish
     encoding: str = "utf-8"  # of CSV batch files
     small_batch_max_rows: int = 0  # 0: every batch goes to Spark
+    # the cross-domain evaluation's held-out rows, kept out of the merged pairs as the
+    # nightly build keeps them out of coengagement_edges (disabled: nothing held out)
+    holdout: DomainHoldout = field(default_factory=DomainHoldout)
 
 
 class BatchSteps:

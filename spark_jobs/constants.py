@@ -42,6 +42,7 @@ SRC_TYPE = "src_type"
 DST_TYPE = "dst_type"
 ENTITY = "entity"
 EEL = "coengaged"  # relation name of entity-entity co-engagement links
+NODE_COLUMNS = (NODE_ID, NODE_TYPE, KEY, DOMAIN)
 COMPONENT = "component"
 DEGREE = "degree"
 
@@ -99,4 +100,6 @@ COLUMN_DOCS_BY_TABLE = {
     ("coengagement_edges", SRC): "One item's id (src < dst).",
     ("coengagement_edges", DST): "The other item's id.",
     ("batch_updates", TS): "When the batch was applied (UTC).",
+    ("knowledge_graph/nodes", DOMAIN): "An entity's domain in the catalog when the graph was "
+    "built (null for concepts).",
 }

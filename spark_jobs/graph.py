@@ -65,11 +65,18 @@ def _dense_ids(keys: DataFrame) -> DataFrame:
 
 
 def build_nodes(catalog: DataFrame, triples: DataFrame) -> DataFrame:
-    entities = catalog.select(F.lit(C.ENTITY).alias(C.NODE_TYPE), F.col(C.ITEM_ID).alias(C.KEY))
-    concepts = triples.select(F.col(C.RELATION).alias(C.NODE_TYPE), F.col(C.CONCEPT).alias(C.KEY))
-    return _dense_ids(entities.unionByName(concepts).distinct()).select(
-        C.NODE_ID, C.NODE_TYPE, C.KEY
+    """Entities (with their catalog domain: the cross-domain encoders type EELs by it) and
+    concepts (no domain), numbered densely per type."""
+    entities = catalog.select(
+        F.lit(C.ENTITY).alias(C.NODE_TYPE), F.col(C.ITEM_ID).alias(C.KEY), C.DOMAIN
     )
+    concepts = triples.select(
+        F.col(C.RELATION).alias(C.NODE_TYPE),
+        F.col(C.CONCEPT).alias(C.KEY),
+        F.lit(None).cast("string").alias(C.DOMAIN),
+    )
+    keys = entities.unionByName(concepts).groupBy(C.NODE_TYPE, C.KEY)
+    return _dense_ids(keys.agg(F.max(C.DOMAIN).alias(C.DOMAIN))).select(*C.NODE_COLUMNS)
 
 
 def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:

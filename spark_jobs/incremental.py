@@ -80,11 +80,19 @@ def recompute_pairs(
 def new_nodes(nodes: DataFrame, catalog: DataFrame, triples: DataFrame) -> DataFrame:
     """Entity and concept nodes not yet in ``nodes``, numbered after each type's last id."""
     wanted = catalog.select(
-        F.lit(C.ENTITY).alias(C.NODE_TYPE), F.col(C.ITEM_ID).alias(C.KEY)
+        F.lit(C.ENTITY).alias(C.NODE_TYPE), F.col(C.ITEM_ID).alias(C.KEY), C.DOMAIN
     ).unionByName(
-        triples.select(F.col(C.RELATION).alias(C.NODE_TYPE), F.col(C.CONCEPT).alias(C.KEY))
+        triples.select(
+            F.col(C.RELATION).alias(C.NODE_TYPE),
+            F.col(C.CONCEPT).alias(C.KEY),
+            F.lit(None).cast("string").alias(C.DOMAIN),
+        )
     )
-    fresh = wanted.distinct().join(nodes, [C.NODE_TYPE, C.KEY], "left_anti")
+    fresh = (
+        wanted.groupBy(C.NODE_TYPE, C.KEY)
+        .agg(F.max(C.DOMAIN).alias(C.DOMAIN))  # one node per key
+        .join(nodes, [C.NODE_TYPE, C.KEY], "left_anti")
+    )
     last = nodes.groupBy(C.NODE_TYPE).agg(F.max(C.NODE_ID).alias("_last"))
     order = Window.partitionBy(C.NODE_TYPE).orderBy(C.KEY)
     return (
@@ -93,7 +101,7 @@ def new_nodes(nodes: DataFrame, catalog: DataFrame, triples: DataFrame) -> DataF
             C.NODE_ID,
             (F.coalesce(F.col("_last"), F.lit(-1)) + F.row_number().over(order)).cast("long"),
         )
-        .select(C.NODE_ID, C.NODE_TYPE, C.KEY)
+        .select(*C.NODE_COLUMNS)
     )
 
 

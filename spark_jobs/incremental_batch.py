@@ -7,8 +7,10 @@ The lake's tables are handled here; the model's part comes in as two functions o
 
 A batch of at most ``small_batch_max_rows`` rows is read, validated and joined
 in-process (:mod:`spark_jobs.arrow_batch`: Arrow, numpy and deltalake, no Spark session
-started); a larger one, or one holding input that only Spark reads exactly, by Spark. Both
-write the same rows, one Delta commit per table changed.
+started); a larger one, or one holding input that only Spark reads exactly, by Spark, as is
+every batch of a lake under the cross-domain holdout (its held-out rows stay out of the
+merged pairs, as out of the nightly build's). Both write the same rows, one Delta commit
+per table changed.
 
 The steps, each journaled when it finishes (:mod:`storage.lake_transaction`),
 after a first entry that names the batch's files:
@@ -54,6 +56,7 @@ from spark_jobs.batch_steps import (
     BatchSettings,
     BatchSteps,
 )
+from spark_jobs.domain_holdout import training_interactions
 from spark_jobs.incremental import (
     new_edges,
     new_nodes,
@@ -135,7 +138,10 @@ def apply_batch(
         log(f"Resuming batch {txn.key} after step '{resumed}' (run {txn.run_id})")
     if not txn.steps:  # journaled before any write: a run killed from here on is resumed
         txn.step("started", files={str(p): b for p, b in files.items()}, counts={})
-    in_process = batch_rows(list(files)) <= settings.small_batch_max_rows
+    # the holdout picks rows by Spark's xxhash64, which the in-process path does not compute
+    in_process = (
+        batch_rows(list(files)) <= settings.small_batch_max_rows and not settings.holdout.enabled
+    )
     steps: BatchSteps = (
         ArrowSteps(txn, settings, files, log)
         if in_process
@@ -199,9 +205,13 @@ class _SparkSteps(BatchSteps):
 
     @functools.cached_property
     def pairs(self) -> DataFrame:
-        everything = self.txn.read(self.spark, "raw_interactions")
+        catalog, holdout = self.txn.read(self.spark, "item_catalog"), self.settings.holdout
+        everything = training_interactions(
+            self.txn.read(self.spark, "raw_interactions"), catalog, holdout
+        )
         params = self.settings.coengagement
-        touched = touched_pairs(self.interactions, everything, params)
+        batch = training_interactions(self.interactions, catalog, holdout)
+        touched = touched_pairs(batch, everything, params)
         return recompute_pairs(everything, touched, params).persist()
 
     def appended(self) -> None:
@@ -234,7 +244,8 @@ class _SparkSteps(BatchSteps):
         concepts = self.added_df("item_concepts", list(C.CONCEPT_COLUMNS))
         nodes = self.txn.read(self.spark, "knowledge_graph/nodes")
         edges = self.txn.read(self.spark, "knowledge_graph/edges")
-        added_nodes = new_nodes(nodes, catalog, concepts).persist()
+        # a graph built before nodes had a domain keeps its columns until the nightly rebuild
+        added_nodes = new_nodes(nodes, catalog, concepts).select(*nodes.columns).persist()
         pairs = self.pairs if self.counts["interactions"] else self.pairs.limit(0)
         all_nodes = nodes.unionByName(added_nodes)
         added_edges = new_edges(all_nodes, edges, pairs, concepts, self.settings.min_support)

@@ -1,7 +1,8 @@
-"""The walk models of the cross-domain comparison, each trained twice: on the joint graph
-(every domain's behaviour) and on the target domain alone (its own co-engagement and
-user-item edges; other domains' items keep only their concepts), as NetEase compared
-models trained on music and live data with models trained on live data only."""
+"""The target-only side of the cross-domain comparison, as NetEase compared models
+trained on music and live data with models trained on live data only: the walk models,
+each trained on the joint graph (every domain's behaviour) and on the target domain alone
+(its own co-engagement and user-item edges; other domains' items keep only their
+concepts), and twins of the run's encoders trained on the target domain alone."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.checkpoint import EmbeddingTable, load_table
+from training.checkpoint import Checkpoint, EmbeddingTable, load_table
 from training.cross_domain import JOINT, TARGET_ONLY
 from training.deepwalk import DeepWalkParams, train_deepwalk
+from training.hasp import HaspParams, build_hasp
+from training.inference import embed_graph
 from training.kg_arrays import KGArrays
 from training.metapath2vec import train_metapath2vec
+from training.transe import TransEResult
+from training.variants import EncoderShape, Variant, train_variant
 
 INDEX = "walk_models.json"
 WALK_MODELS = ("deepwalk", "metapath2vec")
@@ -26,7 +31,7 @@ WALK_MODELS = ("deepwalk", "metapath2vec")
 def target_only(kg: KGArrays, in_target: np.ndarray) -> KGArrays:
     """``kg`` with only the EELs between two target entities (concept edges all kept)."""
     keep = in_target[kg.eel[0]] & in_target[kg.eel[1]]
-    return KGArrays(kg.num_nodes, kg.eel[:, keep], kg.eel_weight[keep], kg.concept_edges)
+    return kg.with_eels(kg.eel[:, keep], kg.eel_weight[keep])
 
 
 @dataclass
@@ -78,4 +83,40 @@ def train_walk_models(
             graph, u, e, params, device, lambda ep, x, n=name: report(ep, x, n)
         )
         out.tables[name] = (view, EmbeddingTable(vectors, asdict(params)))
+    return out
+
+
+def train_encoder_twins(
+    encoders: dict[str, Checkpoint],
+    train_kg: KGArrays,
+    kg: KGArrays,
+    in_target: np.ndarray,
+    transe: TransEResult,
+    hasp: HaspParams,
+    memory_budget_mb: float,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> WalkModels:
+    """Each encoder's twin, ``<name>_target_only``: the same variant, shape and training
+    parameters, trained on the target-only view of ``train_kg`` (the run's training view)
+    over its own HASP shards, then every entity embedded over the target-only view of
+    ``kg``. Variants that type EELs by domain have no twin of their own: on one domain's
+    links they are the plain variant."""
+    twin_train, twin_kg = target_only(train_kg, in_target), target_only(kg, in_target)
+    shards = build_hasp(twin_train, hasp).shards
+    out = WalkModels()
+    for name, checkpoint in encoders.items():
+        variant = Variant.parse(name)
+        if variant.domain_eels:
+            continue
+        c = checkpoint.config
+        shape = EncoderShape(c.dim, c.layers, c.heads, c.popularity_prior, c.walk_rank)
+        twin = f"{name}_target_only"
+        log(f"Training {twin} on {twin_train.eel.shape[1] // 2} target-domain EELs")
+        trained = train_variant(
+            variant, shards, transe, twin_train, checkpoint.id_map, shape, checkpoint.params,
+            device,
+        )  # fmt: skip
+        vectors = embed_graph(trained, twin_kg, memory_budget_mb, device).vectors
+        out.tables[twin] = (TARGET_ONLY, EmbeddingTable(vectors, {"twin_of": name}))
     return out

@@ -145,6 +145,17 @@ class HaspParams:
     seed: int = 0
     max_shards: int | None = None  # stop searching for N here (default: one entity per shard)
 
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> HaspParams:
+        """The parameters a shard set's manifest records (to shard another view alike)."""
+        return cls(
+            manifest["memory_budget_bytes"],
+            manifest["device_count"],
+            MemoryModel(**manifest["model"]),
+            dict(manifest["sample_caps"]),
+            manifest["seed"],
+        )
+
 
 @dataclass
 class ShardPlan:
@@ -239,6 +250,9 @@ def build_shard(
     local[entities] = np.arange(len(entities))
     data[ENTITY].global_id = torch.from_numpy(entities)
     data[ENTITY].num_nodes = len(entities)
+    if kg.entity_domain is not None:  # what EELs are typed by where a model asks for it
+        data[ENTITY].domain = torch.from_numpy(kg.entity_domain[entities])
+        data.domains = list(kg.domains)
 
     internal = (parts[kg.eel[0]] == k) & (parts[kg.eel[1]] == k)
     data[ENTITY, EEL, ENTITY].edge_index = torch.from_numpy(local[kg.eel[:, internal]])

@@ -15,7 +15,7 @@ embedded, so a new item's EELs give it factors of its own. No retraining.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ def as_trained(
         unseen = feats.mean(0, keepdim=True).expand(max(extra, 0), -1)
         padded[ctype] = torch.cat([feats, unseen]) if extra > 0 else feats
     num_nodes = {t: n for t, n in kg.num_nodes.items() if t == ENTITY or t in features}
-    return KGArrays(num_nodes, kg.eel, kg.eel_weight, edges), padded
+    return replace(kg, num_nodes=num_nodes, concept_edges=edges), padded
 
 
 def whole_graph(kg: KGArrays, features: dict[str, Tensor], relations: list[str]) -> ShardGraph:

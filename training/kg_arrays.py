@@ -3,7 +3,7 @@ conversion from the ``kg_nodes``/``kg_edges`` tables (Arrow)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,10 @@ class KGArrays:
     eel: np.ndarray
     eel_weight: np.ndarray
     concept_edges: dict[tuple[str, str], np.ndarray]
+    # each entity's domain as an index into ``domains`` (-1: none); None where the nodes
+    # table has no domain column (a graph built before it had one)
+    entity_domain: np.ndarray | None = None
+    domains: tuple[str, ...] = ()
 
     @property
     def num_entities(self) -> int:
@@ -39,9 +43,11 @@ class KGArrays:
         n = self.num_entities
         drop = np.concatenate([pairs[0] * n + pairs[1], pairs[1] * n + pairs[0]])
         keep = ~np.isin(self.eel[0] * n + self.eel[1], drop)
-        return KGArrays(
-            self.num_nodes, self.eel[:, keep], self.eel_weight[keep], self.concept_edges
-        )
+        return self.with_eels(self.eel[:, keep], self.eel_weight[keep])
+
+    def with_eels(self, eel: np.ndarray, weight: np.ndarray) -> KGArrays:
+        """The same nodes and concept edges with ``eel`` ``(2, E)`` and their weights."""
+        return replace(self, eel=eel, eel_weight=weight)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ def kg_arrays(nodes: pa.Table, edges: pa.Table) -> KGArrays:
         concept_edges[pair] = np.stack(
             [rows.column("src").to_numpy(), rows.column("dst").to_numpy()]
         ).astype(np.int64)
+    entity_domain, domains = _entity_domains(nodes, num_nodes[ENTITY])
     return KGArrays(
         num_nodes=num_nodes,
         eel=np.stack([eel.column("src").to_numpy(), eel.column("dst").to_numpy()]).astype(np.int64)
@@ -94,7 +101,23 @@ def kg_arrays(nodes: pa.Table, edges: pa.Table) -> KGArrays:
         else np.empty((2, 0), dtype=np.int64),
         eel_weight=eel.column("weight").to_numpy().astype(np.float32),
         concept_edges=concept_edges,
+        entity_domain=entity_domain,
+        domains=domains,
     )
+
+
+def _entity_domains(nodes: pa.Table, n: int) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Each entity's domain index (-1 where it has none) and the sorted domain names."""
+    if "domain" not in nodes.column_names:
+        return None, ()
+    entities = nodes.filter(pc.equal(nodes.column("node_type"), ENTITY))
+    named = entities.filter(pc.is_valid(entities.column("domain")))
+    domains = tuple(sorted(set(named.column("domain").to_pylist())))
+    codes = np.full(n, -1, dtype=np.int64)
+    codes[named.column("node_id").to_numpy()] = pc.index_in(
+        named.column("domain"), pa.array(domains, pa.string())
+    ).to_numpy()
+    return codes, domains
 
 
 def kg_from_frames(knowledge_graph: dict) -> KGArrays:

@@ -1,8 +1,9 @@
 """A HASP shard as the flat tensors a full-batch trainer needs.
 
 Nodes are laid out entities first, then each concept type in the order of
-``relations``; messages flow into entities only: EELs in both directions (relation 0)
-and concept -> entity edges (one relation per concept relation).
+``relations``; messages flow into entities only: EELs in both directions (relation 0, or
+with :func:`domain_relations` one per domain and one across domains) and concept -> entity
+edges (one relation per concept relation).
 """
 
 from __future__ import annotations
@@ -44,6 +45,38 @@ class ShardGraph:
         return ShardGraph(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
+def domain_eel(domain: str) -> str:
+    """The relation of EELs within ``domain`` (:func:`domain_relations`)."""
+    return f"{EEL}@{domain}"
+
+
+CROSS_DOMAIN_EEL = f"{EEL}@across-domains"
+
+
+def domain_relations(domains: list[str] | tuple[str, ...]) -> list[str]:
+    """EEL relation types by the domains of their ends: one within each domain and one
+    across domains, for a graph of two or more domains (none for fewer). Relation-aware
+    layers then weigh music→music, live→live and music↔live links apart."""
+    if len(domains) < 2:
+        return []
+    return [*(domain_eel(d) for d in domains), CROSS_DOMAIN_EEL]
+
+
+def eel_types(shard: HeteroData, src: Tensor, dst: Tensor, relations: list[str]) -> Tensor:
+    """The relation of each EEL message ``src -> dst`` (shard-local entities): 0 (the
+    plain EEL relation) unless ``relations`` holds :func:`domain_relations` and the shard
+    knows its entities' domains; an end without a domain keeps 0."""
+    out = torch.zeros(len(src), dtype=torch.long)
+    codes = shard[ENTITY].get("domain")
+    if CROSS_DOMAIN_EEL not in relations or codes is None:
+        return out
+    index = {r: i for i, r in enumerate(relations)}
+    within = torch.tensor([index.get(domain_eel(d), 0) for d in shard.domains] or [0])
+    a, b = codes[src], codes[dst]
+    typed = torch.where(a == b, within[a.clamp(min=0)], index[CROSS_DOMAIN_EEL])
+    return torch.where((a < 0) | (b < 0), out, typed)
+
+
 def popularity_bucket(degree: Tensor) -> Tensor:
     """0 for no links, else 1 + floor(log2(degree)), capped at the last bucket."""
     bucket = 1 + torch.floor(torch.log2(degree.clamp(min=1).float())).long()
@@ -59,8 +92,9 @@ def shard_graph(
 ) -> ShardGraph:
     """Flatten ``shard``; hold out ``val_share`` of its EEL pairs (seeded) for validation.
 
-    ``relations`` is the model's vocabulary: ``relations[0]`` is the EEL relation, the rest
-    are concept relations. A shard relation missing from it is an error.
+    ``relations`` is the model's vocabulary: ``relations[0]`` is the EEL relation, then
+    optionally :func:`domain_relations` (EELs typed by their ends' domains), then the
+    concept relations. A shard relation missing from it is an error.
     """
     if relations[0] != EEL:
         raise ValueError(f"relations[0] must be {EEL!r}, got {relations[0]!r}")
@@ -74,7 +108,7 @@ def shard_graph(
     val_pairs, train_pairs = pairs[:, order[:n_val]], pairs[:, order[n_val:]]
 
     sources, targets = [train_pairs[0], train_pairs[1]], [train_pairs[1], train_pairs[0]]
-    types = [torch.zeros(2 * train_pairs.shape[1], dtype=torch.long)]
+    types = [eel_types(shard, torch.cat(sources), torch.cat(targets), relations)]
     offsets, features, offset = {}, [], n_e
     for ctype in sorted(t for t in shard.node_types if t != ENTITY):
         if ctype not in concept_embeddings:

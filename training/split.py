@@ -105,8 +105,7 @@ def training_view(kg: KGArrays, split: EvaluationSplit) -> KGArrays:
     is_inductive = np.zeros(kg.num_entities, dtype=bool)
     is_inductive[split.inductive] = True
     keep = ~(is_inductive[kg.eel[0]] | is_inductive[kg.eel[1]])
-    kept = KGArrays(kg.num_nodes, kg.eel[:, keep], kg.eel_weight[keep], kg.concept_edges)
-    return kept.without_eels(split.test_pairs)
+    return kg.with_eels(kg.eel[:, keep], kg.eel_weight[keep]).without_eels(split.test_pairs)
 
 
 def warmup_view(kg: KGArrays, split: EvaluationSplit) -> KGArrays:
@@ -120,9 +119,7 @@ def warmup_view(kg: KGArrays, split: EvaluationSplit) -> KGArrays:
         ]
     )
     add = np.isin(kg.eel[0] * n + kg.eel[1], wanted)
-    return KGArrays(
-        kg.num_nodes,
+    return kg.with_eels(
         np.concatenate([train.eel, kg.eel[:, add]], axis=1),
         np.concatenate([train.eel_weight, kg.eel_weight[add]]),
-        kg.concept_edges,
     )

@@ -19,13 +19,14 @@ from training.deepwalk import DeepWalkParams, train_deepwalk
 from training.distributed import train_distributed
 from training.kg_arrays import EEL, KGArrays
 from training.model import KINDS, ModelConfig
-from training.shard_graph import held_out_pairs, shard_graph
+from training.shard_graph import domain_relations, held_out_pairs, shard_graph
 from training.spectral import spectral_embedding, walk_factors
 from training.teacher import walk_teacher
 from training.trainer import Prepared, TrainParams, train
 from training.transe import TransEResult
 
 NO_PRETRAIN = "_no_pretrain"
+DOMAIN_EELS = "_domain_eels"
 DEEPWALK = "deepwalk"
 
 
@@ -34,6 +35,7 @@ class Variant:
     name: str
     kind: str
     pretrained: bool
+    domain_eels: bool = False  # EELs typed by their ends' domains (shard_graph.domain_relations)
 
     @property
     def is_encoder(self) -> bool:
@@ -41,13 +43,17 @@ class Variant:
 
     @classmethod
     def parse(cls, name: str) -> Variant:
+        """``<kind>[_domain_eels][_no_pretrain]`` or ``deepwalk``."""
         if name == DEEPWALK:
             return cls(name, DEEPWALK, False)
-        kind = name.removesuffix(NO_PRETRAIN)
+        rest = name.removesuffix(NO_PRETRAIN)
+        kind = rest.removesuffix(DOMAIN_EELS)
         if kind not in KINDS:
-            allowed = [k + s for k in KINDS for s in ("", NO_PRETRAIN)] + [DEEPWALK]
-            raise ValueError(f"Model variant {name!r} is not one of {allowed}")
-        return cls(name, kind, not name.endswith(NO_PRETRAIN))
+            allowed = [
+                k + d + p for k in KINDS for d in ("", DOMAIN_EELS) for p in ("", NO_PRETRAIN)
+            ]
+            raise ValueError(f"Model variant {name!r} is not one of {[*allowed, DEEPWALK]}")
+        return cls(name, kind, rest == name, kind != rest)
 
 
 def concept_inputs(pretrained: dict[str, Tensor], variant: Variant, seed: int) -> dict[str, Tensor]:
@@ -131,7 +137,8 @@ def train_variant(
             None if progress is None else lambda e, loss: progress({"epoch": e, "loss": loss}),
         )
         return EmbeddingTable(table, asdict(walk))
-    relations = [EEL, *transe.relations]
+    eels = domain_relations(kg.domains) if variant.domain_eels else []
+    relations = [EEL, *eels, *transe.relations]
     features = concept_inputs(transe.concept_embeddings, variant, params.seed)
     graphs = [
         shard_graph(s, features, relations, params.val_share, params.seed + k)

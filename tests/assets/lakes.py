@@ -52,7 +52,12 @@ def run(
             [*ASSETS, *CHECKS],
             selection=REFRESH | CROSS_DOMAIN if target else REFRESH,
             resources=resources(lake, target=target),
-            run_config=dg.RunConfig(ops={"raw_tables": ingest, **training_ops()}),
+            run_config=dg.RunConfig(
+                ops={
+                    "raw_tables": ingest,
+                    **training_ops(CROSS_DOMAIN_MODELS if target else MODELS),
+                }
+            ),
             raise_on_error=raise_on_error,
             instance=instance,
         )
@@ -103,7 +108,11 @@ def assert_same_rows(table: str, here: pd.DataFrame, there: pd.DataFrame) -> Non
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{table}.{column}")
 
 
-def training_ops(models: tuple[str, ...] = ("semantic", "sage", "deepwalk")) -> dict:
+MODELS = ("semantic", "sage", "deepwalk")
+CROSS_DOMAIN_MODELS = ("semantic", "semantic_domain_eels", "sage", "deepwalk")
+
+
+def training_ops(models: tuple[str, ...] = MODELS) -> dict:
     """Shards, pretraining and training small enough for a test."""
     return {
         "hasp_shards": HaspConfig(memory_budget_mb=4),

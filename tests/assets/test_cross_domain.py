@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -22,7 +24,9 @@ from spark_jobs import domain_holdout as H
 from storage.layout import LakeLayout
 from storage.versions import latest
 from tests.assets.lakes import SMALL, lake_copy, resources, run
+from training.checkpoint import load_model_set
 from training.cross_domain import COLD_USERS, EXPOSURE, NEW_ITEMS, load_report
+from training.shard_graph import CROSS_DOMAIN_EEL
 
 TWO_DOMAINS = SMALL.model_copy(update={"cross_domain": True})
 
@@ -66,7 +70,13 @@ def test_every_model_is_measured_and_the_targets_are_checked(cross_domain_lake):
     report = load_report(latest(LakeLayout(lake).artifact("cross_domain_evaluation")))
     assert not report.empty and report.target == "live"
     scorers = set(report.kinds)
-    assert {"semantic", "sage", "deepwalk", "metapath2vec", "metapath2vec_target_only"} <= scorers
+    joint = {"semantic", "semantic_domain_eels", "sage", "deepwalk", "metapath2vec"}
+    twins = {"metapath2vec_target_only", "semantic_target_only", "sage_target_only"}
+    assert joint | twins <= scorers
+    assert "semantic_domain_eels_target_only" not in scorers  # on one domain: the plain twin
+    typed = load_model_set(latest(LakeLayout(lake).checkpoints)).checkpoints
+    assert CROSS_DOMAIN_EEL in typed["semantic_domain_eels"].config.relations
+    assert CROSS_DOMAIN_EEL not in typed["semantic"].config.relations
     assert {"popular_in_target", "cross_domain_itemcf", "popularity+concepts"} <= scorers
     for task in (COLD_USERS, NEW_ITEMS, EXPOSURE):
         assert report.counts[f"{task}_queries"] > 0
@@ -108,3 +118,40 @@ def test_cross_domain_assets_refuse_to_run_without_a_target(cross_domain_lake, t
     assert not result.success
     (failure,) = result.get_step_failure_events()
     assert "COGRAPH_CROSS_DOMAIN_TARGET" in failure.step_failure_data.error.message
+
+
+def test_a_batch_keeps_the_held_out_rows_out_of_the_merged_pairs(
+    spark, cross_domain_lake, tmp_path
+):
+    """Two new users engage the same two live items, one of them a cold user (held out of
+    live): the pair's support grows by one, as the nightly build would count it."""
+    lake = lake_copy(cross_domain_lake[0], tmp_path)
+    holdout = H.DomainHoldout("live")
+    candidates = spark.createDataFrame([(f"batch-user-{i}",) for i in range(100)], [C.USER_ID])
+    chosen = H.chosen(C.USER_ID, H.COLD_USER, holdout.cold_user_share, holdout.seed)
+    flags = {
+        r[C.USER_ID]: r["c"] for r in candidates.select(C.USER_ID, chosen.alias("c")).collect()
+    }
+    cold, warm = next(u for u, c in flags.items() if c), next(u for u, c in flags.items() if not c)
+    catalog = _table(lake, "item_catalog")
+    edges = _table(lake, "coengagement_edges")
+    live = set(catalog.loc[catalog[C.DOMAIN] == "live", C.ITEM_ID])
+    linked = edges[edges[C.SRC].isin(live) & edges[C.DST].isin(live)].iloc[0]
+    a, b, support = linked[C.SRC], linked[C.DST], int(linked[C.SUPPORT])
+    inbox = LakeLayout(lake).inbox
+    inbox.mkdir(exist_ok=True)
+    ts = [str(1_760_000_000 + s) for s in (0, 60, 0, 60)]
+    pq.write_table(
+        pa.table({C.USER_ID: [cold, cold, warm, warm], C.ITEM_ID: [a, b, a, b], C.TS: ts}),
+        inbox / "interactions-held.parquet",
+    )
+    (inbox / "interactions-held.parquet.done").touch()
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        selection=["batch_updates"],
+        resources=resources(lake, target="live"),
+    )
+    meta = result.get_asset_materialization_events()[-1].materialization.metadata
+    assert meta["interactions"].value == 4 and meta["applied_by"].value == "spark"
+    after = _table(lake, "coengagement_edges").set_index([C.SRC, C.DST])
+    assert int(after.loc[(a, b), C.SUPPORT]) == support + 1

@@ -77,7 +77,9 @@ def test_concept_pruning_and_fanout_sampling(spark):
 
 
 def test_small_graph_ids_and_edges(spark):
-    catalog = spark.createDataFrame([("a",), ("b",), ("c",), ("cold",)], [C.ITEM_ID])
+    catalog = spark.createDataFrame(
+        [("a", "music"), ("b", "music"), ("c", "live"), ("cold", None)], [C.ITEM_ID, C.DOMAIN]
+    )
     coeng = spark.createDataFrame(
         [("a", "b", 3, 0.5), ("b", "c", 2, 0.25)], [C.SRC, C.DST, C.SUPPORT, C.SCORE]
     )
@@ -95,6 +97,8 @@ def test_small_graph_ids_and_edges(spark):
         ("genre", "x"): 0,
         ("tag", "t"): 0,
     }
+    domains = {r[C.KEY]: r[C.DOMAIN] for r in g["nodes"].collect()}  # concepts have none
+    assert domains == {"a": "music", "b": "music", "c": "live", "cold": None, "x": None, "t": None}
     edges = {(r[C.RELATION], r[C.SRC], r[C.DST], r["weight"]) for r in g["edges"].collect()}
     assert edges == {
         (C.EEL, 0, 1, 0.5),

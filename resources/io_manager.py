@@ -107,9 +107,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             try:
                 for sub, df in frames.items():
                     path = tables.path(f"{name}/{sub}" if sub else name)
+                    # a rebuilt table takes the schema of the code that rebuilt it (a
+                    # column added since); appends must match the table's
                     staged[sub] = delta_tables.stage(
                         df, path, use_delta_spark=tables.use_delta_spark, mode=mode,
-                        custom_metadata=custom,
+                        overwrite_schema=mode == "overwrite", custom_metadata=custom,
                     )  # fmt: skip
             except BaseException:
                 for s in staged.values():

@@ -6,17 +6,21 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from assets.raw import IngestConfig
 from orchestration.definitions import defs
 from storage.delta_tables import table_rows
+from storage.lake_log import LakeLog
 from storage.layout import LakeLayout
 from tests.assets.lakes import SMALL, lake_copy, recorded, run, versions
 from training.checkpoint import load_model_set
 from training.shard_store import open_shards
 
-CROSS_DOMAIN_ASSETS = {"user_item_edges", "cross_domain_walk_models", "cross_domain_evaluation"}
+CROSS_DOMAIN_ASSETS = {
+    "user_item_edges", "cross_domain_walk_models", "target_only_encoders",
+    "cross_domain_evaluation",
+}  # fmt: skip
 E2E_ASSETS = {"e2e_ranker"}
 NEURAL_ASSETS = {"relevance_model"}
 ISSUE_ASSETS = {
@@ -111,9 +115,17 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
 
 def test_rematerialize_same_input_adds_no_rows(first_run, lake):
     """The raw tables accumulate by batch: the same input again is the same batch, so
-    they stay as they are, and everything downstream is rebuilt from them."""
+    they stay as they are, and everything downstream is rebuilt from them, in the schema
+    of the code that rebuilds it (here: graph nodes from before they had a domain)."""
+    nodes = LakeLayout(lake).table("knowledge_graph/nodes")
+    old = DeltaTable(str(nodes)).to_pyarrow_table().drop_columns(["domain"])
+    write_deltalake(str(nodes), old, mode="overwrite", schema_mode="overwrite")
+    LakeLog(LakeLayout(lake).tables).record(  # what readers see: the old graph
+        {"knowledge_graph/nodes": DeltaTable(str(nodes)).version()}, unit="test", run_id="old"
+    )
     before = versions(lake)
     assert run(lake, IngestConfig(synthetic=SMALL)).success
+    assert "domain" in DeltaTable(str(nodes)).schema().to_arrow().names
     after = versions(lake)
     assert after.keys() == before.keys()
     raw = {"tables/raw_interactions", "tables/item_catalog", "tables/item_concepts"}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -388,8 +389,27 @@ def recall_at_k(found_scores: np.ndarray, exact_scores: np.ndarray, tol: float =
     Counted by score, not by id: items with equal vectors (new items with the same
     concepts) tie, and any of them is a correct k-th result.
     """
+    return float(_hits(found_scores, exact_scores, tol).mean()) if len(found_scores) else math.nan
+
+
+def _hits(found_scores: np.ndarray, exact_scores: np.ndarray, tol: float) -> np.ndarray:
     kth = exact_scores[:, -1:] - tol * np.maximum(1.0, np.abs(exact_scores[:, -1:]))
-    return float((found_scores >= kth).mean()) if len(found_scores) else float("nan")
+    return found_scores >= kth
+
+
+Z_95 = 1.645  # one-sided 95%
+
+
+def recall_lower_bound(found_scores: np.ndarray, exact_scores: np.ndarray) -> float:
+    """A one-sided 95% lower bound of :func:`recall_at_k` over the query population: the
+    mean of per-query recalls less 1.645 standard errors. Tuning compares this with the
+    target: at 10^6 vectors the ef_search whose 200-query sample reached 0.95 measured
+    0.928 on 2,000 other queries."""
+    per_query = _hits(found_scores, exact_scores, 1e-4).mean(axis=1)
+    if len(per_query) < 2:
+        return float(per_query.mean()) if len(per_query) else math.nan
+    error = per_query.std(ddof=1) / math.sqrt(len(per_query))
+    return float(per_query.mean() - Z_95 * error)
 
 
 @dataclass(frozen=True)
@@ -397,14 +417,16 @@ class Tuning:
     ef_search: int
     recall_at_10: float
     queries_per_second: float
-    curve: list[dict[str, float]]  # ef, recall@10, QPS for each tried ef
+    curve: list[dict[str, float]]  # ef, recall@10, its lower bound, QPS for each tried ef
+    recall_at_10_low: float = math.nan  # one-sided 95% lower bound (recall_lower_bound)
 
 
 def tune(index: VectorIndex, items: np.ndarray, queries: np.ndarray, k: int = 10) -> Tuning:
     """The smallest ``ef_search`` of the grid whose recall@k against exact search over
-    ``items`` (row = entity id) reaches the target, else the best tried;
-    with the measured query rate of each. Results are re-scored exactly, so a quantized
-    index is judged by what it returns, not by its approximate scores."""
+    ``items`` (row = entity id) reaches the target with 95% confidence over queries
+    (:func:`recall_lower_bound`), else the best tried; with the measured query rate of
+    each. Results are re-scored exactly, so a quantized index is judged by what it
+    returns, not by its approximate scores."""
     full = queries @ items.T  # (Q, N) exact scores
     truth = -np.sort(-full, axis=1)[:, :k]
     curve = []
@@ -414,15 +436,22 @@ def tune(index: VectorIndex, items: np.ndarray, queries: np.ndarray, k: int = 10
         _, ids = index.search(queries, k, ef=ef or None)
         seconds = time.perf_counter() - start
         found = np.where(ids >= 0, np.take_along_axis(full, np.maximum(ids, 0), 1), -np.inf)
-        curve.append({"ef": ef, "recall": recall_at_k(found, truth), "qps": len(queries) / seconds})
-        if curve[-1]["recall"] >= index.params.target_recall:
+        curve.append(
+            {
+                "ef": ef,
+                "recall": recall_at_k(found, truth),
+                "recall_low": recall_lower_bound(found, truth),
+                "qps": len(queries) / seconds,
+            }
+        )
+        if curve[-1]["recall_low"] >= index.params.target_recall:
             break
     best = next(
-        (p for p in curve if p["recall"] >= index.params.target_recall),
+        (p for p in curve if p["recall_low"] >= index.params.target_recall),
         max(curve, key=lambda p: p["recall"]),
     )
     index.ef_search = int(best["ef"]) or index.ef_search
-    return Tuning(index.ef_search, best["recall"], best["qps"], curve)
+    return Tuning(index.ef_search, best["recall"], best["qps"], curve, best["recall_low"])
 
 
 def sample_queries(items: np.ndarray, weight: float, n: int, seed: int) -> np.ndarray:

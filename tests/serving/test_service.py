@@ -18,7 +18,15 @@ import requests
 
 from serving.artifact import load_bundle
 from serving.build import build_bundle
-from serving.index import IndexParams, build, item_vectors, query_vectors, vector_digest
+from serving.index import (
+    IndexParams,
+    build,
+    item_vectors,
+    query_vectors,
+    recall_at_k,
+    recall_lower_bound,
+    vector_digest,
+)
 from serving.launch import similar_items_service
 from serving.synthetic import clustered_matrix
 from storage.layout import LakeLayout
@@ -28,6 +36,21 @@ TOKEN = "s3cret-token"
 ONE = {"item_id": "item-1"}
 N = 2000
 HEADER_TIMEOUT = 2.0
+
+
+def test_recall_lower_bound_and_the_tuner_that_uses_it():
+    exact = np.tile(np.arange(10.0, 0.0, -1.0), (100, 1))
+    assert recall_lower_bound(exact, exact) == 1.0 == recall_at_k(exact, exact)
+    found = exact.copy()
+    found[::2, -1] = -np.inf  # half the queries miss their 10th result: recall 0.95
+    assert recall_at_k(found, exact) == pytest.approx(0.95)
+    low = recall_lower_bound(found, exact)  # per-query sd 0.05 over 100 queries
+    assert low == pytest.approx(0.95 - 1.645 * 0.05 * np.sqrt(100 / 99) / 10, rel=1e-6)
+    m, concepts = clustered_matrix(N, seed=1)
+    _, tuning, _ = build_bundle(m, concepts, IndexParams(sample_queries=200), "v")
+    chosen = next(p for p in tuning.curve if p["ef"] == tuning.ef_search)
+    assert chosen["recall_low"] >= 0.95 and tuning.recall_at_10_low == chosen["recall_low"]
+    assert all(p["recall_low"] < 0.95 for p in tuning.curve if p["ef"] < tuning.ef_search)
 
 
 def publish(root: Path, version: str, seed: int) -> None:

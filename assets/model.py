@@ -36,6 +36,9 @@ class TransEConfig(dg.Config):
     batch_size: int = Field(1024, description="Triples per optimizer step.")
     lr: float = Field(0.01, description="Adam learning rate.")
     holdout: float = Field(0.1, description="Share of triples held out for MRR and Hits@10.")
+    ranked_triples: int = Field(
+        2000, description="Held-out triples ranked for MRR and Hits@10 (a seeded sample)."
+    )
     seed: int = Field(0, description="Seed of the holdout, negatives and initialization.")
     max_seconds: float = config_field("transe_max_seconds")
     # Stopping when the loss fell under 1% in 5 epochs (34 epochs, a third of the time) cut

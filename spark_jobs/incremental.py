@@ -158,7 +158,9 @@ def read_batch(
     catalog: DataFrame,
     concepts: DataFrame,
     quarantine: DataFrame,
+    *,
     encoding: str = "utf-8",
+    staging: Path,
 ) -> BatchRows:
     """Validate ``files`` (path -> batch id) against the current tables (whose schemas the
     results take). Items files go first, so that a batch's interactions may name the items
@@ -167,7 +169,7 @@ def read_batch(
     good_i, new_items, good_c = [interactions.limit(0)], [catalog.limit(0)], [concepts.limit(0)]
     bad = [quarantine.limit(0)]
     known = catalog.select(C.ITEM_ID)
-    read = functools.partial(read_file, spark, encoding=encoding)
+    read = functools.partial(read_file, spark, encoding=encoding, staging=staging)
     for path, batch_id in sorted(files.items(), key=lambda f: not is_items_file(f[0])):
         try:
             if is_items_file(path):

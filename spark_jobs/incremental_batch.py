@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -216,21 +217,24 @@ class _SparkSteps(BatchSteps):
 
     def appended(self) -> None:
         read = functools.partial(self.txn.read, self.spark)
-        rows = read_batch(
-            self.spark,
-            self.files,
-            read("raw_interactions"),
-            read("item_catalog"),
-            read("item_concepts"),
-            read("quarantine"),
-            self.settings.encoding,
-        )
         counts = {}
-        for part, name, key in APPENDS:
-            df = getattr(rows, part).persist()
-            counts[key] = df.count()
-            self.txn.write(name, df, mode="append", custom=self.custom)  # empty: no commit
-            df.unpersist()
+        # Spark reads the line-numbered copies lazily: they live until the last write
+        with tempfile.TemporaryDirectory(prefix="cograph-batch-") as staging:
+            rows = read_batch(
+                self.spark,
+                self.files,
+                read("raw_interactions"),
+                read("item_catalog"),
+                read("item_concepts"),
+                read("quarantine"),
+                encoding=self.settings.encoding,
+                staging=Path(staging),
+            )
+            for part, name, key in APPENDS:
+                df = getattr(rows, part).persist()
+                counts[key] = df.count()
+                self.txn.write(name, df, mode="append", custom=self.custom)  # empty: no commit
+                df.unpersist()
         self.step("appended", **counts)
 
     def merged(self) -> None:

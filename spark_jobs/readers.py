@@ -8,7 +8,6 @@ table) instead of becoming a silent null in Spark's type inference.
 from __future__ import annotations
 
 import functools
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,21 +67,21 @@ def read_file(
     optional: tuple[str, ...] = (),
     *,
     encoding: str = "utf-8",
-    staging: Path | None = None,
+    staging: Path,
 ) -> DataFrame:
     """Read one CSV (header, all text) or Parquet file or folder and check its columns.
 
     Missing optional columns come back as nulls, so later stages see one schema. Every
     row carries ``_line`` (its line in a CSV, its row in a Parquet file, 1-based) and
     ``_bad_bytes`` (set on a CSV line that does not decode in ``encoding``; see
-    :mod:`spark_jobs.csv_lines`, whose UTF-8 copy goes under ``staging``).
+    :mod:`spark_jobs.csv_lines`, whose UTF-8 copy goes under ``staging``). Spark reads
+    that copy lazily, so the caller removes ``staging`` only once the frame is consumed.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Input file not found: {path}")
     if path.suffix.lower() == ".csv":
-        folder = staging or Path(tempfile.mkdtemp(prefix="cograph-csv-"))
-        copy = number_lines(path, folder / f"{uuid.uuid4().hex[:8]}-{path.name}", encoding)
+        copy = number_lines(path, staging / f"{uuid.uuid4().hex[:8]}-{path.name}", encoding)
         df = (
             spark.read.option("header", True)
             .option("inferSchema", False)
@@ -115,7 +114,7 @@ def no_lines(df: DataFrame) -> DataFrame:
 
 
 def read_movielens(
-    spark: SparkSession, root: str | Path, *, encoding: str = "utf-8", staging: Path | None = None
+    spark: SparkSession, root: str | Path, *, encoding: str = "utf-8", staging: Path
 ) -> RawInputs:
     """MovieLens (ml-latest-small layout): ratings, movie genres and free-text tags."""
     root = Path(root)
@@ -165,7 +164,7 @@ def read_generic(
     items: str | Path | None = None,
     *,
     encoding: str = "utf-8",
-    staging: Path | None = None,
+    staging: Path,
 ) -> RawInputs:
     """Interactions ``user_id, item_id, ts[, event, weight]`` and concept triples.
 

@@ -8,8 +8,10 @@ to see what loaded.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -107,7 +109,9 @@ def _start(settings: SparkSettings) -> tuple[SparkSession, SparkCapabilities]:
         log.warning(note)
     spark.sparkContext.setLogLevel("ERROR")
     if spark.sparkContext.getCheckpointDir() is None:  # GraphFrames' components need one
-        spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="cograph-checkpoints-"))
+        checkpoints = tempfile.mkdtemp(prefix="cograph-checkpoints-")
+        atexit.register(shutil.rmtree, checkpoints, ignore_errors=True)
+        spark.sparkContext.setCheckpointDir(checkpoints)
     caps = SparkCapabilities(
         delta=_class_loads(spark, _DELTA_CLASS),
         graphframes=_class_loads(spark, _GRAPHFRAMES_CLASS),

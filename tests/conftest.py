@@ -67,14 +67,15 @@ def movielens() -> Path:
 
 
 @pytest.fixture(scope="session")
-def movielens_graph(spark, movielens) -> dict:
+def movielens_graph(spark, movielens, tmp_path_factory) -> dict:
     """The knowledge graph of ml-latest-small (built once per test run)."""
     from spark_jobs.coengagement import CoengagementParams, build_coengagement
     from spark_jobs.graph import GraphParams, build_graph, prune_triples
     from spark_jobs.ingest import ingest
     from spark_jobs.readers import read_movielens
 
-    out = ingest(read_movielens(spark, movielens), "ml")
+    staging = tmp_path_factory.mktemp("movielens-staging")
+    out = ingest(read_movielens(spark, movielens, staging=staging), "ml")
     params = GraphParams()
     edges = build_coengagement(out.interactions, CoengagementParams(max_items_per_user=50))
     graph = build_graph(out.catalog, edges, prune_triples(out.concepts, params), params)

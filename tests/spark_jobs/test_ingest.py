@@ -14,8 +14,8 @@ from spark_jobs.synthetic import SyntheticSpec, generate, synthetic_inputs
 from spark_jobs.validation import reason_counts
 
 
-def test_movielens_counts(spark, movielens):
-    raw = read_movielens(spark, movielens)
+def test_movielens_counts(spark, movielens, tmp_path):
+    raw = read_movielens(spark, movielens, staging=tmp_path)
     out = ingest(raw, "ml")
     assert out.interactions.count() == 100_836
     assert out.catalog.count() == 9_742
@@ -80,6 +80,7 @@ def test_generic_reader_quarantines_bad_rows(spark, generic_files):
         generic_files / "interactions.csv",
         generic_files / "concepts.parquet",
         generic_files / "items.csv",
+        staging=generic_files / "staging",
     )
     out = ingest(raw, "b1")
     good = sorted((r[C.USER_ID], r[C.ITEM_ID], r[C.WEIGHT]) for r in out.interactions.collect())
@@ -108,12 +109,16 @@ def test_generic_reader_quarantines_bad_rows(spark, generic_files):
 
 def test_missing_file_and_column_are_named(spark, generic_files, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.csv"):
-        read_generic(spark, tmp_path / "nope.csv", generic_files / "concepts.parquet")
+        read_generic(
+            spark, tmp_path / "nope.csv", generic_files / "concepts.parquet", staging=tmp_path
+        )
     pd.DataFrame({"user": ["u"], "item_id": ["a"], "ts": ["1"]}).to_csv(
         tmp_path / "bad.csv", index=False
     )
     with pytest.raises(ValueError, match=r"bad.csv lacks column\(s\) \['user_id'\]"):
-        read_generic(spark, tmp_path / "bad.csv", generic_files / "concepts.parquet")
+        read_generic(
+            spark, tmp_path / "bad.csv", generic_files / "concepts.parquet", staging=tmp_path
+        )
 
 
 def test_synthetic_is_seeded_and_has_cold_items():
@@ -234,6 +239,7 @@ def test_an_inbox_file_without_data_rows_is_quarantined_whole(spark, tmp_path):
         out.catalog,
         out.concepts,
         out.quarantine,
+        staging=tmp_path,
     )
     assert rows.interactions.count() == 0
     (row,) = rows.quarantine.collect()

@@ -86,6 +86,8 @@ def entity_embeddings(
         "popularity_prior": checkpoint.config.popularity_prior,
         "popularity_weight": weight,
         "new_item_popularity_weight": weight + float(state.get("cold_prior_shift", 0.0)),
+        # how much of a new item's walk factors come from its concept neighbours'
+        "new_item_concept_share": float(state.get("concept_walk_share", 0.0)),
     }
     inductive = int(out.inductive.sum())
     context.log.info(

@@ -50,7 +50,13 @@ from training.kg_arrays import KGArrays, kg_arrays
 from training.shard_store import open_shards
 from training.split import EvaluationSplit, training_view
 from training.transe import load_transe
-from training.validation import calibrate, encoder_map, set_calibration, validation_set
+from training.validation import (
+    SHARE_GRID,
+    calibrate,
+    encoder_map,
+    set_calibration,
+    validation_set,
+)
 from training.variants import EncoderShape, Variant, train_variant
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "quality.md"
@@ -71,6 +77,7 @@ class Ablation:
     shape: dict = dataclasses.field(default_factory=dict)
     pretrained: bool = True
     new_item_prior: bool = True  # False: new items query with the warm weight
+    concept_neighbours: bool = True  # False: new items' walk factors from the GNN alone (μ = 0)
 
 
 # one part of the served model changed at a time (issue 14's items 0 to 5 and 8)
@@ -83,6 +90,7 @@ ABLATIONS: dict[str, Ablation] = {
     "3: no distillation": Ablation(params={"distill_weight": 0.0}),
     "4: no cold-view alignment": Ablation(params={"align_weight": 0.0}),
     "5: new items with the warm prior weight": Ablation(new_item_prior=False),
+    "5: new items without concept neighbours (μ = 0)": Ablation(concept_neighbours=False),
     "8: no TransE pretraining (random concept features)": Ablation(pretrained=False),
 }
 
@@ -148,6 +156,7 @@ def readout_cells(c: Checkpoint) -> list[object]:
         f"{float(state['popularity_weight'] + state['cold_prior_shift']):.3f}",
         f"{float(state['gate_kappa']):g}",
         f"{float(state['residual_scale']):g}",
+        f"{float(state.get('concept_walk_share', 0.0)):g}",
     ]
 
 
@@ -186,7 +195,8 @@ def ablate(inputs: Inputs, base: Checkpoint) -> list[list[object]]:
         checkpoint, seconds = trained[key]
         models = ModelSet({"m": checkpoint}, "m")
         validation = validation_set(models, inputs.shards, inputs.train)
-        fitted = calibrate(models, validation, inputs.shards)
+        shares = SHARE_GRID if change.concept_neighbours else (0.0,)
+        fitted = calibrate(models, validation, inputs.shards, shares=shares)
         if not change.new_item_prior:
             fitted = {m: dataclasses.replace(c, new_item_prior=c.prior) for m, c in fitted.items()}
         set_calibration(models, fitted, validation, inputs.shards)
@@ -222,7 +232,7 @@ def dataset_section(title: str, ingest: IngestConfig, ablation: bool) -> str:
             exposure_table(report),
             "### Readouts fitted on validation",
             markdown_table(["encoder", "walk rank", "prior w", "new items' w", "gate κ",
-                            "residual α"],
+                            "residual α", "new items' concept share μ"],
                            per_encoder(models, readout_cells)),
             "### Training cost",
             markdown_table(

@@ -56,8 +56,10 @@ class Checkpoint:
 
     def model(self) -> EntityEncoder:
         model = build_model(self.config)
-        # checkpoints written before the cold prior existed serve without one (δ = 0)
-        model.load_state_dict({"cold_prior_shift": torch.zeros(()), **self.result.state_dict})
+        # checkpoints written before the cold prior or the concept neighbours' share
+        # existed serve without them (δ = 0, μ = 0)
+        before = {"cold_prior_shift": torch.zeros(()), "concept_walk_share": torch.zeros(())}
+        model.load_state_dict({**before, **self.result.state_dict})
         return model.eval()
 
 

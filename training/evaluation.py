@@ -40,6 +40,7 @@ from training.baselines import (
     Scores,
     Signals,
     blend,
+    concept_knn,
     concepts,
     ease,
     ease_fits,
@@ -146,7 +147,16 @@ def encoder_scores(
     return lambda q: model.score_matrix(z, q.to(device), everyone, log_degree).cpu()
 
 
-NO_LEARNING = ("popularity", "itemcf", "concepts", "popularity+concepts", "blend", "rp3", "ease")
+NO_LEARNING = (
+    "popularity",
+    "itemcf",
+    "concepts",
+    "popularity+concepts",
+    "blend",
+    "concept-knn",
+    "rp3",
+    "ease",
+)
 
 
 def baseline_scores(s: Signals, tuned: dict[str, tuple[float, ...]]) -> dict[str, Scores]:
@@ -156,6 +166,8 @@ def baseline_scores(s: Signals, tuned: dict[str, tuple[float, ...]]) -> dict[str
         out["popularity+concepts"] = blend(s, 0.0, 1.0, *tuned["popularity+concepts"])
     if "blend" in tuned:
         out["blend"] = blend(s, *tuned["blend"])
+    if "concept-knn" in tuned:
+        out["concept-knn"] = concept_knn(s, *tuned["concept-knn"])
     if "rp3" in tuned:
         out["rp3"] = rp3(s, *tuned["rp3"])
     if "ease" in tuned and ease_fits(s.eel.shape[0]):

@@ -9,7 +9,9 @@ one cheap chunk of their own (a convolution's bias can still move them).
 Entities whose id embedding was never trained (new items, held-out entities) are
 embedded as the trainer's pseudo-new ones: id and popularity inputs masked, from their
 concept edges and whatever EELs they have. The walk factors are those of the graph being
-embedded, so a new item's EELs give it factors of its own. No retraining.
+embedded, so a new item's EELs give it factors of its own; one without EELs gets them
+predicted, partly from its concept neighbours' (:mod:`training.concept_neighbours`). No
+retraining.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import Tensor
 from storage.embedding_store import EntityVectors
 from storage.versions import latest
 from training.checkpoint import Checkpoint, load_model_set
+from training.concept_neighbours import concept_matrix, neighbour_walk
 from training.device import pick_device
 from training.hasp import build_shard
 from training.kg_arrays import ENTITY, KGArrays, kg_arrays
@@ -99,9 +102,11 @@ def embed(
     memory_budget_mb: float,
     progress: Callable[[int, int], None] | None = None,
     walk: Tensor | None = None,
+    neighbour_walk: Tensor | None = None,
 ) -> Embedded:
     """Embed every entity of ``graph``; ``known`` ``(n_e,)`` marks those with trained ids,
-    ``walk`` are the graph's own walk factors (default: the trained ones)."""
+    ``walk`` are the graph's own walk factors (default: the trained ones),
+    ``neighbour_walk`` those of the concept neighbours (:meth:`EntityEncoder.readout`)."""
     dim = model.config.dim
     n_e = graph.num_entities
     node_bytes = 4 * (n_e + len(graph.concept_features)) * dim * FLOAT_BYTES
@@ -126,7 +131,7 @@ def embed(
             if progress is not None:
                 progress(i * len(bounds) + c + 1, model.config.layers * len(bounds))
         h = out
-    z = model.readout(graph, h[:n_e], known, walk)
+    z = model.readout(graph, h[:n_e], known, walk, neighbour_walk)
     return Embedded(z, graph.log_degree, ~known, len(bounds))
 
 
@@ -159,11 +164,14 @@ def embed_graph(
         elif walk is None:
             walk = kg_walk_factors(kg, model.config.walk_rank, checkpoint.params.seed)
         walk = aligned(walk, model.walk).to(device)
+    neighbours = None
+    if walk is not None and float(model.concept_walk_share):  # new items' concept neighbours
+        neighbours = neighbour_walk(concept_matrix(kg), walk, walk.abs().sum(1) > 0)
     model = model.to(device)
     known = torch.zeros(kg.num_entities, dtype=torch.bool, device=device)
     n = min(kg.num_entities, checkpoint.config.num_entities)
     known[:n] = model.trained[:n]  # entities added after training are all new
-    out = embed(model, graph.to(device), known, memory_budget_mb, progress, walk)
+    out = embed(model, graph.to(device), known, memory_budget_mb, progress, walk, neighbours)
     return Embedded(out.vectors.cpu(), out.log_degree.cpu(), out.inductive.cpu(), out.chunks)
 
 

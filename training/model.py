@@ -9,15 +9,19 @@ Every encoder also serves the same propagation part (:meth:`EntityEncoder.readou
 graph-wide walk factors ``e_i`` of the training graph (:func:`training.spectral.walk_factors`,
 fixed) beside the message-passing output ``h_i``, which the GNN trains as a residual on top
 of them. An entity without trained walk factors (new, or masked as pseudo-new in
-training) gets them predicted from its own output, ``ê_i = W_e h_i``, and a low-degree one
-a degree-gated mix:
+training) gets them predicted from its own output and, at inference, from its concept
+neighbours' (:mod:`training.concept_neighbours`), and a low-degree one a degree-gated mix:
 
 .. math::
     z_i = \big[\, g_i\, e_i + (1 - g_i)\, \hat e_i \;\Vert\; \alpha\, h_i \,\big],
     \qquad g_i = \frac{d_i}{d_i + \kappa} \;(\kappa = 0:\ g_i = 1),
 
-with ``κ`` and the residual scale ``α`` fitted on validation, like the popularity prior's
-weight (:mod:`training.validation`). Scores are ``z_iᵀ z_j + w_i · log(1 + d_j)``, where the
+    \hat e_i = (1 - \mu)\, W_e h_i + \mu \sum_k s_{ik}\, e_k \quad \text{(for an entity
+    without walk factors; } \hat e_i = W_e h_i \text{ for the gate's mix)},
+
+with ``κ``, the residual scale ``α`` and the concept neighbours' share ``μ`` fitted on
+validation, like the popularity prior's weight (:mod:`training.validation`); training
+itself sees ``μ = 0``. Scores are ``z_iᵀ z_j + w_i · log(1 + d_j)``, where the
 prior's weight depends on the query: ``w`` for one with EELs, ``w + δ`` for one without (a
 new item), both fitted on validation (``δ = 0`` in training).
 """
@@ -91,6 +95,7 @@ class EntityEncoder(nn.Module):
         self.register_buffer("gate_kappa", torch.zeros(()))  # κ, fitted on validation
         self.register_buffer("residual_scale", torch.ones(()))  # α, fitted on validation
         self.register_buffer("cold_prior_shift", torch.zeros(()))  # δ, fitted on validation
+        self.register_buffer("concept_walk_share", torch.zeros(()))  # μ, fitted on validation
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.entity_id.weight, std=0.1)
@@ -174,12 +179,16 @@ class EntityEncoder(nn.Module):
         h: Tensor,
         known: Tensor | None = None,
         walk: Tensor | None = None,
+        neighbour_walk: Tensor | None = None,
     ) -> Tensor:
         """Served vectors ``z`` ``(n_e, walk_rank + dim)`` of the entities' outputs ``h``.
 
         The walk factors are the trained ones, where ``known`` False (new, pseudo-new)
         means none of their own; or ``walk`` ``(n_e, walk_rank)``, those of the graph being
-        embedded (inference), where every entity with EELs has its own."""
+        embedded (inference), where every entity with EELs has its own.
+        ``neighbour_walk`` ``(n_e, walk_rank)``: the concept neighbours' mean walk factors
+        of the entities without their own (:func:`~training.concept_neighbours.
+        neighbour_walk`), mixed into their prediction with the share ``μ``."""
         if not self.config.walk_rank:
             return h * self.residual_scale
         if walk is None:
@@ -189,7 +198,12 @@ class EntityEncoder(nn.Module):
         else:
             own, has = walk, walk.abs().sum(1) > 0
         g = (self.gate(graph.log_degree) * has).unsqueeze(-1)
-        walk = g * own + (1 - g) * self.to_walk(h)
+        predicted = self.to_walk(h)
+        mu = float(self.concept_walk_share)
+        if neighbour_walk is not None and mu:
+            alone = (~has).unsqueeze(-1)
+            predicted = torch.where(alone, (1 - mu) * predicted + mu * neighbour_walk, predicted)
+        walk = g * own + (1 - g) * predicted
         return torch.cat([walk, h * self.residual_scale], dim=1)
 
     def own_walk(self, ids: Tensor) -> tuple[Tensor, Tensor]:

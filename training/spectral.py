@@ -58,6 +58,16 @@ def _walk_matrix(pairs: Tensor, weights: Tensor, n: int) -> Tensor:
     ).coalesce()
 
 
+def _only_linked(out: Tensor, pairs: Tensor) -> Tensor:
+    """``out`` with exact zero rows for entities in no pair. The factorizations leave
+    round-off there (Householder QR mixes rows; the refinement starts from seeded noise),
+    and a zero row is what says "no walk factors of its own" (``EntityEncoder.readout``):
+    with 1e-6 of noise a new item was served that noise instead of predicted factors."""
+    linked = torch.zeros(out.shape[0], dtype=torch.bool)
+    linked[pairs.flatten()] = True
+    return out * linked.unsqueeze(1)
+
+
 def _walk_scale(out: Tensor) -> Tensor:
     # a scale the link logits can use: mean squared row norm WALK_NORM² (raw, an entity's
     # best dot products are about 0.2 on MovieLens, and a residual h of unit-scale
@@ -77,7 +87,7 @@ def walk_factors(pairs: Tensor, weights: Tensor, num_entities: int, rank: int, s
     q = min(rank, n)
     _, s, v = _low_rank(_walk_matrix(pairs, weights, n), q, seed)
     out[:, :q] = v * s
-    return _walk_scale(out)
+    return _walk_scale(_only_linked(out, pairs))
 
 
 def refined_walk(
@@ -108,7 +118,7 @@ def refined_walk(
     _, s, wt = torch.linalg.svd(torch.sparse.mm(x, y), full_matrices=False)
     out = torch.zeros(n, rank)
     out[:, :q] = y @ wt.t() * s
-    return _walk_scale(out)
+    return _walk_scale(_only_linked(out, pairs))
 
 
 def aligned(walk: Tensor, reference: Tensor) -> Tensor:

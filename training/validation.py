@@ -5,7 +5,9 @@ and from training targets), mapped to graph-wide ids. Each entity with held-out 
 ranks all entities except itself and its training links, by exact scores; the metric is
 MAP@K. Baselines with weights or parameters (popularity + concepts, the blend, RP3β's β,
 EASE's λ) are tuned on this split, and so is each encoder's readout: its popularity
-prior's weight, degree gate and residual scale (:func:`calibrate`).
+prior's weight, degree gate and residual scale (:func:`calibrate`). What concerns new
+items (their prior's weight, the concept neighbours' share in their walk factors, the
+concept-kNN baseline's popularity weight) is tuned on pseudo-new items (:func:`pseudo_new_task`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from training.baselines import (
     Scores,
     Signals,
     best_of,
+    concept_knn,
     concepts,
     ease,
     ease_fits,
@@ -32,6 +35,7 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
+from training.concept_neighbours import neighbour_walk
 from training.kg_arrays import KGArrays
 from training.ranking import MAX_QUERIES, RankingTask
 from training.shard_graph import held_out_pairs, shard_graph
@@ -40,6 +44,7 @@ GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 PRIOR_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
 KAPPA_GRID = (0.0, 1.0, 3.0, 10.0)  # the degree gate's half-way degree (0: no gate)
 SCALE_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)  # the GNN residual's weight beside the walk factors
+SHARE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # the concept neighbours' share in a new item's walk
 BETA_GRID = (0.0, 0.25, 0.5, 0.75)  # RP3β's popularity penalty
 LAMBDA_GRID = (3.0, 30.0, 300.0, 3000.0)  # EASE's ridge, times the mean of diag(AᵀA)
 
@@ -51,25 +56,44 @@ class Row:
     weights: tuple[float, ...] = ()
 
 
+@dataclass(frozen=True)
+class Readout:
+    """A readout being calibrated: the degree gate's ``κ`` and the concept neighbours'
+    share ``μ`` in a new item's walk factors (:meth:`EntityEncoder.readout`)."""
+
+    kappa: float
+    share: float = 0.0
+
+
 @torch.no_grad()
 def shard_embeddings(
     checkpoint: Checkpoint,
     shards: list[HeteroData],
-    kappas: Sequence[float] = (),
+    readouts: Sequence[Readout] = (),
     pseudo_new: Tensor | None = None,
+    concepts: Tensor | None = None,
 ) -> list[Tensor]:
     """``(num_entities, out_dim)`` each: every entity embedded by the model in its own
-    shard, read out with the checkpoint's own readout, or, one tensor per degree gate
-    ``κ`` in ``kappas``, with that ``κ`` and a residual scale of 1 (the readout being
-    calibrated: the encoder runs once for all of them).
+    shard, read out with the checkpoint's own readout, or, one tensor per
+    :class:`Readout`, with its ``κ`` and ``μ`` and a residual scale of 1 (the readout
+    being calibrated: the encoder runs once for all of them).
 
     ``pseudo_new`` (graph-wide ids) are embedded as new items: their EELs leave message
     passing and their id, popularity and walk factors are masked, as for an item that
-    arrived after training."""
+    arrived after training. With ``concepts`` (the graph's
+    :func:`~training.concept_neighbours.concept_matrix`), entities without walk factors
+    of their own get their concept neighbours' (graph-wide, pseudo-new ones excluded)."""
     model = checkpoint.model()
     relations = list(checkpoint.config.relations)
-    readouts = list(kappas) or [None]
-    out = [torch.zeros(checkpoint.config.num_entities, checkpoint.config.out_dim) for _ in readouts]
+    readouts = list(readouts) or [None]
+    n = checkpoint.config.num_entities
+    out = [torch.zeros(n, checkpoint.config.out_dim) for _ in readouts]
+    neighbours = None
+    if concepts is not None and checkpoint.config.walk_rank:
+        own, has = model.own_walk(torch.arange(n))
+        if pseudo_new is not None:
+            has = has & ~torch.isin(torch.arange(n), pseudo_new)
+        neighbours = neighbour_walk(concepts, own, has)
     for k, shard in enumerate(shards):
         g = shard_graph(
             shard,
@@ -83,11 +107,13 @@ def shard_embeddings(
             new = torch.isin(g.entity_global, pseudo_new)
             known, edge_mask = ~new, ~g.eels_touching(new)
         h = model.encode(g, known, known, edge_mask)
-        for z, kappa in zip(out, readouts, strict=True):
-            if kappa is not None:
-                model.gate_kappa.fill_(kappa)
+        local = None if neighbours is None else neighbours[g.entity_global]
+        for z, readout in zip(out, readouts, strict=True):
+            if readout is not None:
+                model.gate_kappa.fill_(readout.kappa)
+                model.concept_walk_share.fill_(readout.share)
                 model.residual_scale.fill_(1.0)
-            z[g.entity_global] = model.readout(g, h, known)
+            z[g.entity_global] = model.readout(g, h, known, neighbour_walk=local)
     return out
 
 
@@ -136,7 +162,10 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities).sample(
         seed=primary.params.seed
     )
-    embeddings = {name: shard_embeddings(c, shards)[0] for name, c in models.checkpoints.items()}
+    embeddings = {
+        name: shard_embeddings(c, shards, (), None, s.concepts)[0]
+        for name, c in models.checkpoints.items()
+    }
     return Validation(task, s, embeddings, pseudo_new_task(kg, primary.params.seed))
 
 
@@ -151,14 +180,21 @@ class Calibration:
     kappa: float
     scale: float
     new_item_prior: float
+    concept_share: float = 0.0
 
 
 def calibrate(
-    models: ModelSet, validation: Validation, shards: list[HeteroData], k: int = 10
+    models: ModelSet,
+    validation: Validation,
+    shards: list[HeteroData],
+    k: int = 10,
+    shares: tuple[float, ...] = SHARE_GRID,
 ) -> dict[str, Calibration]:
     """For each encoder, the ``(w, κ, α)`` of :data:`PRIOR_GRID` (and the learned ``w``),
     :data:`KAPPA_GRID` and :data:`SCALE_GRID` with the best validation MAP@k, then the
-    prior's weight for new items with the best MAP@k on validation's pseudo-new queries.
+    prior's weight for new items and the concept neighbours' share ``μ`` of ``shares``
+    in their walk factors, with the best MAP@k on validation's
+    pseudo-new queries.
     :func:`set_calibration` makes the checkpoints use them; the index serves them.
 
     Trained jointly, ``w`` only needs popularity to tell a link from a uniform random
@@ -178,19 +214,25 @@ def calibrate(
         grid = [(1.0, a * a, w) for a in SCALE_GRID for w in priors]
         best: tuple[float, Calibration] | None = None
         kappas = KAPPA_GRID if config.walk_rank else (0.0,)
-        for kappa, z in zip(kappas, shard_embeddings(checkpoint, shards, kappas), strict=True):
+        readouts = [Readout(kappa) for kappa in kappas]
+        for kappa, z in zip(kappas, shard_embeddings(checkpoint, shards, readouts), strict=True):
             parts = [*_parts(z, config.walk_rank), pop]
             (_, a2, w), value = best_of(grid, validation.task.map_at_k_weighted(parts, grid, k))
             if best is None or value > best[0]:
                 best = (value, Calibration(learned, w, kappa, a2**0.5, w))
         fitted = best[1]
         new = validation.new_items
-        (z,) = shard_embeddings(checkpoint, shards, [fitted.kappa], pseudo_new=new.queries)
+        readouts = [Readout(fitted.kappa, mu) for mu in (shares if config.walk_rank else (0.0,))]
         grid = [(1.0, fitted.scale**2, w) for w in priors]
-        (_, _, w), _ = best_of(
-            grid, new.map_at_k_weighted([*_parts(z, config.walk_rank), pop], grid, k)
-        )
-        out[name] = replace(fitted, new_item_prior=w)
+        concepts = validation.signals.concepts
+        embedded = shard_embeddings(checkpoint, shards, readouts, new.queries, concepts)
+        best_new: tuple[float, float, float] | None = None  # (value, μ, w)
+        for readout, z in zip(readouts, embedded, strict=True):
+            parts = [*_parts(z, config.walk_rank), pop]
+            (_, _, w), value = best_of(grid, new.map_at_k_weighted(parts, grid, k))
+            if best_new is None or value > best_new[0]:
+                best_new = (value, readout.share, w)
+        out[name] = replace(fitted, new_item_prior=best_new[2], concept_share=best_new[1])
     return out
 
 
@@ -212,7 +254,9 @@ def set_calibration(
         state["gate_kappa"] = torch.tensor(c.kappa)
         state["residual_scale"] = torch.tensor(c.scale)
         state["cold_prior_shift"] = torch.tensor(c.new_item_prior - c.prior)
-        validation.embeddings[name] = shard_embeddings(checkpoint, shards)[0]
+        state["concept_walk_share"] = torch.tensor(c.concept_share)
+        concepts = validation.signals.concepts
+        validation.embeddings[name] = shard_embeddings(checkpoint, shards, (), None, concepts)[0]
 
 
 def encoder_map(checkpoint: Checkpoint, validation: Validation, name: str, k: int = 10) -> float:
@@ -243,6 +287,10 @@ def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     grid = [(1.0, b, c) for b, c in itertools.product(GRID, GRID)]
     weights, value = best_of(grid, task.map_at_k_weighted(parts, grid, k))
     rows.append(Row("blend", value, weights))
+    # a scorer for new items: its popularity weight is fitted as theirs is (pseudo-new)
+    new = validation.new_items
+    (w,), _ = best_of([(w,) for w in GRID], [new.map_at_k(concept_knn(s, w), k) for w in GRID])
+    rows.append(Row("concept-knn", task.map_at_k(concept_knn(s, w), k), (w,)))
     rows.append(_tuned("rp3", [task.map_at_k(rp3(s, b), k) for b in BETA_GRID], BETA_GRID))
     if ease_fits(s.eel.shape[0]):  # else left out, and the caller says why
         rows.append(

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from tests.training.test_baselines import PAIRS, four_entities
+from training.concept_neighbours import concept_matrix, neighbour_walk, neighbour_weights
 from training.hasp import HaspParams, build_hasp
-from training.kg_arrays import EEL
+from training.kg_arrays import EEL, ENTITY, KGArrays
 from training.model import ModelConfig, build_model
 from training.shard_graph import shard_graph
 from training.spectral import WALK_NORM, walk_factors
@@ -122,3 +123,50 @@ def test_queries_without_eels_score_with_the_new_item_prior(shards):
         scores = model.score_matrix(z, everyone, everyone, log_degree)
     for q, w in enumerate([0.7, 0.2, 0.2, 0.2]):
         torch.testing.assert_close(scores[q], z[q] @ z.t() + w * log_degree)
+
+
+def test_new_items_walk_factors_mix_in_their_concept_neighbours(shards):
+    graphs, config = shards
+    model = build_model(config)
+    graph = graphs[0]
+    n_e = graph.num_entities
+    model.walk.copy_(torch.randn(config.num_entities, config.walk_rank))
+    known = torch.ones(n_e, dtype=torch.bool)
+    known[:5] = False  # five new items
+    h = torch.randn(n_e, config.dim)
+    neighbours = torch.randn(n_e, config.walk_rank)
+    with torch.no_grad():
+        untouched = model.readout(graph, h, known, neighbour_walk=neighbours)  # μ = 0
+        model.concept_walk_share.fill_(0.25)
+        z = model.readout(graph, h, known, neighbour_walk=neighbours)
+        predicted = model.to_walk(h[:5])
+    r = config.walk_rank
+    assert torch.allclose(untouched[:5, :r], predicted)
+    assert torch.allclose(z[:5, :r], 0.75 * predicted + 0.25 * neighbours[:5], atol=1e-6)
+    assert torch.equal(z[5:], untouched[5:])  # entities with walk factors keep their own
+
+
+def test_neighbour_walk_is_the_concept_neighbours_weighted_mean():
+    # entity 0 shares a concept with 1 and 2 (and more of them with 2); 3 shares none
+    kg = KGArrays(
+        num_nodes={ENTITY: 5, "tag": 3},
+        eel=np.empty((2, 0), dtype=np.int64),
+        eel_weight=np.empty(0, dtype=np.float32),
+        concept_edges={("tag", "tag"): np.array([[0, 0, 1, 2, 2, 3, 4], [0, 1, 0, 0, 1, 2, 0]])},
+    )
+    concepts = concept_matrix(kg).to_dense()
+    walk = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [0.0, 0.0]])
+    has = torch.tensor([False, True, True, True, False])
+    out = neighbour_walk(concept_matrix(kg), walk, has)
+    cos = concepts @ concepts.t()
+    w1, w2 = cos[0, 1], cos[0, 2]
+    assert w2 > w1 > 0 and cos[0, 3] == 0
+    assert torch.allclose(out[0], (w1 * walk[1] + w2 * walk[2]) / (w1 + w2))
+    assert torch.equal(out[1:4], torch.zeros(3, 2))  # they have their own
+    # entity 4's neighbours: 1 and 2 (its concept), never the other new one (0)
+    assert torch.allclose(
+        out[4], (cos[4, 1] * walk[1] + cos[4, 2] * walk[2]) / (cos[4, 1] + cos[4, 2])
+    )
+    assert neighbour_weights(
+        concept_matrix(kg), concept_matrix(kg).t().coalesce(), torch.tensor([0]), has, k=1
+    )[0].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]  # k = 1: the nearest alone

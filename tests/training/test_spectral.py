@@ -41,3 +41,18 @@ def test_refined_walk_matches_a_fresh_one_after_a_small_batch():
     assert agreement(fresh, refined) > agreement(fresh, stale)
     # and it scales like a fresh one (mean squared row norm WALK_NORM²)
     torch.testing.assert_close(refined.pow(2).sum(1).mean(), fresh.pow(2).sum(1).mean())
+
+
+def test_entities_in_no_pair_get_exact_zero_rows():
+    # every 7th of 300 entities is in no pair (new items): their rows must be exactly zero,
+    # the readout's sign of "no walk factors of its own" (round-off left ~1e-6 there)
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.randint(300, (2, 3000), generator=g)
+    pairs = pairs[:, (pairs % 7 != 0).all(0) & (pairs[0] != pairs[1])]
+    weights = torch.rand(pairs.shape[1], generator=g) + 0.5
+    fresh = walk_factors(pairs, weights, 300, 32, seed=0)
+    refined = refined_walk(pairs, weights, 300, fresh, iterations=2)
+    alone = torch.arange(300) % 7 == 0
+    for out in (fresh, refined):
+        assert torch.equal(out[alone], torch.zeros(int(alone.sum()), 32))
+        assert (out[~alone].abs().sum(1) > 1e-3).all()

@@ -25,8 +25,10 @@ from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, converged, train_transe
 from training.validation import (
+    GRID,
     NEW_SHARE,
     PRIOR_GRID,
+    SHARE_GRID,
     calibrate,
     compare,
     set_calibration,
@@ -228,6 +230,9 @@ def test_validation_comparison(kg, transe, setup):
     # linked entities, each asked for all its EELs
     assert chosen.new_item_prior in (learned, *PRIOR_GRID)
     assert float(state["cold_prior_shift"]) == pytest.approx(chosen.new_item_prior - chosen.prior)
+    # and the concept neighbours' share in their walk factors, from the same queries
+    assert chosen.concept_share in SHARE_GRID
+    assert float(state["concept_walk_share"]) == chosen.concept_share
     new = validation.new_items
     linked = np.unique(kg.eel[0])
     assert len(new.queries) == int(NEW_SHARE * len(linked))
@@ -236,8 +241,8 @@ def test_validation_comparison(kg, transe, setup):
     rows = {r.name: r for r in compare(models, validation)}
     assert rows["semantic"].map_at_k >= before - 1e-6  # the trained readout is in the grid
     names = [
-        "semantic", "popularity", "itemcf", "concepts", "popularity+concepts", "blend", "rp3",
-        "ease",
+        "semantic", "popularity", "itemcf", "concepts", "popularity+concepts", "blend",
+        "concept-knn", "rp3", "ease",
     ]  # fmt: skip
     assert list(rows) == names
     assert all(0.0 <= r.map_at_k <= 1.0 for r in rows.values())
@@ -246,6 +251,7 @@ def test_validation_comparison(kg, transe, setup):
     assert rows["blend"].map_at_k >= rows["itemcf"].map_at_k  # a = 1, b = c = 0 is in the grid
     assert len(rows["blend"].weights) == 3 and len(rows["popularity+concepts"].weights) == 1
     assert len(rows["rp3"].weights) == len(rows["ease"].weights) == 1
+    assert rows["concept-knn"].weights[0] in GRID
 
 
 def test_deepwalk_never_walks_held_out_eels(kg, transe, monkeypatch):

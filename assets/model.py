@@ -25,6 +25,7 @@ from training.split import EvaluationSplit, training_view
 from training.trainer import TrainParams
 from training.transe import TransEParams, TransEResult, load_transe, train_transe
 from training.variants import EncoderShape, Variant
+from training.walk_rank import AUTO, WALK_RANKS
 
 GROUP = "model"
 
@@ -90,7 +91,9 @@ class TrainConfig(dg.Config):
         "spectral", description="Id embeddings start from the SVD of training EELs, or random."
     )
     walk_rank: int = Field(
-        512, description="Rank of the fixed walk factors served beside the GNN's output (0: none)."
+        AUTO,
+        description="Rank of the fixed walk factors served beside the GNN's output (0: none; "
+        f"{AUTO}: the smallest of {list(WALK_RANKS)} within 1% of the best on validation).",
     )
     batches_per_shard: int = Field(4, description="Optimizer steps per shard visit.")
     global_negatives: int = Field(
@@ -237,12 +240,18 @@ def gnn_checkpoint(
                 "validation_map_at_10": dg.MetadataValue.md(validation),
                 "evaluation_seconds": validated.seconds,
                 # per encoder: the popularity prior's weight (learned, then fitted on validation),
-                # the degree gate's κ and the GNN residual's scale α, fitted on validation
+                # the degree gate's κ, the GNN residual's scale α, new items' prior weight and
+                # their concept neighbours' share μ, fitted on validation
                 "readout_calibration": dg.MetadataValue.json(
                     {name: asdict(c) for name, c in validated.calibration.items()}
                 ),
                 # β_r per relation and layer: how much each relation's attention logits count
                 "relation_priors": dg.MetadataValue.json(run.relation_priors),
+                # the walk factors' rank, and each candidate's validation MAP@10 when chosen
+                "walk_rank": models.primary_checkpoint.config.walk_rank,
+                "walk_rank_validation_map": dg.MetadataValue.json(
+                    {} if run.walk is None else run.walk.validation_map
+                ),
                 "n_shards": len(shards),
                 "device": str(device),
                 "shard_peak_mb": dg.MetadataValue.json(

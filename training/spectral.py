@@ -90,6 +90,13 @@ def walk_factors(pairs: Tensor, weights: Tensor, num_entities: int, rank: int, s
     return _walk_scale(_only_linked(out, pairs))
 
 
+def truncated(walk: Tensor, rank: int) -> Tensor:
+    """The leading ``rank`` columns of :func:`walk_factors` ``walk`` (columns come in
+    decreasing singular value), rescaled as :func:`walk_factors` scales its output: the
+    factors of a smaller rank from one decomposition."""
+    return _walk_scale(walk[:, :rank].clone())
+
+
 def refined_walk(
     pairs: Tensor, weights: Tensor, num_entities: int, start: Tensor, iterations: int = 2
 ) -> Tensor:

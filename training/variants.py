@@ -24,6 +24,7 @@ from training.spectral import spectral_embedding, walk_factors
 from training.teacher import walk_teacher
 from training.trainer import Prepared, TrainParams, train
 from training.transe import TransEResult
+from training.walk_rank import AUTO, RankChoice, choose_walk_rank
 
 NO_PRETRAIN = "_no_pretrain"
 DOMAIN_EELS = "_domain_eels"
@@ -73,7 +74,8 @@ class EncoderShape:
     layers: int = 2
     heads: int = 1
     popularity_prior: bool = True
-    walk_rank: int = 512  # the fixed walk factors' columns (0: the GNN's output alone)
+    # the fixed walk factors' columns (0: the GNN's output alone; AUTO: chosen on validation)
+    walk_rank: int = AUTO
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class GraphInputs:
 
     train_kg: KGArrays
     prepared: Prepared
+    walk: RankChoice | None = None  # the walk factors' rank, where it was chosen here
 
 
 def graph_inputs(
@@ -100,15 +103,18 @@ def graph_inputs(
     # all training EELs, cut ones included: a graph-wide view no single shard has
     train_kg = kg.without_eels(held.numpy())
     train_eels = torch.from_numpy(train_kg.eel)
-    id_vectors = walk = teacher = None
+    id_vectors = walk = teacher = choice = None
     if params.id_init == "spectral":
         id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
-    if shape.walk_rank:
-        weights = torch.from_numpy(train_kg.eel_weight)
+    s = signals(kg, held) if params.distill_weight or shape.walk_rank == AUTO else None
+    weights = torch.from_numpy(train_kg.eel_weight)
+    if shape.walk_rank == AUTO:
+        walk, choice = choose_walk_rank(train_eels, weights, held, s, params.seed)
+    elif shape.walk_rank:
         walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
     if params.distill_weight:
-        teacher = walk_teacher(signals(kg, held), params.distill_k)
-    return GraphInputs(train_kg, Prepared(id_vectors, walk, teacher))
+        teacher = walk_teacher(s, params.distill_k)
+    return GraphInputs(train_kg, Prepared(id_vectors, walk, teacher), choice)
 
 
 def train_variant(
@@ -153,7 +159,7 @@ def train_variant(
         heads=shape.heads,
         kind=variant.kind,
         popularity_prior=shape.popularity_prior,
-        walk_rank=shape.walk_rank,
+        walk_rank=0 if inputs.prepared.walk is None else inputs.prepared.walk.shape[1],
     )
     if world_size > 1:
         result = train_distributed(graphs, config, params, world_size, inputs.prepared)

@@ -1,10 +1,14 @@
-"""Walk factors refined after a graph grew agree with a fresh decomposition."""
+"""Walk factors: refined after a graph grew, exact zeros where no link, truncated, and the
+rank chosen on validation."""
 
 from __future__ import annotations
 
 import torch
 
-from training.spectral import aligned, refined_walk, walk_factors
+from training.baselines import signals
+from training.spectral import aligned, refined_walk, truncated, walk_factors
+from training.synthetic_kg import community_kg
+from training.walk_rank import TOLERANCE, candidate_ranks, choose_walk_rank
 
 
 def top_k(vectors: torch.Tensor, k: int) -> list[set[int]]:
@@ -56,3 +60,32 @@ def test_entities_in_no_pair_get_exact_zero_rows():
     for out in (fresh, refined):
         assert torch.equal(out[alone], torch.zeros(int(alone.sum()), 32))
         assert (out[~alone].abs().sum(1) > 1e-3).all()
+
+
+def test_truncated_factors_are_a_smaller_rank():
+    kg = community_kg(n_entities=400, communities=8, cold_share=0.0, degree=20, seed=1)
+    pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
+    small = walk_factors(pairs, weights, 400, 8, seed=0)
+    cut = truncated(walk_factors(pairs, weights, 400, 32, seed=0), 8)
+    assert cut.shape == (400, 8)
+    torch.testing.assert_close(cut.pow(2).sum(1).mean(), small.pow(2).sum(1).mean())
+    # the same leading subspace: the dot products agree
+    dots = torch.stack([(cut @ cut.t()).flatten(), (small @ small.t()).flatten()])
+    assert torch.corrcoef(dots)[0, 1] > 0.99
+
+
+def test_walk_rank_is_the_smallest_within_tolerance_of_the_best():
+    kg = community_kg(n_entities=2100, communities=40, cold_share=0.0, degree=12, seed=0)
+    pairs = torch.from_numpy(kg.eel)
+    held = pairs[:, pairs[0] < pairs[1]][:, ::10]  # a tenth of the links, one direction
+    s = signals(kg, held)
+    train = kg.without_eels(held.numpy())
+    walk, choice = choose_walk_rank(
+        torch.from_numpy(train.eel), torch.from_numpy(train.eel_weight), held, s, seed=0
+    )
+    assert candidate_ranks(2100) == (256, 512) and candidate_ranks(100) == (100,)
+    assert set(choice.validation_map) == {256, 512} and walk.shape == (2100, choice.rank)
+    best = max(choice.validation_map.values())
+    assert choice.validation_map[choice.rank] >= (1 - TOLERANCE) * best
+    smaller = [v for r, v in choice.validation_map.items() if r < choice.rank]
+    assert all(v < (1 - TOLERANCE) * best for v in smaller)

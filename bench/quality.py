@@ -84,7 +84,7 @@ class Ablation:
 ABLATIONS: dict[str, Ablation] = {
     "served (every part)": Ablation(),
     "0: no walk factors (GNN output alone)": Ablation(shape={"walk_rank": 0}),
-    "0: walk rank 256": Ablation(shape={"walk_rank": 256}),
+    "0: walk rank fixed at 512 (not chosen on validation)": Ablation(shape={"walk_rank": 512}),
     "1: one optimizer step per shard visit": Ablation(params={"batches_per_shard": 1}),
     "2: graph-wide negatives on (4 per positive)": Ablation(params={"global_negatives": 4}),
     "3: no distillation": Ablation(params={"distill_weight": 0.0}),

@@ -32,6 +32,7 @@ from training.kg_arrays import KGArrays
 # neighbours averaged: on the demo lake 50 gave 0.41, 200 gave 0.43 and all of them 0.43
 NEIGHBOURS = 200
 BATCH = 256  # rows of the dense (batch, N) cosine matrix held at once
+ROUNDING = 6  # decimals of a cosine kept when choosing neighbours
 
 
 def concept_matrix(kg: KGArrays) -> Tensor:
@@ -78,13 +79,19 @@ def neighbour_weights(
     one, or to zero for an entity with no concept shared with any candidate.
     ``concepts_t`` is ``concepts``' transpose (coalesced), built once by the caller;
     ``candidates`` ``(N,)`` bool."""
-    cos = sparse_rows(concepts, q, concepts_t).to_dense()
-    cos = cos * candidates.to(cos.dtype)
+    cos = sparse_rows(concepts, q, concepts_t).to_dense().double()
+    # rounded, so that entities with the same concepts get the same neighbours: float
+    # noise in the products would otherwise pick among tied candidates differently
+    cos = torch.round(cos * candidates.double(), decimals=ROUNDING)
     cos[torch.arange(len(q)), q] = 0.0  # never an entity's own neighbour
     if k < cos.shape[1]:
-        top = torch.topk(cos, k, dim=1)
-        cos = torch.zeros_like(cos).scatter_(1, top.indices, top.values)
-    return cos / cos.sum(1, keepdim=True).clamp(min=1e-12)
+        # ties broken toward the lower index, the same way for every row (the offsets sum
+        # to less than half a rounding step, so they only order equal cosines)
+        step = 10.0**-ROUNDING / (2 * cos.shape[1])
+        order = cos - torch.arange(cos.shape[1], dtype=cos.dtype) * step
+        top = torch.topk(order, k, dim=1).indices
+        cos = torch.zeros_like(cos).scatter_(1, top, cos.gather(1, top))
+    return (cos / cos.sum(1, keepdim=True).clamp(min=1e-12)).float()
 
 
 def neighbour_mean(

@@ -135,22 +135,23 @@ def test_batch_lands_and_becomes_searchable(lake):
     ids = bundle.entity_ids()
     new_ids = [ids[i] for i in NEW]
     assert all(bundle.index.contains(e) for e in new_ids)
-    # the new items share every concept of the template, so the model embeds them like
-    # it (same inputs: concepts only): the index stores them in the template's row, and any
-    # search that finds one finds all
-    np.testing.assert_allclose(
-        bundle.vectors[new_ids], bundle.vectors[[ids[template]] * 3], atol=1e-5
-    )
-    # (in the template's row, or in a row the build made for another item with the
-    # template's concepts whose vector differs from it in the last float bits)
+    # the new items share every concept of the template, so the model embeds them alike
+    # (same inputs: concepts only): one vector, stored in one index row, so any search that
+    # finds one finds all. The template's vector is the one the full refresh gave it: the
+    # batch moved its concept neighbours' walk factors a little, not its own
+    vectors = bundle.vectors[new_ids]
+    np.testing.assert_allclose(vectors, vectors[[0, 0, 0]], atol=1e-5)
     (row,) = {bundle.index.entity_row[e] for e in new_ids}
     members = bundle.index.members[row]
-    np.testing.assert_allclose(
-        bundle.vectors[members], bundle.vectors[[ids[template]] * len(members)], atol=1e-5
+    np.testing.assert_allclose(bundle.vectors[members], vectors[[0] * len(members)], atol=1e-5)
+    template_vector = bundle.vectors[ids[template]]
+    cosine = (
+        vectors[0] @ template_vector / np.linalg.norm(vectors[0]) / np.linalg.norm(template_vector)
     )
+    assert cosine > 0.999
     _, found = bundle.index.search(bundle.query(np.array([ids[template], new_ids[0]])), 10)
-    # the same neighbours (their order may differ where two scores tie to float noise)
-    assert (found >= 0).all() and set(found[0]) == set(found[1])
+    # nearly the same neighbours
+    assert (found >= 0).all() and len(set(found[0]) & set(found[1])) >= 8
     # and an existing item's neighbour list now holds the new items wherever it holds
     # the template (the popularity prior keeps items without history low for popular
     # queries; a query from the template's own concepts finds them)

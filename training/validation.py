@@ -88,8 +88,9 @@ def shard_embeddings(
     readouts = list(readouts) or [None]
     n = checkpoint.config.num_entities
     out = [torch.zeros(n, checkpoint.config.out_dim) for _ in readouts]
-    neighbours = None
-    if concepts is not None and checkpoint.config.walk_rank:
+    shares = [r.share for r in readouts if r is not None] or [float(model.concept_walk_share)]
+    neighbours = None  # read only where some readout mixes them in (μ > 0)
+    if concepts is not None and checkpoint.config.walk_rank and any(shares):
         own, has = model.own_walk(torch.arange(n))
         if pseudo_new is not None:
             has = has & ~torch.isin(torch.arange(n), pseudo_new)
@@ -148,6 +149,12 @@ def pseudo_new_task(kg: KGArrays, seed: int) -> RankingTask:
     return RankingTask.from_links(links, torch.empty(2, 0, dtype=torch.long), kg.num_entities)
 
 
+def held_out_task(held_out: Tensor, s: Signals, seed: int) -> RankingTask:
+    """Each entity with ``held_out`` EELs ranks every entity but itself and its known links
+    (the EELs of ``s``, cut ones included), over a seeded sample of the queries."""
+    return RankingTask.from_pairs(held_out, s.eel.indices(), s.log_degree.numel()).sample(seed=seed)
+
+
 def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> Validation:
     primary = models.primary_checkpoint
     held_out = held_out_pairs(
@@ -158,10 +165,7 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
         primary.params.seed,
     )
     s = signals(kg, held_out)
-    # every EEL not held out is known (cut EELs too, which ItemCF sees): not ranked
-    task = RankingTask.from_pairs(held_out, s.eel.indices(), kg.num_entities).sample(
-        seed=primary.params.seed
-    )
+    task = held_out_task(held_out, s, primary.params.seed)
     embeddings = {
         name: shard_embeddings(c, shards, (), None, s.concepts)[0]
         for name, c in models.checkpoints.items()

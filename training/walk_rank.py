@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from training.baselines import Signals, best_of, embedding_scores, popularity
-from training.ranking import RankingTask
 from training.spectral import truncated, walk_factors
+from training.validation import held_out_task
 
 AUTO = -1  # TrainConfig.walk_rank: chosen here
 WALK_RANKS = (256, 512, 1024)
@@ -54,7 +54,7 @@ def choose_walk_rank(
     full = walk_factors(pairs, weights, n, ranks[-1], seed)
     if len(ranks) == 1 or held_out.shape[1] == 0:
         return full, RankChoice(ranks[-1])
-    task = RankingTask.from_pairs(held_out, s.eel.indices(), n).sample(seed=seed)
+    task = held_out_task(held_out, s, seed)
     grid = [(1.0, w) for w in PRIOR_GRID]
     scores = {}
     for rank in ranks:

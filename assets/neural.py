@@ -80,7 +80,7 @@ def relevance_model(
             device,
             log=context.log.info,
         )
-        metric = NeuralMetric(run.arrays())
+        metric = NeuralMetric(run.arrays()).on(str(device))
         settings = SearchSettings(ef=config.ef, parallel=config.parallel, seeds=config.seeds)
         searcher = NeuralSearcher(bundle.index, bundle.vectors, metric, settings)
         quality = search_quality(searcher, run.test_users(config.check_queries, config.seed))

@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 from bench.report import DOC, stamp, write_section
 from resources.markdown import markdown_table
 from serving.graph_search import HnswGraph, search, search_many
-from serving.neural_metric import NeuralMetric
+from serving.neural_metric import NeuralMetric, scoring_device
+from settings import current
 from training.behaviours import BehaviourPairs, behaviour_pairs
 from training.muirml_fit import Fitted, MuirmlParams, export_arrays, fit, target_auc, target_pairs
 from training.muirml_run import run_relevance
@@ -211,10 +212,10 @@ def models(
     return out
 
 
-def metric_of(fitted: Fitted) -> NeuralMetric:
+def metric_of(fitted: Fitted, device: str) -> NeuralMetric:
     arrays = export_arrays(fitted, BEHAVIOURS)
     return NeuralMetric({k: v.astype(np.float32) if v.dtype.kind == "f" else v
-                         for k, v in arrays.items()})  # fmt: skip
+                         for k, v in arrays.items()}).on(device)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ SCALES = (
 TINY = (Scale(3_000, 20, (100,), (1, 2), (256,)),)
 
 
-def run_scale(scale: Scale, fitted: dict, dim: int, topics: int, seed: int) -> dict:
+def run_scale(scale: Scale, fitted: dict, dim: int, topics: int, seed: int, device: str) -> dict:
     w = world(scale.items, 2_000, dim, topics, seed)
     users = w.users[: scale.queries]
     t = time.perf_counter()
@@ -245,7 +246,7 @@ def run_scale(scale: Scale, fitted: dict, dim: int, topics: int, seed: int) -> d
     out: dict = {"build_s": time.perf_counter() - t, "arms": [], "brute_qps": {}}
     graph = HnswGraph.of(index.hnsw)
     for name, (f, _) in tqdm(fitted.items(), desc=f"{scale.items:,} items"):
-        metric = metric_of(f)
+        metric = metric_of(f, device)
         exact, brute_s = exact_top(metric, w.items, users, 100)
         out["brute_qps"][name] = 1 / brute_s
         for parallel in scale.parallels if name == MAIN else (ABLATION_P,):
@@ -316,7 +317,11 @@ def movielens_aucs(root: Path, seeds: int, dim: int) -> list[dict[str, dict]]:
 
 
 def ablation(
-    w: World, runs: list[dict[str, tuple[Fitted, dict]]], queries: int, efs: tuple[int, ...]
+    w: World,
+    runs: list[dict[str, tuple[Fitted, dict]]],
+    queries: int,
+    efs: tuple[int, ...],
+    device: str,
 ) -> list[dict]:
     """Every arm of every seed's models over one graph at P = ABLATION_P: Rec@10 against
     items scored, the SCL ablation at equal work."""
@@ -327,7 +332,7 @@ def ablation(
     rows = []
     for seed, fitted in enumerate(runs):
         for name, (f, _) in fitted.items():
-            metric = metric_of(f)
+            metric = metric_of(f, device)
             exact, _ = exact_top(metric, w.items, users, 100)
             for ef in efs:
                 r = graph_arm(graph, metric, w.items, users, exact, ef, ABLATION_P)
@@ -366,6 +371,7 @@ def section(
     results: dict[int, dict],
     dim: int,
     movielens: list[dict],
+    device: str,
 ) -> str:
     keys = ("auc", "auc_vs_shallow", "auc_vs_random")
     auc_rows = [[n, *(mean_sd([a[n][key] for a in aucs]) for key in keys)] for n in aucs[0]]
@@ -386,7 +392,9 @@ def section(
         "L2 HNSW graph (M 16, efConstruction 80). Rec@k: share of the brute-force top-k "
         "under the same metric that the search returns (the paper's Cov is Rec@100 here); "
         "scored: items whose relevance one query computed; QPS one query at a time, one "
-        "core's worth of Python; × brute force: QPS over brute-force QPS of the same metric.",
+        "core's worth of Python; × brute force: QPS over brute-force QPS of the same metric. "
+        f"Relevance scored on {device} (numpy on the CPU, torch on a CUDA card), brute "
+        "force and searches alike.",
         f"### Held-out purchases (AUC, mean ± sd over {len(aucs)} seeds)",
         "Positives: test pairs with a purchase; negatives: the test pairs without one "
         "(viewed or liked only) and as many random never-engaged items.",
@@ -463,20 +471,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--movielens", type=Path, default=Path("../shared/datasets/ml-latest-small")
     )
+    parser.add_argument(
+        "--device", default=current().device, help="where relevance is scored: auto, cpu, cuda"
+    )
     args = parser.parse_args(argv)
+    device = scoring_device(args.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train_items, per_user, epochs = (3_000, 10, 2) if args.tiny else (TRAIN_ITEMS, 50, 15)
     w = world(train_items, 2_000, args.dim, 64, args.seed)
     pairs = training_pairs(w, per_user, args.seed)
     runs = [models(w, pairs, epochs, seed) for seed in range(args.seeds)]
     aucs = [{name: auc for name, (_, auc) in fitted.items()} for fitted in runs]
-    ablated = ablation(w, runs, 20 if args.tiny else 100, (100,) if args.tiny else ABLATION_EFS)
+    efs = (100,) if args.tiny else ABLATION_EFS
+    ablated = ablation(w, runs, 20 if args.tiny else 100, efs, device)
     scales = TINY if args.tiny else SCALES
-    results = {s.items: run_scale(s, runs[0], args.dim, 64, args.seed) for s in scales}
+    results = {s.items: run_scale(s, runs[0], args.dim, 64, args.seed, device) for s in scales}
     ml = []
     if args.movielens.exists() and not args.tiny:
         ml = movielens_aucs(args.movielens, args.seeds, args.dim)
-    text = section(aucs, ablated, results, args.dim, ml)
+    text = section(aucs, ablated, results, args.dim, ml, device)
     print(text)
     if args.out is not None or not args.tiny:
         write_section("neural-retrieval", text, doc=args.out or DOC)

@@ -85,6 +85,7 @@ def main() -> None:
         url=f"http://{args.host}:{args.port}",
         default_domain=settings.default_domain,
         workers=args.workers,
+        device=settings.device,
     )
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if args.workers > 1:  # workers import the app and the protocol class by name

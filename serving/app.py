@@ -42,7 +42,7 @@ from serving.batcher import MicroBatcher, Searchable
 from serving.e2e_ranker import E2ERanker, newest_ranker
 from serving.index_versions import Selection, load_newest
 from serving.metrics import Metrics
-from serving.neural_metric import NeuralMetric, newest_metric
+from serving.neural_metric import NeuralMetric, newest_metric, scoring_device
 from serving.neural_search import NeuralSearcher
 from serving.openapi import DOCS_PAGE, openapi_document
 from serving.retrieval import (
@@ -73,6 +73,7 @@ class ServiceConfig:
     ranker_root: Path | None = None  # <lake>/e2e_ranker: the end-to-end rankers' versions
     metric_root: Path | None = None  # <lake>/relevance_model: the neural relevance's versions
     workers: int = 1  # processes serving the port; above 1 the admin endpoints answer 409
+    device: str = "auto"  # where strategy neural scores: auto (CUDA when present), cpu, cuda[:N]
 
     def to_json(self) -> str:
         """For worker processes (:func:`serving.__main__.worker_app`)."""
@@ -124,7 +125,10 @@ class Models(NamedTuple):
 
 
 def load_models(config: ServiceConfig) -> Models:
-    return Models(newest_ranker(config.ranker_root), newest_metric(config.metric_root))
+    metric = newest_metric(config.metric_root)
+    if metric is not None:
+        metric = metric.on(scoring_device(config.device))
+    return Models(newest_ranker(config.ranker_root), metric)
 
 
 class Served:
@@ -455,6 +459,7 @@ def create_app(config: ServiceConfig) -> Starlette:
             index_version=served.bundle.version,
             entities=len(served.bundle.index),
             pinned=selection.pinned is not None,
+            neural_device=served.neural.metric.device if served.neural else None,
         )
 
     async def healthz(request: Request) -> Response:

@@ -9,10 +9,14 @@ The first layer splits over its input ``[u ; v ; u ⊙ v ; 0]``:
 so a query's part ``W_u u + b_0`` is computed once (:meth:`NeuralMetric.user_terms`) and
 each scored item costs two ``d × hidden`` products and the two hidden layers. The relevance
 is the scenario's attention-weighted sum of the behaviour probabilities.
+
+:meth:`NeuralMetric.on` moves the pair scoring to a CUDA card where the service has one
+(:func:`scoring_device`; :class:`~serving.neural_metric_torch.TorchMetric`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from storage.versions import newest_loaded
 class NeuralMetric:
     arrays: dict[str, np.ndarray]
     version: str = ""
+    device: str = "cpu"  # where pair_scores runs (numpy here; a card: TorchMetric)
 
     @property
     def dim(self) -> int:
@@ -39,6 +44,17 @@ class NeuralMetric:
     @property
     def behaviours(self) -> list[str]:
         return self.arrays["behaviours"].tolist()
+
+    def on(self, device: str) -> NeuralMetric:
+        """This metric scoring its pairs on ``device``: itself on ``cpu`` (numpy), else in
+        torch on that card."""
+        if device == self.device:
+            return self
+        if device == "cpu":
+            return NeuralMetric(self.arrays, self.version)
+        from serving.neural_metric_torch import TorchMetric  # torch only where a card is
+
+        return TorchMetric(self.arrays, self.version, device)
 
     def user_terms(self, users: np.ndarray) -> np.ndarray:
         """``(Q, d)`` users -> their part of the first layer ``(Q, hidden)``."""
@@ -61,6 +77,27 @@ class NeuralMetric:
             part = np.asarray(items[start : start + chunk], dtype=np.float32)
             out[start : start + len(part)] = self.pair_scores(user[None, :], terms, part)
         return out
+
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+
+def scoring_device(preference: str) -> str:
+    """``cpu`` or the CUDA device the learned relevance scores on, for the ``device``
+    setting (``auto``, ``cpu``, ``cuda[:N]``). ``auto`` is CUDA where the machine has an
+    NVIDIA driver and torch sees a card; torch is imported only then, so that a service on
+    a machine without one starts as fast and as small as before."""
+    choice = preference.lower()  # checked by the settings module
+    if choice == "cpu" or (choice == "auto" and not NVIDIA_DRIVER.exists()):
+        return "cpu"
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda" if choice == "auto" else choice
+    if choice == "auto":
+        return "cpu"
+    raise ValueError(f"device {preference!r} requested but CUDA is not available")
 
 
 def load_metric(folder: Path) -> NeuralMetric:

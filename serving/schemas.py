@@ -141,6 +141,11 @@ class Health(BaseModel):
     index_version: str
     entities: int
     pinned: bool = Field(description="An admin reload pinned this version.")
+    neural_device: str | None = Field(
+        None,
+        description="Where strategy `neural` scores (`cpu` or `cuda[:N]`); null while no "
+        "relevance model fits the served embeddings.",
+    )
 
 
 class ReloadResponse(BaseModel):

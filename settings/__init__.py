@@ -179,7 +179,10 @@ class Settings:
     )
     device_count: int = setting(1, "Devices the shards are sized for.", _at_least(1))
     device: str = setting(
-        "auto", "Torch device: `auto` (CUDA when present), `cpu`, `cuda[:N]`.", _device
+        "auto",
+        "Torch device for training, and where the service's strategy `neural` scores: "
+        "`auto` (CUDA when present), `cpu`, `cuda[:N]`.",
+        _device,
     )
     world_size: int = setting(1, "Data-parallel training processes.", _at_least(1))
     transe_epochs: int = setting(100, "Most TransE concept pretraining epochs.", _at_least(1))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from spark_jobs import constants as C
 from spark_jobs.csv_lines import BAD_BYTES, LINE, number_lines
@@ -116,20 +117,36 @@ def no_lines(df: DataFrame) -> DataFrame:
 def read_movielens(
     spark: SparkSession, root: str | Path, *, encoding: str = "utf-8", staging: Path
 ) -> RawInputs:
-    """MovieLens (ml-latest-small layout): ratings, movie genres and free-text tags."""
+    """MovieLens (ml-latest-small layout): ratings and tagging acts as interactions, movie
+    genres and free-text tags as concepts."""
     root = Path(root)
     read = functools.partial(read_file, spark, encoding=encoding, staging=staging)
     ratings = read(root / "ratings.csv", ("userId", "movieId", "rating", "timestamp"))
     movies = read(root / "movies.csv", ("movieId", "title", "genres"))
     tags = read(root / "tags.csv", ("userId", "movieId", "tag", "timestamp"))
     lines = (F.col(LINE), F.col(BAD_BYTES))
-    interactions = ratings.select(
+    rated = ratings.select(
         F.col("userId").alias(C.USER_ID),
         F.col("movieId").alias(C.ITEM_ID),
         F.lit("rating").alias(C.EVENT),
         F.col("rating").alias(C.WEIGHT),
         F.col("timestamp").alias(C.TS),
         *lines,
+    )
+    # tagging a movie is an engagement too (behaviour "tag"): one event per user, movie
+    # and time, since several tags given at once are one act (their words are concepts)
+    act = Window.partitionBy("userId", "movieId", "timestamp").orderBy(F.col(LINE))
+    tagged = (
+        tags.withColumn("_act", F.row_number().over(act))
+        .where(F.col("_act") == 1)
+        .select(
+            F.col("userId").alias(C.USER_ID),
+            F.col("movieId").alias(C.ITEM_ID),
+            F.lit("tag").alias(C.EVENT),
+            F.lit("1.0").alias(C.WEIGHT),
+            F.col("timestamp").alias(C.TS),
+            *lines,
+        )
     )
     items = movies.select(
         F.col("movieId").alias(C.ITEM_ID), F.lit("movie").alias(C.DOMAIN), F.col(C.TITLE), *lines
@@ -147,10 +164,10 @@ def read_movielens(
         *lines,
     )
     return RawInputs(
-        interactions=interactions,
+        interactions=rated.unionByName(tagged),
         items=items,
         concepts=genres.unionByName(tag_triples),
-        interactions_source=str(root / "ratings.csv"),
+        interactions_source=f"{root / 'ratings.csv'}, {root / 'tags.csv'}",
         items_source=str(root / "movies.csv"),
         concepts_source=f"{root / 'movies.csv'}, {root / 'tags.csv'}",
         fingerprint=content_hash(root / f for f in ("ratings.csv", "movies.csv", "tags.csv")),

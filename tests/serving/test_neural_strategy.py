@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
+from serving import neural_metric
 from serving.artifact import load_bundle
-from serving.neural_metric import NeuralMetric, load_metric
+from serving.neural_metric import NeuralMetric, load_metric, scoring_device
+from serving.neural_metric_torch import TorchMetric
 from serving.neural_search import NeuralSearcher, SearchSettings, search_quality
 from storage.layout import RELEVANCE_MODEL, LakeLayout
 from storage.versions import latest
@@ -76,6 +78,47 @@ def test_numpy_metric_equals_the_trained_model(lake):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_torch_scoring_equals_numpy_and_finds_the_same_items(lake):
+    """The path a CUDA card takes (torch), run here on the CPU: the same relevances, and a
+    search over the served graph returns the same items."""
+    metric = load_metric(lake.relevance_models / "run-1")
+    on_torch = TorchMetric(metric.arrays, metric.version, "cpu")
+    rng = np.random.default_rng(1)
+    users, items = rng.standard_normal((2, 300, metric.dim)).astype(np.float32)
+    terms = metric.user_terms(users)
+    np.testing.assert_allclose(
+        on_torch.pair_scores(users, terms, items),
+        metric.pair_scores(users, terms, items),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    bundle = load_bundle(latest(lake.index))
+    queries = np.asarray(bundle.vectors[:20]) + 0.1
+    found = [
+        NeuralSearcher(bundle.index, bundle.vectors, m, SearchSettings(ef=64)).search(queries, 10)
+        for m in (metric, on_torch)
+    ]
+    np.testing.assert_array_equal(found[0][1], found[1][1])
+    np.testing.assert_allclose(found[0][0], found[1][0], rtol=1e-5, atol=1e-6)
+    assert metric.on("cpu") is metric and on_torch.on("cpu").device == "cpu"
+
+
+def test_scoring_device_is_the_cpu_without_a_card(monkeypatch, tmp_path):
+    assert scoring_device("cpu") == "cpu"
+    assert scoring_device("auto") == "cpu"  # this machine: no NVIDIA driver
+    # a driver but no card torch can use (as here, with one faked): still the CPU for
+    # auto; asked for by name, a clear error instead of a service that fails per request
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: fake")
+    monkeypatch.setattr(neural_metric, "NVIDIA_DRIVER", driver)
+    if not torch.cuda.is_available():
+        assert scoring_device("auto") == "cpu"
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            scoring_device("cuda:0")
+    else:
+        assert scoring_device("auto") == "cuda" and scoring_device("cuda:0") == "cuda:0"
+
+
 def test_graph_search_matches_brute_force_and_scores_a_fraction(lake):
     bundle = load_bundle(latest(lake.index))
     metric = load_metric(lake.relevance_models / "run-1")
@@ -92,6 +135,7 @@ def test_neural_strategy_answers_by_relevance(lake):
         body = service("POST", "/v1/recommend", {**HISTORY, "strategy": "neural"}).json()
         results = body["results"]
         assert body["strategy"] == "neural" and len(results) == 10
+        assert service("GET", "/healthz").json()["neural_device"] == scoring_device("auto")
         relevance = [r["relevance"] for r in results]
         assert relevance == sorted(relevance, reverse=True)
         assert not {r["item_id"] for r in results} & {"item-3", "item-23"}

@@ -29,19 +29,22 @@ validation comparison and readout calibration), `concept_pretraining` and
 lakes, generating the data, so the Spark steps grow slower than their input over this
 decade (fixed overhead dominates at 10^5); their own split is in the co-engagement and
 graph-build sections. The log lines split `gnn_checkpoint` at 10^6 interactions (40,000
-items; 2026-12-03): 52 s for the graph-wide inputs the variants share (held-out EELs, the
-rank-512 walk factors, the distillation teacher), about 1 min per GNN variant, 2.8 min for
-DeepWalk, 3.4 min for validation (every encoder and baseline with its weight grid over a
-seeded sample of 2,000 queries). That run took 1,264 s before three fixes: the graph-wide
-inputs were recomputed per variant, calibration ran each encoder once per degree-gate
-κ although κ only changes the readout, and each grid point summed its weighted score
-matrices through temporaries (4x slower than accumulating into one buffer); evaluation
-recomputed a rank-512 SVD per encoder and view (424 s, now 143 s). TransE's exponent is
+items; 2026-12-06): 135 s for the graph-wide inputs the variants share (held-out EELs,
+the walk factors factorized at rank 1024 and their rank chosen on validation, 256 here;
+the distillation teacher), 34-51 s per GNN variant, 3.0 min for DeepWalk, 6.8 min for
+validation (every encoder and baseline with its weight grid over a seeded sample of 2,000
+queries, then each encoder's readout: prior, degree gate, residual scale, and new items'
+prior and concept-neighbour share on 2,000 pseudo-new queries). The 2026-12-03 run, before
+issue 14's rank choice, concept neighbours and concept-kNN baseline, took 1,342 s: 52 s of
+inputs (rank 512, no choice), 3.4 min of validation, 143 s of evaluation (now 214 s: each
+encoder embeds both views with its new items' concept neighbours). TransE's exponent is
 above 1: its dense Adam step updates every node's row, so an epoch costs steps × nodes
-(sparse updates were linear but cost the demo 13% of its strict cold-start MAP@10). What
-would move it next: sparse TransE updates retuned for quality, DeepWalk's walks
-vectorised, and a GPU (the device sections). A 10^7-interaction lake was not run end to
-end; [scaling.md](scaling.md) extrapolates from these exponents."""
+(sparse updates were linear but cost the demo 13% of its strict cold-start MAP@10; sparse
+skip-gram updates for DeepWalk were slower on this CPU, 238 s against 173 s on a
+40,000-entity graph). What would move it next: the concept neighbours found once per view
+instead of per encoder, sparse TransE updates retuned for quality, and a GPU (the device
+sections). A 10^7-interaction lake was not run end to end; [scaling.md](scaling.md)
+extrapolates from these exponents."""
 
 
 def exponent(sizes: dict[str, int], seconds: dict[str, float]) -> float:

@@ -394,7 +394,9 @@ def section(
         "scored: items whose relevance one query computed; QPS one query at a time, one "
         "core's worth of Python; × brute force: QPS over brute-force QPS of the same metric. "
         f"Relevance scored on {device} (numpy on the CPU, torch on a CUDA card), brute "
-        "force and searches alike.",
+        "force and searches alike. P 1 is NANN's search (Chen et al. 2022: one beam search "
+        "of the embeddings' HNSW graph under the neural metric), without NANN's adversarial "
+        "training of the metric; P > 1 adds GMP-GR's shared-heap parallel searches.",
         f"### Held-out purchases (AUC, mean ± sd over {len(aucs)} seeds)",
         "Positives: test pairs with a purchase; negatives: the test pairs without one "
         "(viewed or liked only) and as many random never-engaged items.",

@@ -293,7 +293,9 @@ def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     rows.append(Row("blend", value, weights))
     # a scorer for new items: its popularity weight is fitted as theirs is (pseudo-new)
     new = validation.new_items
-    (w,), _ = best_of([(w,) for w in GRID], [new.map_at_k(concept_knn(s, w), k) for w in GRID])
+    # the neighbours (the costly part) found once for the whole grid of w
+    grid = [(1.0, w) for w in GRID]
+    (_, w), _ = best_of(grid, new.map_at_k_weighted([concept_knn(s, 0.0), popularity(s)], grid, k))
     rows.append(Row("concept-knn", task.map_at_k(concept_knn(s, w), k), (w,)))
     rows.append(_tuned("rp3", [task.map_at_k(rp3(s, b), k) for b in BETA_GRID], BETA_GRID))
     if ease_fits(s.eel.shape[0]):  # else left out, and the caller says why

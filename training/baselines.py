@@ -131,17 +131,23 @@ def rp3(s: Signals, beta: float) -> Scores:
     return lambda q: sparse_rows(s.transition, q, s.transition).to_dense() * penalty
 
 
-def concept_knn(s: Signals, w: float) -> Scores:
-    """What the entities nearest in concepts are co-engaged with: ``Σ_k s_qk ŵ_k + w·log(1 +
-    deg_j)``, ``s_qk`` the concept-neighbour weights (:mod:`training.concept_neighbours`)
-    over entities with EELs, ``ŵ_k`` their L2-normalised EEL rows."""
+def concept_neighbour_eels(s: Signals) -> Scores:
+    """What the entities nearest in concepts are co-engaged with: ``Σ_k s_qk ŵ_k``,
+    ``s_qk`` the concept-neighbour weights (:mod:`training.concept_neighbours`) over
+    entities with EELs, ``ŵ_k`` their L2-normalised EEL rows."""
     linked = s.log_degree > 0
 
     def scores(q: Tensor) -> Tensor:
         weights = neighbour_weights(s.concepts, s.concepts_t, q, linked).to_sparse()
-        return sparse_product(weights, s.eel).to_dense() + w * s.log_degree
+        return sparse_product(weights, s.eel).to_dense()
 
     return scores
+
+
+def concept_knn(s: Signals, w: float) -> Scores:
+    """:func:`concept_neighbour_eels` plus the popularity prior ``w·log(1 + deg_j)``."""
+    neighbours = concept_neighbour_eels(s)
+    return lambda q: neighbours(q) + w * s.log_degree
 
 
 def ease_fits(num_entities: int) -> bool:

@@ -25,6 +25,7 @@ from training.baselines import (
     Signals,
     best_of,
     concept_knn,
+    concept_neighbour_eels,
     concepts,
     ease,
     ease_fits,
@@ -295,7 +296,8 @@ def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     new = validation.new_items
     # the neighbours (the costly part) found once for the whole grid of w
     grid = [(1.0, w) for w in GRID]
-    (_, w), _ = best_of(grid, new.map_at_k_weighted([concept_knn(s, 0.0), popularity(s)], grid, k))
+    knn = [concept_neighbour_eels(s), popularity(s)]
+    (_, w), _ = best_of(grid, new.map_at_k_weighted(knn, grid, k))
     rows.append(Row("concept-knn", task.map_at_k(concept_knn(s, w), k), (w,)))
     rows.append(_tuned("rp3", [task.map_at_k(rp3(s, b), k) for b in BETA_GRID], BETA_GRID))
     if ease_fits(s.eel.shape[0]):  # else left out, and the caller says why

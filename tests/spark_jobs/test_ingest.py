@@ -45,6 +45,33 @@ def test_movielens_counts(spark, movielens, tmp_path):
     assert relations == {"genre", "tag"}
 
 
+def test_a_bad_tagging_row_is_quarantined_with_its_line(spark, tmp_path):
+    """A tags.csv row with an unparseable time and one naming an unknown movie are
+    quarantined with their lines; the good tagging act is kept."""
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,Heat (1995),Crime\n")
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n7,1,4.0,964982703\n")
+    (tmp_path / "tags.csv").write_text(
+        "userId,movieId,tag,timestamp\n"
+        "7,1,heist,964982800\n7,1,l.a.,964982800\n7,1,pacino,soon\n8,99,noir,964982900\n"
+    )
+    out = ingest(read_movielens(spark, tmp_path, staging=tmp_path / "staging"), "ml")
+    events = sorted((r[C.EVENT], r[C.USER_ID]) for r in out.interactions.collect())
+    assert events == [("rating", "7"), ("tag", "7")]  # heist and l.a.: one act
+    bad = sorted(
+        (r[C.SOURCE], r[C.LINE], r[C.REASON].split(":")[0]) for r in out.quarantine.collect()
+    )
+    interactions = f"{tmp_path / 'ratings.csv'}, {tmp_path / 'tags.csv'}"
+    concepts = f"{tmp_path / 'movies.csv'}, {tmp_path / 'tags.csv'}"
+    # the unknown movie's row is refused twice: as a tagging act and as its tag concept
+    assert bad == sorted(
+        [
+            (interactions, 4, "unparseable ts"),
+            (interactions, 5, "unknown item_id"),
+            (concepts, 5, "unknown item_id"),
+        ]
+    )
+
+
 @pytest.fixture
 def generic_files(tmp_path):
     pd.DataFrame(

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor
 
 from training.concept_neighbours import (
+    ConceptNeighbours,
     concept_matrix,
-    neighbour_weights,
     sparse_product,
     sparse_rows,
 )
@@ -64,6 +64,11 @@ class Signals:
     @cached_property
     def concepts_t(self) -> Tensor:
         return self.concepts.t().coalesce()
+
+    @cached_property
+    def neighbours(self) -> ConceptNeighbours:
+        """Concept neighbours (the concept-kNN baseline's, and new items' walk factors')."""
+        return ConceptNeighbours(self.concepts)
 
     @cached_property
     def transition(self) -> Tensor:
@@ -138,7 +143,7 @@ def concept_neighbour_eels(s: Signals) -> Scores:
     linked = s.log_degree > 0
 
     def scores(q: Tensor) -> Tensor:
-        weights = neighbour_weights(s.concepts, s.concepts_t, q, linked).to_sparse()
+        weights = s.neighbours.weights(q, linked).to_sparse_coo()  # CSR · COO: not in torch
         return sparse_product(weights, s.eel).to_dense()
 
     return scores

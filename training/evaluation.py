@@ -51,6 +51,7 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
+from training.concept_neighbours import ConceptNeighbours
 from training.inference import embed_graph, kg_walk_factors
 from training.kg_arrays import KGArrays
 from training.ranking import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
@@ -137,11 +138,13 @@ def encoder_scores(
     memory_budget_mb: float,
     device: torch.device,
     walk: Tensor | None = None,
+    neighbours: ConceptNeighbours | None = None,
 ) -> Scores:
     """The encoder's own score (popularity prior included) over ``kg``, embedded inductively
-    (``walk``: ``kg``'s walk factors, as :func:`embed_graph` takes them)."""
+    (``walk`` and ``neighbours``: ``kg``'s walk factors and concept neighbours, as
+    :func:`embed_graph` takes them)."""
     model = checkpoint.model().to(device)
-    out = embed_graph(checkpoint, kg, memory_budget_mb, device, walk=walk)
+    out = embed_graph(checkpoint, kg, memory_budget_mb, device, walk=walk, neighbours=neighbours)
     z, log_degree = out.vectors.to(device), out.log_degree.to(device)
     everyone = torch.arange(kg.num_entities, device=device)
     return lambda q: model.score_matrix(z, q.to(device), everyone, log_degree).cpu()
@@ -201,7 +204,10 @@ def evaluate_models(
                 if key not in walks:
                     walks[key] = kg_walk_factors(graph, rank, checkpoint.params.seed)
                 walk = walks[key]
-            scorers[view][name] = encoder_scores(checkpoint, graph, memory_budget_mb, device, walk)
+            neighbours = view_signals[view].neighbours  # the view's encoders share them too
+            scorers[view][name] = encoder_scores(
+                checkpoint, graph, memory_budget_mb, device, walk, neighbours
+            )
         for name, table in models.tables.items():
             scorers[view][name] = embedding_scores(table.embeddings)
         scorers[view].update(baseline_scores(view_signals[view], models.tuned_weights()))

@@ -28,7 +28,7 @@ from torch import Tensor
 from storage.embedding_store import EntityVectors
 from storage.versions import latest
 from training.checkpoint import Checkpoint, load_model_set
-from training.concept_neighbours import concept_matrix, neighbour_walk
+from training.concept_neighbours import ConceptNeighbours, concept_matrix
 from training.device import pick_device
 from training.hasp import build_shard
 from training.kg_arrays import ENTITY, KGArrays, kg_arrays
@@ -149,12 +149,15 @@ def embed_graph(
     progress: Callable[[int, int], None] | None = None,
     walk: Tensor | None = None,
     refine_walk: bool = False,
+    neighbours: ConceptNeighbours | None = None,
 ) -> Embedded:
     """:func:`embed` over all of ``kg`` with ``checkpoint``'s weights and concept features.
     ``walk``: :func:`kg_walk_factors` of ``kg`` for the checkpoint's rank and seed, where the
     caller has them (the models of one run share them), else computed here: afresh, or
     with ``refine_walk`` refined from the trained factors (:func:`refined_walk`; for a
-    graph that is the trained one plus an inbox batch's few links, a third of the time)."""
+    graph that is the trained one plus an inbox batch's few links, a third of the time).
+    ``neighbours``: ``kg``'s concept neighbours, where the caller keeps them for its
+    models (else found here)."""
     graph = whole_graph(kg, checkpoint.concept_features, list(checkpoint.config.relations))
     model = checkpoint.model()
     if model.config.walk_rank:  # this graph's walk: its EELs count, whenever they came
@@ -164,14 +167,16 @@ def embed_graph(
         elif walk is None:
             walk = kg_walk_factors(kg, model.config.walk_rank, checkpoint.params.seed)
         walk = aligned(walk, model.walk).to(device)
-    neighbours = None
+    neighbour_walk = None
     if walk is not None and float(model.concept_walk_share):  # new items' concept neighbours
-        neighbours = neighbour_walk(concept_matrix(kg), walk, walk.abs().sum(1) > 0)
+        if neighbours is None:
+            neighbours = ConceptNeighbours(concept_matrix(kg))
+        neighbour_walk = neighbours.walk(walk, walk.abs().sum(1) > 0)
     model = model.to(device)
     known = torch.zeros(kg.num_entities, dtype=torch.bool, device=device)
     n = min(kg.num_entities, checkpoint.config.num_entities)
     known[:n] = model.trained[:n]  # entities added after training are all new
-    out = embed(model, graph.to(device), known, memory_budget_mb, progress, walk, neighbours)
+    out = embed(model, graph.to(device), known, memory_budget_mb, progress, walk, neighbour_walk)
     return Embedded(out.vectors.cpu(), out.log_degree.cpu(), out.inductive.cpu(), out.chunks)
 
 

@@ -36,7 +36,7 @@ from training.baselines import (
     signals,
 )
 from training.checkpoint import Checkpoint, ModelSet
-from training.concept_neighbours import neighbour_walk
+from training.concept_neighbours import ConceptNeighbours
 from training.kg_arrays import KGArrays
 from training.ranking import MAX_QUERIES, RankingTask
 from training.shard_graph import held_out_pairs, shard_graph
@@ -72,7 +72,7 @@ def shard_embeddings(
     shards: list[HeteroData],
     readouts: Sequence[Readout] = (),
     pseudo_new: Tensor | None = None,
-    concepts: Tensor | None = None,
+    neighbours: ConceptNeighbours | None = None,
 ) -> list[Tensor]:
     """``(num_entities, out_dim)`` each: every entity embedded by the model in its own
     shard, read out with the checkpoint's own readout, or, one tensor per
@@ -81,21 +81,21 @@ def shard_embeddings(
 
     ``pseudo_new`` (graph-wide ids) are embedded as new items: their EELs leave message
     passing and their id, popularity and walk factors are masked, as for an item that
-    arrived after training. With ``concepts`` (the graph's
-    :func:`~training.concept_neighbours.concept_matrix`), entities without walk factors
-    of their own get their concept neighbours' (graph-wide, pseudo-new ones excluded)."""
+    arrived after training. With ``neighbours`` (the graph's concept neighbours), entities
+    without walk factors of their own get their concept neighbours' (graph-wide,
+    pseudo-new ones excluded)."""
     model = checkpoint.model()
     relations = list(checkpoint.config.relations)
     readouts = list(readouts) or [None]
     n = checkpoint.config.num_entities
     out = [torch.zeros(n, checkpoint.config.out_dim) for _ in readouts]
     shares = [r.share for r in readouts if r is not None] or [float(model.concept_walk_share)]
-    neighbours = None  # read only where some readout mixes them in (μ > 0)
-    if concepts is not None and checkpoint.config.walk_rank and any(shares):
+    walks = None  # read only where some readout mixes them in (μ > 0)
+    if neighbours is not None and checkpoint.config.walk_rank and any(shares):
         own, has = model.own_walk(torch.arange(n))
         if pseudo_new is not None:
             has = has & ~torch.isin(torch.arange(n), pseudo_new)
-        neighbours = neighbour_walk(concepts, own, has)
+        walks = neighbours.walk(own, has)
     for k, shard in enumerate(shards):
         g = shard_graph(
             shard,
@@ -109,7 +109,7 @@ def shard_embeddings(
             new = torch.isin(g.entity_global, pseudo_new)
             known, edge_mask = ~new, ~g.eels_touching(new)
         h = model.encode(g, known, known, edge_mask)
-        local = None if neighbours is None else neighbours[g.entity_global]
+        local = None if walks is None else walks[g.entity_global]
         for z, readout in zip(out, readouts, strict=True):
             if readout is not None:
                 model.gate_kappa.fill_(readout.kappa)
@@ -168,7 +168,7 @@ def validation_set(models: ModelSet, shards: list[HeteroData], kg: KGArrays) -> 
     s = signals(kg, held_out)
     task = held_out_task(held_out, s, primary.params.seed)
     embeddings = {
-        name: shard_embeddings(c, shards, (), None, s.concepts)[0]
+        name: shard_embeddings(c, shards, (), None, s.neighbours)[0]
         for name, c in models.checkpoints.items()
     }
     return Validation(task, s, embeddings, pseudo_new_task(kg, primary.params.seed))
@@ -229,8 +229,8 @@ def calibrate(
         new = validation.new_items
         readouts = [Readout(fitted.kappa, mu) for mu in (shares if config.walk_rank else (0.0,))]
         grid = [(1.0, fitted.scale**2, w) for w in priors]
-        concepts = validation.signals.concepts
-        embedded = shard_embeddings(checkpoint, shards, readouts, new.queries, concepts)
+        neighbours = validation.signals.neighbours
+        embedded = shard_embeddings(checkpoint, shards, readouts, new.queries, neighbours)
         best_new: tuple[float, float, float] | None = None  # (value, μ, w)
         for readout, z in zip(readouts, embedded, strict=True):
             parts = [*_parts(z, config.walk_rank), pop]
@@ -260,8 +260,8 @@ def set_calibration(
         state["residual_scale"] = torch.tensor(c.scale)
         state["cold_prior_shift"] = torch.tensor(c.new_item_prior - c.prior)
         state["concept_walk_share"] = torch.tensor(c.concept_share)
-        concepts = validation.signals.concepts
-        validation.embeddings[name] = shard_embeddings(checkpoint, shards, (), None, concepts)[0]
+        neighbours = validation.signals.neighbours
+        validation.embeddings[name] = shard_embeddings(checkpoint, shards, (), None, neighbours)[0]
 
 
 def encoder_map(checkpoint: Checkpoint, validation: Validation, name: str, k: int = 10) -> float:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.training.test_baselines import PAIRS, four_entities
-from training.concept_neighbours import concept_matrix, neighbour_walk, neighbour_weights
+from training import concept_neighbours
+from training.concept_neighbours import ConceptNeighbours, concept_matrix, top_neighbours
 from training.hasp import HaspParams, build_hasp
 from training.kg_arrays import EEL, ENTITY, KGArrays
 from training.model import ModelConfig, build_model
@@ -146,7 +147,7 @@ def test_new_items_walk_factors_mix_in_their_concept_neighbours(shards):
     assert torch.equal(z[5:], untouched[5:])  # entities with walk factors keep their own
 
 
-def test_neighbour_walk_is_the_concept_neighbours_weighted_mean():
+def test_neighbour_walk_is_the_concept_neighbours_weighted_mean(monkeypatch):
     # entity 0 shares a concept with 1 and 2 (and more of them with 2); 3 shares none
     kg = KGArrays(
         num_nodes={ENTITY: 5, "tag": 3},
@@ -157,7 +158,8 @@ def test_neighbour_walk_is_the_concept_neighbours_weighted_mean():
     concepts = concept_matrix(kg).to_dense()
     walk = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [0.0, 0.0]])
     has = torch.tensor([False, True, True, True, False])
-    out = neighbour_walk(concept_matrix(kg), walk, has)
+    neighbours = ConceptNeighbours(concept_matrix(kg))
+    out = neighbours.walk(walk, has)
     cos = concepts @ concepts.t()
     w1, w2 = cos[0, 1], cos[0, 2]
     assert w2 > w1 > 0 and cos[0, 3] == 0
@@ -167,6 +169,17 @@ def test_neighbour_walk_is_the_concept_neighbours_weighted_mean():
     assert torch.allclose(
         out[4], (cos[4, 1] * walk[1] + cos[4, 2] * walk[2]) / (cos[4, 1] + cos[4, 2])
     )
-    assert neighbour_weights(
-        concept_matrix(kg), concept_matrix(kg).t().coalesce(), torch.tensor([0]), has, k=1
-    )[0].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]  # k = 1: the nearest alone
+    nearest = ConceptNeighbours(concept_matrix(kg), k=1).weights(torch.tensor([0]), has)
+    assert nearest.to_dense()[0].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]  # k = 1: the nearest alone
+    # the same candidates again (another model's walk): the weights found the first time
+    found = []
+    monkeypatch.setattr(
+        concept_neighbours,
+        "top_neighbours",
+        lambda *a, **k: found.append(a[2]) or top_neighbours(*a, **k),
+    )
+    assert torch.allclose(neighbours.walk(walk * 2, has), out * 2)
+    assert found == []
+    has[3] = False  # other candidates: found anew, for the entities without walk factors
+    neighbours.walk(walk, has)
+    assert [q.tolist() for q in found] == [[0, 3, 4]]

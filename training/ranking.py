@@ -98,16 +98,19 @@ def top_k(
     return torch.cat(out)
 
 
-def weighted_sum(weights: tuple[float, ...], parts: list[Tensor]) -> Tensor:
-    """``Σ w_i · parts[i]`` (broadcast) accumulated in one new tensor, zero weights skipped.
-    A weight grid evaluates this for every tuple: summing the products allocated a temporary
-    per term and ran 4x slower."""
-    shape = torch.broadcast_shapes(*(p.shape for p in parts))
-    s = torch.zeros(shape, dtype=parts[0].dtype, device=parts[0].device)
+def weighted_sum(weights: tuple[float, ...], parts: list[Tensor], out: Tensor) -> Tensor:
+    """``Σ w_i · parts[i]`` (broadcast to ``out``'s shape) written into ``out``, zero
+    weights skipped. A weight grid evaluates this for every tuple into one buffer: summing
+    the products allocated a temporary per term and ran 4x slower, and a zeroed tensor per
+    tuple spent a sixth of validation's time filling zeros."""
+    written = False
     for w, p in zip(weights, parts, strict=True):
-        if w:
-            s.add_(p, alpha=w)
-    return s
+        if w and written:
+            out.add_(p, alpha=w)
+        elif w:
+            torch.mul(p.expand_as(out), w, out=out)
+            written = True
+    return out if written else out.zero_()
 
 
 def mask_out(s: Tensor, exclude: list[Tensor]) -> None:
@@ -200,8 +203,10 @@ class RankingTask:
             batch = self.queries[start : start + batch_size]
             parts = [c(batch).float() for c in components]
             relevant = self.relevant[start : start + batch_size]
+            shape = torch.broadcast_shapes(*(p.shape for p in parts))
+            s = torch.empty(shape, device=parts[0].device)  # every tuple's sum, in turn
             for g, weights in enumerate(grid):
-                s = weighted_sum(weights, parts)  # a fresh tensor: masking it in place is safe
+                weighted_sum(weights, parts, s)  # rewritten in full: masking it in place is safe
                 mask_out(s, self.exclude[start : start + batch_size])
                 ap[g] += average_precision_at_k(rank_rows(s, k).cpu(), relevant).nansum()
             count += sum(1 for r in relevant if r.numel())

@@ -112,11 +112,12 @@ def test_weighted_map_matches_one_scorer_per_weight(kg):
     s = signals(kg, held_out=torch.tensor([[0], [3]]))
     task = RankingTask.from_pairs(torch.tensor([[0, 1], [3, 3]]), s.eel.indices(), 4)
     parts = [itemcf(s), concepts(s), popularity(s)]
-    grid = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.3), (1.0, 0.5, 0.1)]
+    # one buffer holds each tuple's sum in turn: nothing of the one before may be left
+    grid = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.3), (1.0, 0.5, 0.1), (0.0, 0.0, 0.0)]
     values = task.map_at_k_weighted(parts, grid, k=2)
     for weights, value in zip(grid, values, strict=True):
         assert value == pytest.approx(task.map_at_k(blend(s, *weights), k=2))
-    assert best_of(grid, [0.1, 0.7, 0.3]) == (grid[1], 0.7)
+    assert best_of(grid, [0.1, 0.7, 0.3, 0.0]) == (grid[1], 0.7)
 
 
 def test_rank_rows_is_exact_on_ties():

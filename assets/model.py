@@ -34,7 +34,13 @@ class TransEConfig(dg.Config):
     dim: int = Field(64, description="Concept embedding size.")
     margin: float = Field(1.0, description="Margin of TransE's ranking loss.")
     epochs: int = config_field("transe_epochs")
-    batch_size: int = Field(1024, description="Triples per optimizer step.")
+    batch_size: int = Field(1024, description="Triples per optimizer step (at least).")
+    max_steps_per_epoch: int = Field(
+        64,
+        ge=1,
+        description="Most optimizer steps per epoch: a larger graph takes larger batches "
+        "(each step updates every node's row, so more steps would grow as triples × nodes).",
+    )
     lr: float = Field(0.01, description="Adam learning rate.")
     holdout: float = Field(0.1, description="Share of triples held out for MRR and Hits@10.")
     ranked_triples: int = Field(
@@ -106,6 +112,9 @@ class TrainConfig(dg.Config):
         1.0, description="Weight of listwise distillation toward the two-step walk's top k."
     )
     distill_k: int = Field(10, description="The walk teacher's neighbours per entity.")
+    clip_norm: float = Field(
+        10.0, ge=0, description="The gradient's largest L2 norm per step (0: unclipped)."
+    )
     world_size: int = config_field("world_size")
     seed: int = Field(0, description="Seed of sampling and initialization.")
     models: list[str] = Field(

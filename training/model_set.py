@@ -92,6 +92,8 @@ def train_model_set(
 
         def progress(point: dict[str, float], report: EpochLog = report) -> None:
             auc = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
+            if clipped := point.get("clipped_steps"):
+                auc += f", {clipped:.0f} of {point['steps']:.0f} steps clipped"
             report(int(point["epoch"]), f"loss {point['loss']:.4f}{auc}")
 
         log(f"Training {variant.name}")

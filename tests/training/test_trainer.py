@@ -62,6 +62,18 @@ def test_transe_stops_when_its_loss_flattens_or_its_budget_is_spent(kg):
     assert timed.stopped == "time budget" and len(timed.losses) < 10_000
 
 
+def test_transe_takes_larger_batches_not_more_steps(kg, monkeypatch):
+    steps = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a: steps.append(1) or step(self))
+    train_size = sum(e.shape[1] for e in kg.concept_edges.values()) * 9 // 10  # holdout 0.1
+    train_transe(kg, TransEParams(dim=8, epochs=1, batch_size=16, max_steps_per_epoch=10**6), CPU)
+    assert len(steps) >= train_size // 16 > 4  # uncapped: a step per 16 triples
+    steps.clear()
+    train_transe(kg, TransEParams(dim=8, epochs=2, batch_size=16, max_steps_per_epoch=4), CPU)
+    assert len(steps) == 2 * 4
+
+
 @pytest.fixture(scope="module")
 def setup(kg, transe):
     shards = build_hasp(kg, HaspParams(memory_budget_bytes=10**9, device_count=4, seed=0)).shards
@@ -96,6 +108,20 @@ def test_trained_model_separates_held_out_eels(setup, objective):
     result = train(graphs, config, params, DEVICE)
     assert result.best_val_auc > 0.8
     assert result.curve[-1]["loss"] < result.curve[0]["loss"]
+
+
+def test_clipped_steps_are_counted_and_change_the_update(setup):
+    graphs, config = setup
+    runs = {
+        clip: train(graphs, config, TrainParams(epochs=2, clip_norm=clip), CPU)
+        for clip in (0.0, 1e-6, 1e6)
+    }
+    assert [p["clipped_steps"] for p in runs[0.0].curve] == [0, 0]
+    assert [p["clipped_steps"] for p in runs[1e-6].curve] == [p["steps"] for p in runs[1e-6].curve]
+    assert [p["clipped_steps"] for p in runs[1e6].curve] == [0, 0]
+    weight = "entity_id.weight"
+    assert torch.equal(runs[1e6].state_dict[weight], runs[0.0].state_dict[weight])
+    assert not torch.equal(runs[1e-6].state_dict[weight], runs[0.0].state_dict[weight])
 
 
 @pytest.mark.parametrize("kind", ["gcn", "gat", "sage"])

@@ -31,20 +31,22 @@ decade (fixed overhead dominates at 10^5); their own split is in the co-engageme
 graph-build sections. The log lines split `gnn_checkpoint` at 10^6 interactions (40,000
 items; 2026-12-06): 135 s for the graph-wide inputs the variants share (held-out EELs,
 the walk factors factorized at rank 1024 and their rank chosen on validation, 256 here;
-the distillation teacher), 34-51 s per GNN variant, 3.0 min for DeepWalk, 6.8 min for
+the distillation teacher), 42-65 s per GNN variant, 3.5 min for DeepWalk, 3.6 min for
 validation (every encoder and baseline with its weight grid over a seeded sample of 2,000
 queries, then each encoder's readout: prior, degree gate, residual scale, and new items'
-prior and concept-neighbour share on 2,000 pseudo-new queries). The 2026-12-03 run, before
-issue 14's rank choice, concept neighbours and concept-kNN baseline, took 1,342 s: 52 s of
-inputs (rank 512, no choice), 3.4 min of validation, 143 s of evaluation (now 214 s: each
-encoder embeds both views with its new items' concept neighbours). TransE's exponent is
-above 1: its dense Adam step updates every node's row, so an epoch costs steps × nodes
-(sparse updates were linear but cost the demo 13% of its strict cold-start MAP@10; sparse
-skip-gram updates for DeepWalk were slower on this CPU, 238 s against 173 s on a
-40,000-entity graph). What would move it next: the concept neighbours found once per view
-instead of per encoder, sparse TransE updates retuned for quality, and a GPU (the device
-sections). A 10^7-interaction lake was not run end to end; [scaling.md](scaling.md)
-extrapolates from these exponents."""
+prior and concept-neighbour share on 2,000 pseudo-new queries). The run before this one
+(same day) took 1,570 s: validation 6.8 min and evaluation 214 s, because every encoder
+and readout found new items' concept neighbours again (now found once per candidate set
+and shared, `training.concept_neighbours.ConceptNeighbours`), and TransE 253 s, because a
+fixed batch gave a larger graph more dense Adam steps per epoch, each updating every
+node's row (now at most 64 steps an epoch, larger batches: 144 s, and a filtered MRR of
+0.245 against 0.102). DeepWalk's sparse skip-gram updates were slower on this CPU (238 s
+against 173 s on a 40,000-entity graph). What would move it next: fewer comparison
+variants in the nightly run (training five GNNs and DeepWalk took 7.7 of its 21 minutes,
+and each adds to validation and evaluation), the
+concept neighbours by an ANN instead of a cosine row against every entity, and a GPU
+(the device sections). A 10^7-interaction lake was not run end to end;
+[scaling.md](scaling.md) extrapolates from these exponents."""
 
 
 def exponent(sizes: dict[str, int], seconds: dict[str, float]) -> float:

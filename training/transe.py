@@ -59,6 +59,10 @@ class TransEParams:
     min_improvement: float = 0.0  # 0: never stop early on a flat loss
     patience: int = 5
 
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.max_steps_per_epoch, self.epochs) < 1:
+            raise ValueError(f"batch_size, max_steps_per_epoch and epochs must be >= 1: {self}")
+
 
 @dataclass
 class TransEResult:

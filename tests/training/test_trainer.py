@@ -72,6 +72,8 @@ def test_transe_takes_larger_batches_not_more_steps(kg, monkeypatch):
     steps.clear()
     train_transe(kg, TransEParams(dim=8, epochs=2, batch_size=16, max_steps_per_epoch=4), CPU)
     assert len(steps) == 2 * 4
+    with pytest.raises(ValueError, match="max_steps_per_epoch"):
+        TransEParams(max_steps_per_epoch=0)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import hashlib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -126,15 +127,12 @@ class ConceptNeighbours:
     def __init__(self, concepts: Tensor, k: int = NEIGHBOURS) -> None:
         self.concepts = concepts
         self.k = k
-        self._csr: Tensor | None = None
         self._found: dict[bytes, Tensor] = {}  # candidates' digest -> weights of the others
 
-    @property
+    @cached_property
     def csr(self) -> Tensor:
-        if self._csr is None:
-            with _csr_quietly():
-                self._csr = self.concepts.to_sparse_csr()
-        return self._csr
+        with _csr_quietly():
+            return self.concepts.to_sparse_csr()
 
     def weights(self, q: Tensor, candidates: Tensor) -> Tensor:
         """``(|q|, N)`` sparse CSR: :func:`top_neighbours` of entities ``q`` among

@@ -91,10 +91,10 @@ def train_model_set(
         report = epochs(variant.name) if epochs else _logged(log, variant.name)
 
         def progress(point: dict[str, float], report: EpochLog = report) -> None:
-            auc = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
+            more = f", val AUC {point['val_auc']:.4f}" if "val_auc" in point else ""
             if clipped := point.get("clipped_steps"):
-                auc += f", {clipped:.0f} of {point['steps']:.0f} steps clipped"
-            report(int(point["epoch"]), f"loss {point['loss']:.4f}{auc}")
+                more += f", {clipped:.0f} of {point['steps']:.0f} steps clipped"
+            report(int(point["epoch"]), f"loss {point['loss']:.4f}{more}")
 
         log(f"Training {variant.name}")
         with measure() as m:

@@ -39,18 +39,27 @@ from training.transe import TransEParams, train_transe
 DIM = 64
 
 
-WHERE_TIME_GOES = """Where the time goes: an epoch is its training steps (a forward and
-backward pass per shard, then Adam) and the validation that picks the epoch (each entity
-with held-out links ranks every entity of its shard: a score matrix, top-k and MAP@10 in
-batches of 256 queries); the trainer times the two apart (columns above). Validation is
-most of an epoch on both devices: a py-spy profile of the CPU run at 10^5 entities put 67%
-of the time in it, a fifth of that in a tie check that compared every score with the k-th
-(now one extra top-k column). The GPU profile found two CUDA-only costs, both removed: the
-layer's per-edge relation terms came from gathers whose backward CUDA runs one table row
-at a time (1,206 ms a step at 10^6 edges on an H100, 8.7 ms as a one-hot product, which is
-also 1.45x faster on the CPU), and validation masked known links one query at a time, a
-host-to-device copy each. What would move it next: validating every few epochs or on a
-sample of queries; on CUDA, the ranking task's per-query Python lists (a flat CSR layout)."""
+WHERE_TIME_GOES = """Where the time goes: the layer's attention logits and its weighted
+sum of neighbour values are sparse matrix products over the edges in CSR order
+(`training.csr`: a sampled dense-dense product for the logits, a sparse-dense product for
+the sum, each the other's backward), so no edge-sized tensor of feature rows is built.
+Before (2026-11-23 in this table: 1,195 ms a step, 0.42x GATConv's edges/s; 0.60x on a
+random graph of the same size on 2026-12-06, just before the change) the layer gathered
+(|E|, C) rows of queries and values, multiplied and scattered them, forward and backward:
+a torch profile put a third of the step in those multiplies and most of the rest in the
+gathers, scatters and index-adds around them. GATConv's additive attention needs no
+per-edge dot product, but it still gathers and scatters (|E|, C) rows. The layout (one
+sort of the edges by target and source, and its transpose for the backward) is built per
+call here and once per forward pass in the model. An epoch is its training steps (a
+forward and backward pass per shard, then Adam) and the validation that picks the epoch;
+the trainer times the two apart (columns above). The GPU profile found two CUDA-only costs,
+both removed: the layer's per-edge relation terms came from gathers whose backward CUDA
+runs one table row at a time (1,206 ms a step at 10^6 edges on an H100, 8.7 ms as a
+one-hot product), and validation masked known links one query at a time, a host-to-device
+copy each. The CUDA section predates the CSR products (no GPU was lent since); cuSPARSE
+runs both products. What would move it next: the inference's edge chunks are still sized
+for the gathered rows (eight floats per edge and dimension), which the CSR layer no longer
+builds."""
 
 
 def lake_kg(lake: Path) -> KGArrays:

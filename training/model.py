@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
+from training.csr import EdgeLayout
 from training.layers import RelationAttentionConv
 from training.shard_graph import POPULARITY_BUCKETS, ShardGraph
 
@@ -107,8 +108,21 @@ class EntityEncoder(nn.Module):
             self.to_walk.reset_parameters()
         nn.init.zeros_(self.popularity_weight)
 
-    def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
+    def layer(
+        self,
+        index: int,
+        h: Tensor,
+        edge_index: Tensor,
+        edge_type: Tensor,
+        layout: EdgeLayout | None = None,
+    ) -> Tensor:
+        """Layer ``index`` over the edges; ``layout`` is :meth:`edge_layout` of them, where
+        the caller shares one across layers."""
         raise NotImplementedError
+
+    def edge_layout(self, edge_index: Tensor, num_nodes: int) -> EdgeLayout | None:
+        """What every layer of one forward pass can share about its edges (None: nothing)."""
+        return None
 
     def inputs(
         self,
@@ -161,8 +175,9 @@ class EntityEncoder(nn.Module):
         edge_index, edge_type = graph.edge_index, graph.edge_type
         if edge_mask is not None:
             edge_index, edge_type = edge_index[:, edge_mask], edge_type[edge_mask]
+        layout = self.edge_layout(edge_index, h.shape[0])
         for i in range(self.config.layers):
-            h = self.layer(i, h, edge_index, edge_type)
+            h = self.layer(i, h, edge_index, edge_type, layout)
         return h[: graph.num_entities]
 
     def gate(self, log_degree: Tensor) -> Tensor:
@@ -266,8 +281,19 @@ class SemanticGNN(EntityEncoder):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
-        return self.convs[index](h, edge_index, edge_type, self.relation_emb)
+    def layer(
+        self,
+        index: int,
+        h: Tensor,
+        edge_index: Tensor,
+        edge_type: Tensor,
+        layout: EdgeLayout | None = None,
+    ) -> Tensor:
+        return self.convs[index](h, edge_index, edge_type, self.relation_emb, layout=layout)
+
+    def edge_layout(self, edge_index: Tensor, num_nodes: int) -> EdgeLayout:
+        # sorted once per forward pass, not once per layer
+        return EdgeLayout.of(edge_index, num_nodes)
 
     def relation_priors(self) -> dict[str, list[float]]:
         """β_r of each relation, per layer: how strongly its attention logits count."""
@@ -310,7 +336,14 @@ class RelationalGNN(EntityEncoder):
             for conv in per_relation:
                 conv.reset_parameters()
 
-    def layer(self, index: int, h: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
+    def layer(
+        self,
+        index: int,
+        h: Tensor,
+        edge_index: Tensor,
+        edge_type: Tensor,
+        layout: EdgeLayout | None = None,
+    ) -> Tensor:
         total = torch.zeros_like(h)
         for r, conv in enumerate(self.convs[index]):
             total = total + conv(h, edge_index[:, edge_type == r])

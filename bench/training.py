@@ -57,9 +57,11 @@ both removed: the layer's per-edge relation terms came from gathers whose backwa
 runs one table row at a time (1,206 ms a step at 10^6 edges on an H100, 8.7 ms as a
 one-hot product), and validation masked known links one query at a time, a host-to-device
 copy each. The CUDA section predates the CSR products (no GPU was lent since); cuSPARSE
-runs both products. What would move it next: the inference's edge chunks are still sized
-for the gathered rows (eight floats per edge and dimension), which the CSR layer no longer
-builds."""
+runs both products. Full-graph inference sizes its edge chunks by what the layer holds
+per edge (`EntityEncoder.edge_bytes`: 176 bytes for this layer at ten relations, where the
+gathered rows took 2,048), so a memory budget takes about ten times the edges per chunk.
+What would move it next: HASP's memory model still counts gathered rows per message edge
+(it sizes shards for every encoder kind), so shards could be larger for SemanticGNN."""
 
 
 def lake_kg(lake: Path) -> KGArrays:

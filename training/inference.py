@@ -41,7 +41,6 @@ FLOAT_BYTES = 4
 # neighbours by the walk agree 0.94 with a fresh randomized SVD's on the benchmark lake
 # (two fresh ones with different seeds agree 0.96), in a third of its time
 REFINE_STEPS = 3
-EDGE_FLOATS_PER_DIM = 8  # value, key, query, message and their temporaries, per edge
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def embed(
             f"memory_budget_mb={memory_budget_mb} is below the {node_bytes / 2**20:.1f} MiB the "
             f"node features of {n_e} entities alone need"
         )
-    max_edges = max(1, int(budget // (EDGE_FLOATS_PER_DIM * dim * FLOAT_BYTES)))
+    max_edges = max(1, int(budget // model.edge_bytes()))
     order = torch.argsort(graph.edge_index[1], stable=True)
     edge_index, edge_type = graph.edge_index[:, order], graph.edge_type[order]
     h = model.inputs(graph, keep_id=known, keep_popularity=known)

@@ -124,6 +124,12 @@ class EntityEncoder(nn.Module):
         """What every layer of one forward pass can share about its edges (None: nothing)."""
         return None
 
+    def edge_bytes(self) -> int:
+        """Memory a layer's forward pass holds per message edge, in bytes (for inference's
+        chunks): PyG's convolutions gather source and target rows (value, key, query,
+        message and temporaries, about eight floats per dimension)."""
+        return 8 * self.config.dim * 4
+
     def inputs(
         self,
         graph: ShardGraph,
@@ -294,6 +300,12 @@ class SemanticGNN(EntityEncoder):
     def edge_layout(self, edge_index: Tensor, num_nodes: int) -> EdgeLayout:
         # sorted once per forward pass, not once per layer
         return EdgeLayout.of(edge_index, num_nodes)
+
+    def edge_bytes(self) -> int:
+        # no gathered rows (training.csr): the layout's sort and three int64 columns, the
+        # edge's type, and per head a few scalars (logit, weight) and its one-hot relation
+        heads, relations = self.config.heads, len(self.config.relations)
+        return 8 * (8 + heads * (4 + relations))
 
     def relation_priors(self) -> dict[str, list[float]]:
         """β_r of each relation, per layer: how strongly its attention logits count."""

@@ -118,14 +118,14 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
 {table}
 
 Chunks hold the per-edge state of the target nodes they cover (what
-`EntityEncoder.edge_bytes` counts: 120 bytes an edge for SemanticGNN's CSR layer over
-this graph's three relations, 2,048 for PyG's convolutions, which gather rows); the node
+`EntityEncoder.edge_bytes` counts: 120 bytes an edge for SemanticGNN's CSR layer over this
+graph's three relations, 2,048 for PyG's convolutions, which gather rows); the node
 features (all nodes, every layer) are the floor the budget must clear. Every chunked
 result equals the one-pass result. Each chunk recomputes the node-level products (values
-and queries of every node), so many chunks cost speed. Since the layer stopped gathering (|E|, C) rows (2026-12-06,
-`training.csr`), 256 MiB takes 4 chunks a layer here where it took 65, and 2 million edges
-fit in one 512 MiB chunk: one pass went from 6.93 s and 3,851 MiB (2026-11-23) to the
-row above.
+and queries of every node), so many chunks cost speed. Since the layer stopped gathering
+(|E|, C) rows (2026-12-06, `training.csr`), 256 MiB takes 4 chunks a layer here where it
+took 65, and 2 million edges fit in one 512 MiB chunk: one pass went from 6.93 s and 3,851
+MiB (2026-11-23) to the row above.
 """
     write_section(
         f"inference-{device.type}", body, args.doc, {"budgets": (header, rows)}, device_name(device)

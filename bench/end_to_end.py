@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assets.model import TrainConfig
 from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
 from bench.report import DOC, stamp, write_section
@@ -70,6 +71,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument(
         "--synthetic", type=int, nargs="*", default=[], help="more synthetic lakes, by interactions"
     )
+    parser.add_argument(
+        "--served-only",
+        type=int,
+        nargs="*",
+        default=[],
+        help="synthetic sizes (of --synthetic) run again training only the served variant",
+    )
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
     cases = {} if args.skip_demo else {"demo default (synthetic)": IngestConfig(source="synthetic")}
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             source="movielens", movielens_path=str(args.movielens)
         )
     sizes = {}  # synthetic case -> interactions, for the fitted exponents
+    served = TrainConfig().models[:1]
+    lean = {}  # case -> the variants it trains, where not the default six
     for n in args.synthetic:  # users and items scaled as the co-engagement benchmark does
         sizes[f"synthetic {n:,}"] = n
         cases[f"synthetic {n:,}"] = IngestConfig(
@@ -86,13 +96,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                 n_users=max(100, n // 50), n_items=max(200, n // 25), n_interactions=n
             ),
         )
+    for n in args.served_only:
+        if n not in args.synthetic:
+            parser.error(f"--served-only {n} is not one of --synthetic {args.synthetic}")
+        name = f"synthetic {n:,}, {served[0]} only"
+        cases[name], lean[name] = cases[f"synthetic {n:,}"], served
     spark = SparkResource(master="local[*]", shuffle_partitions=8)
     steps: dict[str, dict[str, float]] = {}
     totals = {}
     for name, ingest in cases.items():
         with tempfile.TemporaryDirectory() as tmp:
+            ops = {"gnn_checkpoint": TrainConfig(models=lean[name])} if name in lean else None
             refresh = full_refresh(
-                lake_resources(spark, LakeResource(root=tmp)), ingest, args.quick
+                lake_resources(spark, LakeResource(root=tmp)), ingest, args.quick, ops=ops
             )
         steps[name], totals[name] = refresh.step_seconds, refresh.seconds
     keys = sorted(
@@ -113,13 +129,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if fitted:
         header.append("exponent (synthetic sizes)")
     table = markdown_table(header, rows)
+    lean_note = (
+        f", except the columns named `{served[0]} only`: the served variant trained alone (a "
+        "nightly refresh without the comparison variants; `models` in gnn_checkpoint's config)"
+        if lean
+        else ""
+    )
     body = f"""## End to end: the main command's lineage, seconds per step
 
 {stamp("pyspark", "dagster", "torch")}
 
 From Dagster's event log (step durations), one in-process run per lake, fresh lake,
-{"tiny model" if args.quick else "default configs (6 trained variants)"}; steps run one
-after another (in-process executor).
+{"tiny model" if args.quick else "default configs (6 trained variants)"}{lean_note}; steps
+run one after another (in-process executor).
 
 {table}
 

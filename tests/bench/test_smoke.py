@@ -119,6 +119,12 @@ def test_end_to_end_smoke(tmp_path, spark):
     assert "<!-- end-to-end:start -->" in doc.read_text()
 
 
+def test_end_to_end_served_only_names_a_synthetic_size(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        end_to_end.main(["--synthetic", "6000", "--served-only", "7000", "--doc", str(tmp_path)])
+    assert "--served-only 7000 is not one of --synthetic [6000]" in capsys.readouterr().err
+
+
 def test_ann_smoke(tmp_path):
     doc = tmp_path / "benchmarks.md"
     (row,) = ann.main(["--sizes", "3000", "--queries", "300", "--doc", str(doc)])

@@ -25,26 +25,27 @@ from resources.markdown import markdown_table
 from resources.spark_lake import LakeResource, SparkResource
 
 WHERE_TIME_GOES = """Where the time goes: `gnn_checkpoint` (six variants trained, then the
-validation comparison and readout calibration), `concept_pretraining` and
-`embedding_evaluation`; `raw_tables` includes starting Spark's JVM and, for synthetic
+validation comparison and readout calibration), `embedding_evaluation` and
+`concept_pretraining`; `raw_tables` includes starting Spark's JVM and, for synthetic
 lakes, generating the data, so the Spark steps grow slower than their input over this
 decade (fixed overhead dominates at 10^5); their own split is in the co-engagement and
 graph-build sections. The log lines split `gnn_checkpoint` at 10^6 interactions (40,000
-items; 2026-12-06): 135 s for the graph-wide inputs the variants share (held-out EELs,
+items; 2026-12-06): 110 s for the graph-wide inputs the variants share (held-out EELs,
 the walk factors factorized at rank 1024 and their rank chosen on validation, 256 here;
-the distillation teacher), 42-65 s per GNN variant, 3.5 min for DeepWalk, 3.6 min for
+the distillation teacher), 31-38 s per GNN variant, 2.6 min for DeepWalk, 3.5 min for
 validation (every encoder and baseline with its weight grid over a seeded sample of 2,000
 queries, then each encoder's readout: prior, degree gate, residual scale, and new items'
-prior and concept-neighbour share on 2,000 pseudo-new queries). The run before this one
-(same day) took 1,570 s: validation 6.8 min and evaluation 214 s, because every encoder
-and readout found new items' concept neighbours again (now found once per candidate set
-and shared, `training.concept_neighbours.ConceptNeighbours`), and TransE 253 s, because a
-fixed batch gave a larger graph more dense Adam steps per epoch, each updating every
-node's row (now at most 64 steps an epoch, larger batches: 144 s, and a filtered MRR of
-0.245 against 0.102). DeepWalk's sparse skip-gram updates were slower on this CPU (238 s
-against 173 s on a 40,000-entity graph). What would move it next: fewer comparison
-variants in the nightly run (training five GNNs and DeepWalk took 7.7 of its 21 minutes,
-and each adds to validation and evaluation), the
+prior and concept-neighbour share on 2,000 pseudo-new queries). The served variant alone
+(its own column: what a nightly refresh without the comparison variants costs) trains in
+42 s and validates in 90 s. The run before this one (same day) took 1,277 s: each GNN
+variant 42-65 s, because the attention layer gathered, multiplied and scattered
+edge-sized tensors of feature rows (now sparse products over the edges in CSR order,
+`training.csr`: 2.2x GATConv's edges/s, see Training), and `entity_embeddings` 40.6 s
+(exponent 1.22), because inference cut its edge chunks for those rows (65 chunks a layer
+where 4 now do). TransE took 105 s here and 144 s in that run with the same code, so
+steps move by a quarter between runs on this machine. What would move it next: the
+validation and evaluation of the comparison variants and baselines (3.5 and 1.9 min),
+the walk factors' rank choice (one factorization at rank 1024, most of the 110 s), the
 concept neighbours by an ANN instead of a cosine row against every entity, and a GPU
 (the device sections). A 10^7-interaction lake was not run end to end;
 [scaling.md](scaling.md) extrapolates from these exponents."""

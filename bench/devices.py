@@ -39,8 +39,9 @@ def number(cell: object) -> float:
     return float(str(cell).replace(",", ""))
 
 
-def joined(doc: Path) -> tuple[list[list[object]], dict[str, str]]:
-    rows, machines = [], {}
+def joined(doc: Path) -> tuple[list[list[object]], dict[str, dict[str, dict]]]:
+    """The rows both devices measured, and each joined benchmark's two run records."""
+    rows, records = [], {}
     for bench, table, label, column, higher in MEASURES:
         runs = {}
         for device in ("cpu", "cuda"):
@@ -48,7 +49,7 @@ def joined(doc: Path) -> tuple[list[list[object]], dict[str, str]]:
             if not path.exists():
                 break
             record = json.loads(path.read_text())
-            machines[device] = f"{record['device']}, {record['machine']}, {record['date']}"
+            records.setdefault(bench, {})[device] = record
             runs[device] = record["tables"][table]
         if len(runs) < 2:
             continue
@@ -60,21 +61,36 @@ def joined(doc: Path) -> tuple[list[list[object]], dict[str, str]]:
             cpu, cuda = number(row[at]), number(cuda_rows[row[0]][at])
             speedup = cuda / cpu if higher else cpu / cuda
             rows.append([label, row[0], row[at], cuda_rows[row[0]][at], f"{speedup:,.1f}×"])
-    return rows, machines
+    return rows, {bench: pair for bench, pair in records.items() if len(pair) == 2}
+
+
+def run_lines(records: dict[str, dict[str, dict]]) -> str:
+    """One line per joined benchmark naming both runs; a pair run on different days is
+    flagged, since the code may have changed between them."""
+    lines = []
+    for bench, pair in records.items():
+        cpu, cuda = pair["cpu"], pair["cuda"]
+        line = (
+            f"- `bench.{bench}`: CPU {cpu['device']}, {cpu['machine']}, {cpu['date']}; "
+            f"CUDA {cuda['device']}, {cuda['machine']}, {cuda['date']}"
+        )
+        if cpu["date"] != cuda["date"]:
+            line += " (**runs of different days**: compare the device sections' notes)"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> list[list[object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
-    rows, machines = joined(args.doc)
+    rows, records = joined(args.doc)
     if not rows:
         raise SystemExit("No benchmark has results from both a CPU and a CUDA run yet")
     table = markdown_table(["measure", "case", "CPU", "CUDA", "CUDA speed-up"], rows)
     body = f"""## CPU and CUDA side by side
 
-CPU run: {machines["cpu"]}.
-CUDA run: {machines["cuda"]}.
+{run_lines(records)}
 
 Rows are the cases both runs measured, on the same inputs (the same planted graph, the
 same clustered vectors); the device sections hold the full tables. The HNSW rows run on

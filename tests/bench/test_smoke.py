@@ -144,7 +144,14 @@ def test_devices_joins_cpu_and_cuda_results(tmp_path):
     rows = devices.main(["--doc", str(doc)])
     assert [r[1] for r in rows] == ["one pass (unchunked)", "64 MiB"]
     assert all(r[2] == r[3] and r[4] == "1.0×" for r in rows)
-    assert "<!-- devices:start -->" in doc.read_text()
+    text = doc.read_text()
+    assert "<!-- devices:start -->" in text and "- `bench.inference`: CPU cpu," in text
+    assert "runs of different days" not in text
+    # a CUDA run of another day is flagged: the code may have changed between the two
+    record = json.loads(results_path("inference-cuda", doc).read_text())
+    results_path("inference-cuda", doc).write_text(json.dumps({**record, "date": "2000-01-01"}))
+    devices.main(["--doc", str(doc)])
+    assert "2000-01-01 (**runs of different days**" in doc.read_text()
 
 
 def test_graph_build_smoke(tmp_path, spark):

@@ -99,7 +99,8 @@ class TrainConfig(dg.Config):
     walk_rank: int = Field(
         AUTO,
         description="Rank of the fixed walk factors served beside the GNN's output (0: none; "
-        f"{AUTO}: the smallest of {list(WALK_RANKS)} within 1% of the best on validation).",
+        f"{AUTO}: chosen up the ladder {list(WALK_RANKS)}, the smallest within 1% of the best "
+        "on validation; it stops where a step up gains less).",
     )
     batches_per_shard: int = Field(4, description="Optimizer steps per shard visit.")
     global_negatives: int = Field(

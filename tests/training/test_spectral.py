@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from training.baselines import signals
+from training.kg_arrays import KGArrays
 from training.spectral import aligned, refined_walk, truncated, walk_factors
 from training.synthetic_kg import community_kg
 from training.walk_rank import TOLERANCE, candidate_ranks, choose_walk_rank
@@ -74,18 +75,40 @@ def test_truncated_factors_are_a_smaller_rank():
     assert torch.corrcoef(dots)[0, 1] > 0.99
 
 
+def ladder_inputs(kg: KGArrays) -> tuple[torch.Tensor, ...]:
+    """Training EELs, their weights, held-out EELs (a tenth of the links, one direction)
+    and the training graph's signals: :func:`choose_walk_rank`'s inputs."""
+    pairs = torch.from_numpy(kg.eel)
+    held = pairs[:, pairs[0] < pairs[1]][:, ::10]
+    train = kg.without_eels(held.numpy())
+    return torch.from_numpy(train.eel), torch.from_numpy(train.eel_weight), held, signals(kg, held)
+
+
 def test_walk_rank_is_the_smallest_within_tolerance_of_the_best():
     kg = community_kg(n_entities=2100, communities=40, cold_share=0.0, degree=12, seed=0)
-    pairs = torch.from_numpy(kg.eel)
-    held = pairs[:, pairs[0] < pairs[1]][:, ::10]  # a tenth of the links, one direction
-    s = signals(kg, held)
-    train = kg.without_eels(held.numpy())
-    walk, choice = choose_walk_rank(
-        torch.from_numpy(train.eel), torch.from_numpy(train.eel_weight), held, s, seed=0
-    )
+    walk, choice = choose_walk_rank(*ladder_inputs(kg), seed=0)
     assert candidate_ranks(2100) == (256, 512) and candidate_ranks(100) == (100,)
     assert set(choice.validation_map) == {256, 512} and walk.shape == (2100, choice.rank)
     best = max(choice.validation_map.values())
     assert choice.validation_map[choice.rank] >= (1 - TOLERANCE) * best
     smaller = [v for r, v in choice.validation_map.items() if r < choice.rank]
     assert all(v < (1 - TOLERANCE) * best for v in smaller)
+
+
+def test_walk_rank_ladder_stops_where_a_step_up_does_not_pay():
+    # three dense communities: rank 8 already holds the walk, so the ladder stops after 16
+    # (no factorization at 32 or 64)
+    kg = community_kg(n_entities=600, communities=3, cold_share=0.0, degree=30, seed=0)
+    args = ladder_inputs(kg)
+    walk, choice = choose_walk_rank(*args, seed=0, ranks=(8, 16, 32, 64))
+    assert set(choice.validation_map) == {8, 16} and choice.rank == 8
+    assert walk.shape == (600, 8)
+    _, flat = choose_walk_rank(*args, seed=0, ranks=(8, 16))
+    assert flat.validation_map == choice.validation_map
+    # where a step up pays the ladder climbs on, and the rule holds over what it tried
+    kg = community_kg(n_entities=600, communities=6, cold_share=0.0, degree=12, seed=0)
+    args = ladder_inputs(kg)
+    _, climbed = choose_walk_rank(*args, seed=0, ranks=(8, 16, 32, 64))
+    assert max(climbed.validation_map) > 16
+    best = max(climbed.validation_map.values())
+    assert climbed.validation_map[climbed.rank] >= (1 - TOLERANCE) * best

@@ -40,6 +40,7 @@ from training.concept_neighbours import (
     concept_matrix,
     sparse_product,
     sparse_rows,
+    to_csr,
 )
 from training.kg_arrays import KGArrays
 
@@ -55,15 +56,23 @@ class Signals:
     concepts: Tensor  # (N, C) sparse COO, L2-normalised TF-IDF rows
     log_degree: Tensor  # (N,)
 
-    # the transposes the cosine scores multiply by, built once however many scorers (the
-    # baselines, each blend, each comparison) are made from these signals
+    # the right-hand sides the scores multiply by, in CSR, built once however many scorers
+    # (the baselines, each blend, each comparison) are made from these signals
     @cached_property
     def eel_t(self) -> Tensor:
-        return self.eel.t().coalesce()
+        return to_csr(self.eel.t().coalesce())
 
     @cached_property
     def concepts_t(self) -> Tensor:
-        return self.concepts.t().coalesce()
+        return to_csr(self.concepts.t().coalesce())
+
+    @cached_property
+    def eel_csr(self) -> Tensor:
+        return to_csr(self.eel)
+
+    @cached_property
+    def transition_csr(self) -> Tensor:
+        return to_csr(self.transition)
 
     @cached_property
     def neighbours(self) -> ConceptNeighbours:
@@ -133,7 +142,7 @@ def blend(s: Signals, a: float, b: float, c: float) -> Scores:
 
 def rp3(s: Signals, beta: float) -> Scores:
     penalty = torch.expm1(s.log_degree).clamp(min=1.0) ** -beta
-    return lambda q: sparse_rows(s.transition, q, s.transition).to_dense() * penalty
+    return lambda q: sparse_rows(s.transition, q, s.transition_csr).to_dense() * penalty
 
 
 def concept_neighbour_eels(s: Signals) -> Scores:
@@ -143,8 +152,7 @@ def concept_neighbour_eels(s: Signals) -> Scores:
     linked = s.log_degree > 0
 
     def scores(q: Tensor) -> Tensor:
-        weights = s.neighbours.weights(q, linked).to_sparse_coo()  # CSR · COO: not in torch
-        return sparse_product(weights, s.eel).to_dense()
+        return sparse_product(s.neighbours.weights(q, linked), s.eel_csr).to_dense()
 
     return scores
 

@@ -78,9 +78,18 @@ def sparse_product(left: Tensor, right: Tensor) -> Tensor:
         return torch.sparse.mm(left, right)
 
 
+def to_csr(matrix: Tensor) -> Tensor:
+    """A sparse COO ``matrix`` in CSR layout."""
+    with _csr_quietly():
+        return matrix.to_sparse_csr()
+
+
 def sparse_rows(matrix: Tensor, q: Tensor, right: Tensor) -> Tensor:
-    """Rows ``q`` of a sparse ``matrix`` times ``right`` (sparse or dense)."""
-    return sparse_product(matrix.index_select(0, q), right)
+    """Rows ``q`` of a sparse COO ``matrix`` times ``right`` (dense, or sparse: a CSR
+    ``right``, converted once by the caller, is how it should come; torch converts a COO
+    one to CSR inside every product, more than half of an ItemCF or RP3β batch's time)."""
+    rows = matrix.index_select(0, q)
+    return sparse_product(to_csr(rows) if right.layout == torch.sparse_csr else rows, right)
 
 
 def top_neighbours(
@@ -134,8 +143,7 @@ class ConceptNeighbours:
 
     @cached_property
     def csr(self) -> Tensor:
-        with _csr_quietly():
-            return self.concepts.to_sparse_csr()
+        return to_csr(self.concepts)
 
     def weights(self, q: Tensor, candidates: Tensor) -> Tensor:
         """``(|q|, N)`` sparse CSR: :func:`top_neighbours` of entities ``q`` among

@@ -70,8 +70,12 @@ def ann_index(
             knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow()
         )
         items = item_catalog.select(*C.CATALOG_COLUMNS).toArrow()
+        rows, built = [], {}
+        if config.compare_quantized:  # first: the served index is one of those it builds
+            keep = frozenset({("hnsw", params.quantize), ("flat", "none")})
+            rows, built = compare_variants(matrix, params, ("none", "sq8", "fp16"), keep)
         bundle, tuning, build_seconds = build_bundle(
-            matrix, concepts, params, context.run_id, items
+            matrix, concepts, params, context.run_id, items, built
         )
     replaced = bundle.meta.get("replaced_hnsw_recall_at_10")
     if replaced is not None:
@@ -110,8 +114,7 @@ def ann_index(
         "ef_curve": dg.MetadataValue.md(curve),
         **m.metadata("compute"),
     }
-    if config.compare_quantized:
-        rows = compare_variants(matrix, params, ("none", "sq8", "fp16"))
+    if rows:
         table = markdown_table(
             ["index", "ef_search", "recall@10", "QPS", "bytes"],
             [

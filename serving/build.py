@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
@@ -11,7 +12,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from serving.artifact import IndexBundle
-from serving.index import IndexParams, Tuning, build, item_vectors, sample_queries, tune
+from serving.index import (
+    IndexParams,
+    Tuning,
+    VectorIndex,
+    build,
+    item_vectors,
+    sample_queries,
+    tune,
+)
 from storage.embedding_store import EmbeddingMatrix
 
 ITEM_FACTS = ("title", "domain")  # catalog columns served beside each result
@@ -60,36 +69,64 @@ def described(entities: pa.Table, items: pa.Table | None) -> pa.Table:
     return kept.join(catalog, keys="item_id", join_type="left outer").sort_by("entity_id")
 
 
+@dataclass(frozen=True)
+class Built:
+    """An index built and tuned on the sample queries, and its build seconds."""
+
+    index: VectorIndex
+    tuning: Tuning
+    seconds: float
+
+
+Kind = tuple[str, str]  # (IndexParams.kind, IndexParams.quantize)
+
+
+def _built(items: np.ndarray, ids: np.ndarray, params: IndexParams, queries: np.ndarray) -> Built:
+    start = time.perf_counter()
+    index = build(items, ids, params)
+    seconds = time.perf_counter() - start
+    return Built(index, tune(index, items, queries), seconds)
+
+
+def _queries(matrix: EmbeddingMatrix, items: np.ndarray, params: IndexParams) -> np.ndarray:
+    weight, _ = prior_weights(matrix)
+    return sample_queries(items, weight, params.sample_queries, params.seed)
+
+
 def build_bundle(
     matrix: EmbeddingMatrix,
     concepts: pa.Table,
     params: IndexParams,
     version: str,
     catalog: pa.Table | None = None,
+    built: Mapping[Kind, Built] | None = None,
 ) -> tuple[IndexBundle, Tuning, float]:
     """The index over ``matrix`` with ``ef_search`` tuned to the target recall; the
     tuning and the build seconds. An HNSW index that misses the target at the largest
     ``ef_search`` tried is replaced by exact search when ``params.exact_fallback``
     (the bundle's meta keeps the HNSW recall it replaced). ``catalog``: the items whose
-    titles and domains the answers show."""
+    titles and domains the answers show. ``built``: indexes of these params already built
+    and tuned (by :func:`compare_variants`), used instead of building them again."""
     ids = matrix.entities.column("entity_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError("embedding_matrix rows must be entity ids 0..N-1 in order")
     items = served_items(matrix)
     weight, new_item_weight = prior_weights(matrix)
-    start = time.perf_counter()
-    index = build(items, ids, params)
-    seconds = time.perf_counter() - start
-    queries = sample_queries(items, weight, params.sample_queries, params.seed)
-    tuning = tune(index, items, queries)
-    replaced = {}
-    missed = tuning.recall_at_10 < params.target_recall
+    queries = _queries(matrix, items, params)
+    built = built or {}
+
+    def get(kind: str) -> Built:
+        done = built.get((kind, params.quantize if kind == "hnsw" else "none"))
+        return done or _built(items, ids, replace(params, kind=kind), queries)
+
+    chosen = get(params.kind)
+    seconds, replaced = chosen.seconds, {}
+    missed = chosen.tuning.recall_at_10 < params.target_recall
     if params.kind == "hnsw" and params.exact_fallback and missed:
-        replaced = {"replaced_hnsw_recall_at_10": tuning.recall_at_10}
-        start = time.perf_counter()
-        index = build(items, ids, replace(params, kind="flat"))
-        seconds += time.perf_counter() - start
-        tuning = tune(index, items, queries)
+        replaced = {"replaced_hnsw_recall_at_10": chosen.tuning.recall_at_10}
+        chosen = get("flat")
+        seconds += chosen.seconds
+    index, tuning = chosen.index, chosen.tuning
     meta = {
         "index_kind": index.params.kind,
         **replaced,
@@ -107,24 +144,29 @@ def build_bundle(
 
 
 def compare_variants(
-    matrix: EmbeddingMatrix, params: IndexParams, variants: tuple[str, ...]
-) -> list[dict[str, float | str]]:
-    """Recall, rate and memory of each quantization (and exact search) on the same queries."""
+    matrix: EmbeddingMatrix,
+    params: IndexParams,
+    variants: tuple[str, ...],
+    keep: frozenset[Kind] = frozenset(),
+) -> tuple[list[dict[str, float | str]], dict[Kind, Built]]:
+    """Recall, rate and memory of each quantization (and exact search) on the same
+    queries; the indexes of ``keep`` built and tuned (for :func:`build_bundle`, which
+    would build them again)."""
     items = served_items(matrix)
     ids = matrix.entities.column("entity_id").to_numpy()
-    weight, _ = prior_weights(matrix)
-    queries = sample_queries(items, weight, params.sample_queries, params.seed)
-    rows = []
+    queries = _queries(matrix, items, params)
+    rows, kept = [], {}
     for kind, quantize in [("flat", "none"), *[("hnsw", q) for q in variants]]:
-        index = build(items, ids, replace(params, kind=kind, quantize=quantize))
-        tuning = tune(index, items, queries)
+        done = _built(items, ids, replace(params, kind=kind, quantize=quantize), queries)
+        if (kind, quantize) in keep:
+            kept[kind, quantize] = done
         rows.append(
             {
                 "index": "exact (flat)" if kind == "flat" else f"HNSW {quantize}",
-                "ef_search": tuning.ef_search if kind == "hnsw" else 0,
-                "recall_at_10": tuning.recall_at_10,
-                "queries_per_second": tuning.queries_per_second,
-                "bytes": int(faiss.serialize_index(index.index).nbytes),
+                "ef_search": done.tuning.ef_search if kind == "hnsw" else 0,
+                "recall_at_10": done.tuning.recall_at_10,
+                "queries_per_second": done.tuning.queries_per_second,
+                "bytes": int(faiss.serialize_index(done.index.index).nbytes),
             }
         )
-    return rows
+    return rows, kept

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from serving.artifact import load_bundle
-from serving.build import build_bundle
+from serving.build import build_bundle, compare_variants
 from serving.index import (
     IndexParams,
     build,
@@ -134,6 +134,22 @@ def test_an_hnsw_that_misses_its_target_recall_is_replaced_by_exact_search(tmp_p
     assert load_bundle(tmp_path / "b").index.params.kind == "flat"
     kept, _, _ = build_bundle(m, concepts, replace(params, exact_fallback=False), "v1")
     assert kept.index.params.kind == "hnsw" and "replaced_hnsw_recall_at_10" not in kept.meta
+
+
+def test_the_bundle_serves_the_index_the_variant_comparison_built():
+    m, concepts = clustered_matrix(500, seed=0)
+    params = IndexParams(m=2, ef_construction=4, ef_grid=(1, 2), target_recall=1.0)
+    keep = frozenset({("hnsw", "none"), ("flat", "none")})
+    rows, built = compare_variants(m, params, ("none", "sq8"), keep)
+    assert [r["index"] for r in rows] == ["exact (flat)", "HNSW none", "HNSW sq8"]
+    assert set(built) == keep
+    # the HNSW misses its target, so the bundle serves the comparison's exact index, tuned
+    bundle, tuning, seconds = build_bundle(m, concepts, params, "v1", built=built)
+    assert bundle.index is built["flat", "none"].index and tuning is built["flat", "none"].tuning
+    assert bundle.meta["replaced_hnsw_recall_at_10"] == built["hnsw", "none"].tuning.recall_at_10
+    assert seconds == built["hnsw", "none"].seconds + built["flat", "none"].seconds
+    fresh, _, _ = build_bundle(m, concepts, params, "v1")  # without: built anew
+    assert fresh.index is not bundle.index and fresh.meta["index_kind"] == "flat"
 
 
 def test_new_items_query_with_their_own_prior_weight_unless_the_caller_names_one():

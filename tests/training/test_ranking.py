@@ -11,9 +11,12 @@ import torch
 from training.baselines import best_of, blend, concepts, itemcf, popularity, signals
 from training.kg_arrays import ENTITY, KGArrays
 from training.ranking import (
+    POOL,
     RankingTask,
     average_precision_at_k,
     bootstrap_interval,
+    grid_top_k,
+    mask_out,
     rank_rows,
     recall_at_k,
     top_k,
@@ -118,6 +121,24 @@ def test_weighted_map_matches_one_scorer_per_weight(kg):
     for weights, value in zip(grid, values, strict=True):
         assert value == pytest.approx(task.map_at_k(blend(s, *weights), k=2))
     assert best_of(grid, [0.1, 0.7, 0.3, 0.0]) == (grid[1], 0.7)
+
+
+@pytest.mark.parametrize("pool", [3, 20, POOL])
+def test_grid_top_k_ranks_as_every_column_does(pool):
+    # integer scores and dyadic weights: every sum exact, many ties; negative weights; a
+    # small pool sends many rows to the full ranking, a large one few
+    g = torch.Generator().manual_seed(pool)
+    n, rows = 300, 64
+    parts = [torch.randint(0, 20, (rows, n), generator=g).float() for _ in range(2)]
+    parts.append(torch.randint(0, 5, (n,), generator=g).float().expand(rows, -1))
+    exclude = [
+        torch.randint(n, (int(torch.randint(0, 40, (1,), generator=g)),)) for _ in range(rows)
+    ]
+    grid = [(1.0, 0.5, 0.25), (0.0, 1.0, 2.0), (1.0, 0.0, -0.5), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)]
+    for weights, ranked in zip(grid, grid_top_k(parts, grid, exclude, 10, pool), strict=True):
+        s = sum(w * p for w, p in zip(weights, parts, strict=True)) + torch.zeros(rows, n)
+        mask_out(s, exclude)
+        assert torch.equal(ranked, rank_rows(s, 10)), weights
 
 
 def test_rank_rows_is_exact_on_ties():

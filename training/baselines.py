@@ -40,8 +40,8 @@ from training.concept_neighbours import (
     concept_matrix,
     sparse_product,
     sparse_rows,
-    to_csr,
 )
+from training.csr import to_csr
 from training.kg_arrays import KGArrays
 
 Scores = Callable[[Tensor], Tensor]

@@ -23,14 +23,12 @@ The weights average per-entity rows: walk factors (a new item's predicted walk f
 from __future__ import annotations
 
 import hashlib
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cached_property
 
 import torch
 from torch import Tensor
 
+from training.csr import to_csr
 from training.kg_arrays import KGArrays
 
 # neighbours averaged: on the demo lake 50 gave 0.41, 200 gave 0.43 and all of them 0.43
@@ -63,25 +61,10 @@ def concept_matrix(kg: KGArrays) -> Tensor:
     ).coalesce()
 
 
-@contextmanager
-def _csr_quietly() -> Iterator[None]:
-    with warnings.catch_warnings():
-        # CSR works well for what is done with it here, but torch warns that it is in beta
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
-        yield
-
-
 def sparse_product(left: Tensor, right: Tensor) -> Tensor:
     """A sparse ``left`` times ``right`` (sparse or dense; COO times COO goes through CSR
     inside torch)."""
-    with _csr_quietly():
-        return torch.sparse.mm(left, right)
-
-
-def to_csr(matrix: Tensor) -> Tensor:
-    """A sparse COO ``matrix`` in CSR layout."""
-    with _csr_quietly():
-        return matrix.to_sparse_csr()
+    return torch.sparse.mm(left, right)
 
 
 def sparse_rows(matrix: Tensor, q: Tensor, right: Tensor) -> Tensor:
@@ -121,10 +104,9 @@ def top_neighbours(
 def as_csr(columns: Tensor, values: Tensor, n: int) -> Tensor:
     """``(rows, n)`` sparse CSR of ``(rows, k)`` columns and values per row."""
     crow = torch.arange(0, columns.numel() + 1, max(columns.shape[1], 1))
-    with _csr_quietly():
-        return torch.sparse_csr_tensor(
-            crow, columns.flatten(), values.flatten(), (len(columns), n), check_invariants=False
-        )
+    return torch.sparse_csr_tensor(
+        crow, columns.flatten(), values.flatten(), (len(columns), n), check_invariants=False
+    )
 
 
 class ConceptNeighbours:

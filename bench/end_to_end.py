@@ -61,6 +61,40 @@ def exponent(sizes: dict[str, int], seconds: dict[str, float]) -> float:
     return float(np.polyfit(x, np.log(y), 1)[0])
 
 
+def synthetic_lake(n: int) -> IngestConfig:
+    """A synthetic lake of ``n`` interactions, users and items scaled as the co-engagement
+    benchmark scales them."""
+    return IngestConfig(
+        source="synthetic",
+        synthetic=SyntheticConfig(
+            n_users=max(100, n // 50), n_items=max(200, n // 25), n_interactions=n
+        ),
+    )
+
+
+def bench_cases(
+    args: argparse.Namespace,
+) -> tuple[dict[str, IngestConfig], dict[str, int], set[str]]:
+    """The lakes to run by name; the synthetic ones' interactions (for the fitted
+    exponents); the names of those that train the served variant alone."""
+    cases = {} if args.skip_demo else {"demo default (synthetic)": IngestConfig(source="synthetic")}
+    if not args.skip_movielens and (args.movielens / "ratings.csv").exists():
+        cases["ml-latest-small"] = IngestConfig(
+            source="movielens", movielens_path=str(args.movielens)
+        )
+    sizes = {}  # synthetic case -> interactions, for the fitted exponents
+    served = TrainConfig().models[:1]
+    lean = set()  # the cases that train the served variant alone
+    for n in args.synthetic:
+        sizes[f"synthetic {n:,}"] = n
+        cases[f"synthetic {n:,}"] = synthetic_lake(n)
+    for n in args.served_only:  # beside the default run of that size, or alone
+        name = f"synthetic {n:,}, {served[0]} only"
+        cases[name] = cases.get(f"synthetic {n:,}") or synthetic_lake(n)
+        lean.add(name)
+    return cases, sizes, lean
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -77,32 +111,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         type=int,
         nargs="*",
         default=[],
-        help="synthetic sizes (of --synthetic) run again training only the served variant",
+        help="synthetic sizes run training only the served variant (again, for sizes of "
+        "--synthetic)",
     )
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
-    cases = {} if args.skip_demo else {"demo default (synthetic)": IngestConfig(source="synthetic")}
-    if not args.skip_movielens and (args.movielens / "ratings.csv").exists():
-        cases["ml-latest-small"] = IngestConfig(
-            source="movielens", movielens_path=str(args.movielens)
-        )
-    sizes = {}  # synthetic case -> interactions, for the fitted exponents
+    cases, sizes, lean = bench_cases(args)
     served = TrainConfig().models[:1]
-    lean = set()  # the cases that train the served variant alone
-    for n in args.synthetic:  # users and items scaled as the co-engagement benchmark does
-        sizes[f"synthetic {n:,}"] = n
-        cases[f"synthetic {n:,}"] = IngestConfig(
-            source="synthetic",
-            synthetic=SyntheticConfig(
-                n_users=max(100, n // 50), n_items=max(200, n // 25), n_interactions=n
-            ),
-        )
-    for n in args.served_only:
-        if n not in args.synthetic:
-            parser.error(f"--served-only {n} is not one of --synthetic {args.synthetic}")
-        name = f"synthetic {n:,}, {served[0]} only"
-        cases[name] = cases[f"synthetic {n:,}"]
-        lean.add(name)
     spark = SparkResource(master="local[*]", shuffle_partitions=8)
     steps: dict[str, dict[str, float]] = {}
     totals = {}

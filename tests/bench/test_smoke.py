@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -119,10 +121,16 @@ def test_end_to_end_smoke(tmp_path, spark):
     assert "<!-- end-to-end:start -->" in doc.read_text()
 
 
-def test_end_to_end_served_only_names_a_synthetic_size(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        end_to_end.main(["--synthetic", "6000", "--served-only", "7000", "--doc", str(tmp_path)])
-    assert "--served-only 7000 is not one of --synthetic [6000]" in capsys.readouterr().err
+def test_end_to_end_runs_the_served_variant_alone_beside_a_size_or_by_itself():
+    args = argparse.Namespace(
+        skip_demo=True, skip_movielens=True, movielens=Path("."), synthetic=[6000],
+        served_only=[6000, 7000],
+    )  # fmt: skip
+    cases, sizes, lean = end_to_end.bench_cases(args)
+    assert sizes == {"synthetic 6,000": 6000}  # the exponents fit the default runs only
+    assert lean == {"synthetic 6,000, semantic only", "synthetic 7,000, semantic only"}
+    assert cases["synthetic 6,000, semantic only"] is cases["synthetic 6,000"]
+    assert cases["synthetic 7,000, semantic only"].synthetic.n_interactions == 7000
 
 
 def test_ann_smoke(tmp_path):

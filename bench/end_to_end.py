@@ -50,6 +50,8 @@ concept neighbours by an ANN instead of a cosine row against every entity, and a
 (the device sections). A 10^7-interaction lake was not run end to end;
 [scaling.md](scaling.md) extrapolates from these exponents."""
 
+SERVED = TrainConfig().models[:1]  # the variant the lean cases train alone
+
 
 def exponent(sizes: dict[str, int], seconds: dict[str, float]) -> float:
     """The least-squares slope of log seconds against log interactions: time grows as
@@ -83,13 +85,12 @@ def bench_cases(
             source="movielens", movielens_path=str(args.movielens)
         )
     sizes = {}  # synthetic case -> interactions, for the fitted exponents
-    served = TrainConfig().models[:1]
     lean = set()  # the cases that train the served variant alone
     for n in args.synthetic:
         sizes[f"synthetic {n:,}"] = n
         cases[f"synthetic {n:,}"] = synthetic_lake(n)
     for n in args.served_only:  # beside the default run of that size, or alone
-        name = f"synthetic {n:,}, {served[0]} only"
+        name = f"synthetic {n:,}, {SERVED[0]} only"
         cases[name] = cases.get(f"synthetic {n:,}") or synthetic_lake(n)
         lean.add(name)
     return cases, sizes, lean
@@ -117,13 +118,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
     cases, sizes, lean = bench_cases(args)
-    served = TrainConfig().models[:1]
     spark = SparkResource(master="local[*]", shuffle_partitions=8)
     steps: dict[str, dict[str, float]] = {}
     totals = {}
     for name, ingest in cases.items():
         with tempfile.TemporaryDirectory() as tmp:
-            ops = {"gnn_checkpoint": TrainConfig(models=served)} if name in lean else None
+            ops = {"gnn_checkpoint": TrainConfig(models=SERVED)} if name in lean else None
             refresh = full_refresh(
                 lake_resources(spark, LakeResource(root=tmp)), ingest, args.quick, ops=ops
             )
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         header.append("exponent (synthetic sizes)")
     table = markdown_table(header, rows)
     lean_note = (
-        f", except the columns named `{served[0]} only`: the served variant trained alone (a "
+        f", except the columns named `{SERVED[0]} only`: the served variant trained alone (a "
         "nightly refresh without the comparison variants; `models` in gnn_checkpoint's config)"
         if lean
         else ""

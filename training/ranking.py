@@ -180,7 +180,7 @@ def grid_top_k(
         if len(unsure):  # ranked in full
             full = torch.empty(len(unsure), n, device=s.device)
             weighted_sum(weights, [p.expand(shape)[unsure] for p in parts], full)
-            mask_out(full, [exclude[int(i)] for i in unsure])
+            full.masked_fill_(excluded[unsure], -torch.inf)
             ranked[unsure] = rank_rows(full, k)
         yield ranked
 

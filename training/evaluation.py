@@ -54,7 +54,7 @@ from training.checkpoint import Checkpoint, ModelSet
 from training.concept_neighbours import ConceptNeighbours
 from training.inference import embed_graph, kg_walk_factors
 from training.kg_arrays import KGArrays
-from training.ranking import MAX_QUERIES, RankingTask, bootstrap_interval, top_k
+from training.ranking import MAX_QUERIES, RankingTask, bootstrap_interval
 from training.split import EvaluationSplit, training_view, warmup_view
 
 KS = (10, 50, 100)
@@ -216,28 +216,31 @@ def evaluate_models(
         for setting_name, setting in cases.items():
             if progress is not None:
                 progress(f"{name}: {setting_name}")
-            per_query = setting.task.per_query(scorers[setting.view][name], KS)
+            ranked = setting.task.rank(scorers[setting.view][name], max(KS))
+            per_query = setting.task.metrics(ranked, KS)
             results[name][setting_name] = _means(per_query)
             for group, mask in setting.groups.items():
                 results[name][f"{setting_name}/{group}"] = _means(per_query, mask)
-        results[name][COLD_EXPOSURE] = cold_query_exposure(
-            cases[STRICT].task, scorers["train"][name], view_signals["train"]
-        )
+            if setting_name == STRICT:  # its top 10 is the strict ranking's first 10
+                exposure = cold_query_exposure(
+                    setting.task.queries, ranked[:, :10], view_signals["train"]
+                )
+        results[name][COLD_EXPOSURE] = exposure
     return results
 
 
 def cold_query_exposure(
-    task: RankingTask, scores: Scores, s: Signals, k: int = 10, best_sellers: int = BEST_SELLERS
+    queries: Tensor, ranked: Tensor, s: Signals, best_sellers: int = BEST_SELLERS
 ) -> dict[str, float]:
-    """Over ``task``'s queries: the share of the top ``k`` that are the ``best_sellers`` most
-    engaged entities of ``s``, and the share that share at least one concept with the query."""
-    ranked = top_k(scores, task.queries, k, task.exclude)
+    """Over ``queries`` and their top ``ranked`` ``(|Q|, k)``: the share of the lists that are
+    the ``best_sellers`` most engaged entities of ``s``, and the share that share at least
+    one concept with the query."""
     if not len(ranked):
         return {"bestseller_share": math.nan, "concept_overlap_share": math.nan}
     top = torch.topk(s.log_degree, min(best_sellers, s.log_degree.numel())).indices
     shared = 0.0
     for start in range(0, len(ranked), 256):  # dense concept rows, a batch at a time
-        q, r = task.queries[start : start + 256], ranked[start : start + 256]
+        q, r = queries[start : start + 256], ranked[start : start + 256]
         rows = s.concepts.index_select(0, torch.cat([q, r.flatten()])).to_dense() > 0
         query, found = rows[: len(q)], rows[len(q) :].view(*r.shape, -1)
         shared += float((found & query.unsqueeze(1)).any(-1).sum())

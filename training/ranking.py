@@ -143,7 +143,8 @@ def grid_top_k(
 
     Ranking all N columns for each tuple was most of a weight search's time. Instead each
     row's candidates are the union of every part's ``pool`` best columns (excluded
-    ones left out), ranked with the same sums: a column outside them scores at most
+    ones left out; a part that is one row for all, like popularity, is ranked once, its
+    excluded columns kept), ranked with the same sums: a column outside them scores at most
     ``Σ_i w_i · b_i``, ``b_i`` the part's ``pool``-th best where ``w_i > 0`` and its row
     minimum where ``w_i < 0``. Where the k-th candidate scores above that bound the
     candidates' top k is the top k; other rows (few) are ranked in full."""
@@ -155,10 +156,18 @@ def grid_top_k(
     excluded[excluded_cells(exclude, excluded.device)] = True
     tops, floors, chosen = [], [], []
     for p in parts:
-        full = p.expand(shape).masked_fill(excluded, -torch.inf)
-        values, ids = full.topk(pool, dim=1)
+        p = p.expand(shape)
+        if p.stride(0) == 0:  # one row for every query (popularity): its best columns once
+            # with the excluded ones kept (dropped below); what is left out still scores at
+            # most the pool-th best
+            values, ids = p[:1].topk(pool, dim=1)
+            tops.append(values[:, -1].expand(rows))
+            floors.append(p[:1].amin(dim=1).expand(rows))
+            chosen.append(ids.expand(rows, pool))
+            continue
+        values, ids = p.masked_fill(excluded, -torch.inf).topk(pool, dim=1)
         tops.append(values[:, -1])
-        floors.append(p.expand(shape).amin(dim=1))
+        floors.append(p.amin(dim=1))
         chosen.append(ids)
     candidates, _ = torch.sort(torch.cat(chosen, dim=1), dim=1)  # id order: ties as rank_rows
     repeated = torch.zeros_like(candidates, dtype=torch.bool)
@@ -277,7 +286,15 @@ class RankingTask:
         self, scores: Callable[[Tensor], Tensor], ks: tuple[int, ...] = (10, 50, 100)
     ) -> dict[str, Tensor]:
         """``map@k`` and ``recall@k`` of every query ``(|Q|,)``, from one top-``max(ks)``."""
-        ranked = top_k(scores, self.queries, max(ks), self.exclude).cpu()
+        return self.metrics(self.rank(scores, max(ks)), ks)
+
+    def rank(self, scores: Callable[[Tensor], Tensor], k: int) -> Tensor:
+        """``(|Q|, k)`` candidates of every query (:func:`top_k`, on the CPU); its first
+        ``j < k`` columns are the top ``j`` (ties go to the lower id at every depth)."""
+        return top_k(scores, self.queries, k, self.exclude).cpu()
+
+    def metrics(self, ranked: Tensor, ks: tuple[int, ...]) -> dict[str, Tensor]:
+        """``map@k`` and ``recall@k`` of every query from its ranking ``(|Q|, ≥ max(ks))``."""
         out = {}
         for k in ks:
             out[f"map@{k}"] = average_precision_at_k(ranked[:, :k], self.relevant)

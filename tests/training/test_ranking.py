@@ -130,11 +130,16 @@ def test_grid_top_k_ranks_as_every_column_does(pool):
     g = torch.Generator().manual_seed(pool)
     n, rows = 300, 64
     parts = [torch.randint(0, 20, (rows, n), generator=g).float() for _ in range(2)]
+    # one row for every query, expanded (as popularity is) and as a (1, N) row
     parts.append(torch.randint(0, 5, (n,), generator=g).float().expand(rows, -1))
+    parts.append(torch.randint(0, 9, (1, n), generator=g).float())
     exclude = [
         torch.randint(n, (int(torch.randint(0, 40, (1,), generator=g)),)) for _ in range(rows)
     ]
-    grid = [(1.0, 0.5, 0.25), (0.0, 1.0, 2.0), (1.0, 0.0, -0.5), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)]
+    grid = [
+        (1.0, 0.5, 0.25, 0.0), (0.0, 1.0, 2.0, 0.5), (1.0, 0.0, -0.5, 0.0), (0.0, 0.0, 1.0, 0.0),
+        (0.0, 0.0, 0.0, 1.0), (0.5, 0.0, 1.0, -1.0), (0.0, 0.0, 0.0, 0.0),
+    ]  # fmt: skip
     for weights, ranked in zip(grid, grid_top_k(parts, grid, exclude, 10, pool), strict=True):
         s = sum(w * p for w, p in zip(weights, parts, strict=True)) + torch.zeros(rows, n)
         mask_out(s, exclude)
@@ -147,6 +152,20 @@ def test_rank_rows_is_exact_on_ties():
     random = torch.randint(0, 4, (50, 200)).float()  # many ties
     expected = torch.argsort(random, dim=1, descending=True, stable=True)[:, :7]
     assert torch.equal(rank_rows(random, 7), expected)
+
+
+def test_a_deeper_ranking_begins_with_the_shallower_one():
+    # the evaluation reads the cold-query exposure's top 10 off the strict setting's top 100
+    scores = torch.randint(0, 6, (40, 300)).float()  # many ties at every depth
+    task = RankingTask(
+        torch.arange(40), [torch.tensor([i]) for i in range(40)],
+        [torch.randint(0, 300, (5,)) for _ in range(40)],
+    )  # fmt: skip
+    deep = task.rank(lambda q: scores[q], 100)
+    for k in (1, 10, 37):
+        assert torch.equal(deep[:, :k], task.rank(lambda q: scores[q], k))
+    direct = task.per_query(lambda q: scores[q], (10,))["map@10"]
+    assert torch.equal(task.metrics(deep, (10,))["map@10"], direct)
 
 
 def test_a_sample_is_seeded_and_keeps_each_querys_rows():

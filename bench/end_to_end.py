@@ -30,25 +30,22 @@ validation comparison and readout calibration), `embedding_evaluation` and
 lakes, generating the data, so the Spark steps grow slower than their input over this
 decade (fixed overhead dominates at 10^5); their own split is in the co-engagement and
 graph-build sections. The log lines split `gnn_checkpoint` at 10^6 interactions (40,000
-items; 2026-12-06): 110 s for the graph-wide inputs the variants share (held-out EELs,
-the walk factors factorized at rank 1024 and their rank chosen on validation, 256 here;
-the distillation teacher), 31-38 s per GNN variant, 2.6 min for DeepWalk, 3.5 min for
-validation (every encoder and baseline with its weight grid over a seeded sample of 2,000
-queries, then each encoder's readout: prior, degree gate, residual scale, and new items'
-prior and concept-neighbour share on 2,000 pseudo-new queries). The served variant alone
-(its own column: what a nightly refresh without the comparison variants costs) trains in
-42 s and validates in 90 s. The run before this one (same day) took 1,277 s: each GNN
-variant 42-65 s, because the attention layer gathered, multiplied and scattered
-edge-sized tensors of feature rows (now sparse products over the edges in CSR order,
-`training.csr`: 2.2x GATConv's edges/s, see Training), and `entity_embeddings` 40.6 s
-(exponent 1.22), because inference cut its edge chunks for those rows (65 chunks a layer
-where 4 now do). TransE took 105 s here and 144 s in that run with the same code, so
-steps move by a quarter between runs on this machine. What would move it next: the
-validation and evaluation of the comparison variants and baselines (3.5 and 1.9 min),
-the walk factors' rank choice (one factorization at rank 1024, most of the 110 s), the
-concept neighbours by an ANN instead of a cosine row against every entity, and a GPU
-(the device sections). A 10^7-interaction lake was not run end to end;
-[scaling.md](scaling.md) extrapolates from these exponents."""
+items; 2026-12-07): 43 s for the graph-wide inputs the variants share (held-out EELs,
+the walk factors and their rank, chosen up a ladder of factorizations: 256 of one at
+512; the distillation teacher), 32-49 s per GNN variant, 2.3 min for DeepWalk, 2.2 min
+for validation (every encoder and baseline with its weight grid over a seeded sample of
+2,000 queries, then each encoder's readout: prior, degree gate, residual scale, and new
+items' prior and concept-neighbour share on 2,000 pseudo-new queries). The served
+variant alone (its own column: what a nightly refresh without the comparison variants
+costs) trains in 31 s and validates in 53 s: 435 s for the whole run, under the
+8-minute target at 10^6 on this day's machine; the default run with all six variants
+is 838 s. The day before (2026-12-06) the same sizes took 1,051 s and 628 s: what changed
+is in "The served variant alone at 10^6, before and after" below. What would move it
+next: DeepWalk (2.3 min: a dense Adam step over every node's row per batch of 8,192
+pairs), the validation and evaluation of the comparison variants and baselines (2.2
+and 1.7 min), TransE's 100 epochs (71 s, its loss still falling), and a GPU (the device
+sections). A 10^7-interaction lake was not run end to end; [scaling.md](scaling.md)
+extrapolates from these exponents."""
 
 SERVED = TrainConfig().models[:1]  # the variant the lean cases train alone
 

@@ -213,19 +213,18 @@ def evaluate_models(
         scorers[view].update(baseline_scores(view_signals[view], models.tuned_weights()))
     results: Results = {name: {} for name in scorers["train"]}
     for name in results:
+        ranked: dict[str, Tensor] = {}  # setting -> its top max(KS): one ranking per setting
         for setting_name, setting in cases.items():
             if progress is not None:
                 progress(f"{name}: {setting_name}")
-            ranked = setting.task.rank(scorers[setting.view][name], max(KS))
-            per_query = setting.task.metrics(ranked, KS)
+            ranked[setting_name] = setting.task.rank(scorers[setting.view][name], max(KS))
+            per_query = setting.task.metrics(ranked[setting_name], KS)
             results[name][setting_name] = _means(per_query)
             for group, mask in setting.groups.items():
                 results[name][f"{setting_name}/{group}"] = _means(per_query, mask)
-            if setting_name == STRICT:  # its top 10 is the strict ranking's first 10
-                exposure = cold_query_exposure(
-                    setting.task.queries, ranked[:, :10], view_signals["train"]
-                )
-        results[name][COLD_EXPOSURE] = exposure
+        results[name][COLD_EXPOSURE] = cold_query_exposure(  # the strict ranking's top 10
+            cases[STRICT].task.queries, ranked[STRICT][:, :10], view_signals["train"]
+        )
     return results
 
 

@@ -157,18 +157,14 @@ def grid_top_k(
     tops, floors, chosen = [], [], []
     for p in parts:
         p = p.expand(shape)
-        if p.stride(0) == 0:  # one row for every query (popularity): its best columns once
-            # with the excluded ones kept (dropped below); what is left out still scores at
-            # most the pool-th best
-            values, ids = p[:1].topk(pool, dim=1)
-            tops.append(values[:, -1].expand(rows))
-            floors.append(p[:1].amin(dim=1).expand(rows))
-            chosen.append(ids.expand(rows, pool))
-            continue
-        values, ids = p.masked_fill(excluded, -torch.inf).topk(pool, dim=1)
-        tops.append(values[:, -1])
-        floors.append(p.amin(dim=1))
-        chosen.append(ids)
+        # one row for every query (popularity): its best columns once, with the excluded
+        # ones kept (dropped below); what is left out still scores at most the pool-th best
+        shared = p.stride(0) == 0
+        own = p[:1] if shared else p
+        values, ids = (own if shared else own.masked_fill(excluded, -torch.inf)).topk(pool, dim=1)
+        tops.append(values[:, -1].expand(rows))
+        floors.append(own.amin(dim=1).expand(rows))
+        chosen.append(ids.expand(rows, pool))
     candidates, _ = torch.sort(torch.cat(chosen, dim=1), dim=1)  # id order: ties as rank_rows
     repeated = torch.zeros_like(candidates, dtype=torch.bool)
     repeated[:, 1:] = candidates[:, 1:] == candidates[:, :-1]

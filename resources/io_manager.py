@@ -102,37 +102,19 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, TableWrite):
             obj, mode, custom = obj.df, obj.mode, {**custom, **obj.custom}
         frames = obj if isinstance(obj, dict) else {"": obj}
+        # Steps read their inputs back from the lake at recorded versions, so nothing a
+        # step cached (ingest's clean interactions, co-engagement's per-user lists) is
+        # read after its tables are written. Left cached, it fills the driver's heap in a
+        # one-process run, and a later step's broadcast fails for want of memory (the
+        # knowledge graph's did at 10^7 interactions).
         with Measure() as m:
-            staged: dict[str, delta_tables.StagedWrite] = {}
             try:
-                for sub, df in frames.items():
-                    path = tables.path(f"{name}/{sub}" if sub else name)
-                    # a rebuilt table takes the schema of the code that rebuilt it (a
-                    # column added since); appends must match the table's
-                    staged[sub] = delta_tables.stage(
-                        df, path, use_delta_spark=tables.use_delta_spark, mode=mode,
-                        overwrite_schema=mode == "overwrite", custom_metadata=custom,
-                    )  # fmt: skip
+                commits, last = self._write(context, tables, name, frames, mode, custom)
             except BaseException:
-                for s in staged.values():
-                    s.discard()
+                self.spark.session.catalog.clearCache()
                 raise
-            # one writer at a time: an incremental batch in flight has commits no record
-            # names yet, which this unit's rollback of unrecorded commits must not undo
-            with tables.log.writer_lease(self.lake.writer_lease_seconds):
-                txn = tables.transaction(
-                    f"{context.run_id}.{context.step_key}",
-                    unit=context.step_key,
-                    run_id=context.run_id,
-                    restart_if_stale=False,  # earlier outputs of the step cannot be redone
-                )
-                commits = {
-                    sub: txn.commit(f"{name}/{sub}" if sub else name, s)
-                    for sub, s in staged.items()
-                }
-                txn.step(context.name)
-                if self._last_output(context, txn.steps):
-                    txn.record({"asset": context.asset_key.to_user_string()})
+        if last:
+            self.spark.session.catalog.clearCache()
         metadata: dict[str, Any] = m.metadata("write")
         for sub, commit in commits.items():
             if commit is not None:
@@ -154,6 +136,49 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 or "nothing (no new rows)"
             )
         )
+
+    def _write(
+        self,
+        context: dg.OutputContext,
+        tables: LakeTables,
+        name: str,
+        frames: dict[str, DataFrame],
+        mode: delta_tables.WriteMode,
+        custom: Mapping[str, str],
+    ) -> tuple[dict[str, delta_tables.TableCommit | None], bool]:
+        """Stage and commit the output's tables as one unit; also whether it was the
+        step's last output (the unit then recorded)."""
+        staged: dict[str, delta_tables.StagedWrite] = {}
+        try:
+            for sub, df in frames.items():
+                path = tables.path(f"{name}/{sub}" if sub else name)
+                # a rebuilt table takes the schema of the code that rebuilt it (a
+                # column added since); appends must match the table's
+                staged[sub] = delta_tables.stage(
+                    df, path, use_delta_spark=tables.use_delta_spark, mode=mode,
+                    overwrite_schema=mode == "overwrite", custom_metadata=custom,
+                )  # fmt: skip
+        except BaseException:
+            for s in staged.values():
+                s.discard()
+            raise
+        # one writer at a time: an incremental batch in flight has commits no record
+        # names yet, which this unit's rollback of unrecorded commits must not undo
+        with tables.log.writer_lease(self.lake.writer_lease_seconds):
+            txn = tables.transaction(
+                f"{context.run_id}.{context.step_key}",
+                unit=context.step_key,
+                run_id=context.run_id,
+                restart_if_stale=False,  # earlier outputs of the step cannot be redone
+            )
+            commits = {
+                sub: txn.commit(f"{name}/{sub}" if sub else name, s) for sub, s in staged.items()
+            }
+            txn.step(context.name)
+            last = self._last_output(context, txn.steps)
+            if last:
+                txn.record({"asset": context.asset_key.to_user_string()})
+        return commits, last
 
     @staticmethod
     def _last_output(context: dg.OutputContext, done: list[str]) -> bool:

@@ -182,7 +182,12 @@ def test_a_failed_incremental_run_resumes_and_applies_the_batch_once(
     assert LakeLog(LakeLayout(lake).tables).journals() == {}
 
 
-def test_failure_between_outputs_of_raw_tables_shows_nothing(base, tmp_path):
+def nothing_cached(spark) -> bool:
+    """Whether the session's cache manager holds no DataFrame (it has no Python API)."""
+    return spark._jsparkSession.sharedState().cacheManager().isEmpty()
+
+
+def test_failure_between_outputs_of_raw_tables_shows_nothing(base, tmp_path, spark):
     lake = copy(base, tmp_path)
     before = recorded_rows(lake)
     other = IngestConfig(synthetic=SMALL.model_copy(update={"seed": 12, "n_interactions": 500}))
@@ -206,10 +211,12 @@ def test_failure_between_outputs_of_raw_tables_shows_nothing(base, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(LakeTransaction, "step", failing)
         assert not ingest(raise_on_error=False).success
+    assert nothing_cached(spark)  # a failed step's caches are not left in the driver
     latest_raw = DeltaTable(str(LakeLayout(lake).table("raw_interactions"))).version()
     assert latest_raw > LakeLog(LakeLayout(lake).tables).snapshot().version("raw_interactions")
     assert recorded_rows(lake) == before  # all four at their old versions
     assert ingest(raise_on_error=True).success
+    assert nothing_cached(spark)  # ingest cached its clean rows; written, they go
     after = recorded_rows(lake)
     assert after["raw_interactions"] == before["raw_interactions"] + 500  # appended once
     assert after["quarantine"] == before["quarantine"]  # no corrupt rows at 500 x 0.1%

@@ -4,8 +4,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
-from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
@@ -48,8 +48,8 @@ def ann_index(
     context: dg.AssetExecutionContext,
     config: AnnIndexConfig,
     embedding_matrix: Path,
-    knowledge_graph: dict[str, DataFrame],
-    item_catalog: DataFrame,
+    knowledge_graph: dict[str, pa.Table],
+    item_catalog: pa.Table,
 ) -> dg.Output[IndexBundle]:
     """HNSW over the served score, ef_search tuned to the target recall@10 against exact
     search, reached with 95% confidence over the sample queries (exact search itself where
@@ -66,10 +66,8 @@ def ann_index(
     )
     matrix = open_matrix(embedding_matrix)
     with Measure() as m:
-        concepts = concept_labels(
-            knowledge_graph["nodes"].toArrow(), knowledge_graph["edges"].toArrow()
-        )
-        items = item_catalog.select(*C.CATALOG_COLUMNS).toArrow()
+        concepts = concept_labels(knowledge_graph["nodes"], knowledge_graph["edges"])
+        items = item_catalog.select(C.CATALOG_COLUMNS)
         rows, built = [], {}
         if config.compare_quantized:  # first: the served index is one of those it builds
             keep = frozenset({("hnsw", params.quantize), ("flat", "none")})

@@ -5,18 +5,18 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from resources.measure import Measure
 from resources.metadata import rounded
-from resources.spark_lake import SparkResource
 from settings import config_field
 from storage.embedding_store import EmbeddingMatrix, embedding_rows
 from training.checkpoint import load_model_set
 from training.device import pick_device
 from training.inference import embed_graph
-from training.kg_arrays import kg_from_frames
+from training.kg_arrays import kg_arrays
 
 GROUP = "embeddings"
 
@@ -44,17 +44,16 @@ class InferenceConfig(dg.Config):
 def entity_embeddings(
     context: dg.AssetExecutionContext,
     config: InferenceConfig,
-    spark: SparkResource,
     gnn_checkpoint: Path,
-    knowledge_graph: dict[str, DataFrame],
+    knowledge_graph: dict[str, pa.Table],
 ) -> Iterator[dg.Output]:
     """Full-graph inference with the primary checkpoint, chunked to the memory budget."""
     models = load_model_set(gnn_checkpoint)
     checkpoint = models.primary_checkpoint
     version = gnn_checkpoint.name
     device = pick_device()
-    nodes = knowledge_graph["nodes"].toArrow()
-    kg = kg_from_frames(knowledge_graph)
+    nodes = knowledge_graph["nodes"]
+    kg = kg_arrays(nodes, knowledge_graph["edges"])
 
     def progress(done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
@@ -103,8 +102,7 @@ def entity_embeddings(
         "device": str(device),
         **m.metadata("compute"),
     }
-    frame = spark.session.createDataFrame(table)
-    yield dg.Output(frame, output_name="entity_embeddings", metadata=rounded(common))
+    yield dg.Output(table, output_name="entity_embeddings", metadata=rounded(common))
     matrix = EmbeddingMatrix(vectors, table.drop_columns(["embedding", "model_version"]), meta)
     yield dg.Output(matrix, output_name="embedding_matrix", metadata=rounded(common))
 

@@ -5,14 +5,14 @@ import math
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
-from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
 from resources.metadata import rounded
 from resources.plots import bars, png_markdown
-from resources.spark_lake import LakeResource, SparkResource
+from resources.spark_lake import LakeResource
 from settings import config_field, current
 from training.checkpoint import load_model_set
 from training.device import pick_device
@@ -30,7 +30,7 @@ from training.evaluation import (
     gate_failures,
     load_report,
 )
-from training.kg_arrays import kg_from_frames
+from training.kg_arrays import kg_arrays
 from training.ranking import MAX_QUERIES
 from training.split import EvaluationSplit, SplitParams, make_split
 
@@ -61,20 +61,19 @@ class EvaluationConfig(dg.Config):
 def evaluation_split(
     context: dg.AssetExecutionContext,
     config: SplitConfig,
-    spark: SparkResource,
-    knowledge_graph: dict[str, DataFrame],
-) -> dg.Output[DataFrame]:
+    knowledge_graph: dict[str, pa.Table],
+) -> dg.Output[pa.Table]:
     """Test EELs and inductive entities (with their warm-up EELs), fixed by seed; the
     shards and every model train without them."""
     with Measure() as m:
-        kg = kg_from_frames(knowledge_graph)
+        kg = kg_arrays(knowledge_graph["nodes"], knowledge_graph["edges"])
         split = make_split(kg, SplitParams(**config.model_dump()))
     context.log.info(
         f"Split: {split.test_pairs.shape[1]} test EELs, {len(split.inductive)} inductive "
         f"entities, {split.warmup_pairs.shape[1]} warm-up EELs"
     )
     return dg.Output(
-        spark.session.createDataFrame(split.to_arrow()),
+        split.to_arrow(),
         metadata=rounded(
             {
                 "test_eels": split.test_pairs.shape[1],
@@ -91,14 +90,14 @@ def embedding_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
     gnn_checkpoint: Path,
-    knowledge_graph: dict[str, DataFrame],
-    evaluation_split: DataFrame,
+    knowledge_graph: dict[str, pa.Table],
+    evaluation_split: pa.Table,
 ) -> dg.Output[EvaluationReport]:
     """MAP@10/50/100 and Recall of every trained model and baseline: transductive (and per
     cold-start group), strict cold start, warm-up and rare-concept similarity."""
     models = load_model_set(gnn_checkpoint)
-    split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
-    kg = kg_from_frames(knowledge_graph)
+    split = EvaluationSplit.from_arrow(evaluation_split)
+    kg = kg_arrays(knowledge_graph["nodes"], knowledge_graph["edges"])
     with Measure() as m:
         results = evaluate_models(
             models, kg, split, config.memory_budget_mb, pick_device(), context.log.info,

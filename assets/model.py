@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
-from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
@@ -18,7 +18,7 @@ from settings import config_field
 from training.baselines import EASE_MAX_ENTITIES, ease_fits
 from training.checkpoint import ModelSet
 from training.device import pick_device
-from training.kg_arrays import kg_arrays, kg_from_frames
+from training.kg_arrays import kg_arrays
 from training.model_set import VariantRun, train_model_set, validate_model_set
 from training.shard_store import open_shards
 from training.split import EvaluationSplit, training_view
@@ -139,12 +139,12 @@ def _revision() -> str:
 
 @dg.asset(group_name=GROUP, io_manager_key="folder_io_manager")
 def concept_pretraining(
-    context: dg.AssetExecutionContext, config: TransEConfig, knowledge_graph: dict[str, DataFrame]
+    context: dg.AssetExecutionContext, config: TransEConfig, knowledge_graph: dict[str, pa.Table]
 ) -> dg.Output[TransEResult]:
     """TransE embeddings of concept nodes and relations from the semantic triples."""
     device = pick_device()
     with Measure() as m:
-        kg = kg_from_frames(knowledge_graph)
+        kg = kg_arrays(knowledge_graph["nodes"], knowledge_graph["edges"])
         with Bars(context.log) as bars:
             report = bars.new("TransE", config.epochs)
             result = train_transe(
@@ -179,8 +179,8 @@ def gnn_checkpoint(
     config: TrainConfig,
     hasp_shards: Path,
     concept_pretraining: Path,
-    knowledge_graph: dict[str, DataFrame],
-    evaluation_split: DataFrame,
+    knowledge_graph: dict[str, pa.Table],
+    evaluation_split: pa.Table,
 ) -> dg.Output[ModelSet]:
     """The configured variants, encoders trained by EEL link prediction over the HASP shards.
 
@@ -190,10 +190,10 @@ def gnn_checkpoint(
     shard_set = open_shards(hasp_shards)
     shards = [shard_set.load(k) for k in range(len(shard_set))]
     transe = load_transe(concept_pretraining)
-    id_map = knowledge_graph["nodes"].toArrow()
-    split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
+    id_map = knowledge_graph["nodes"]
+    split = EvaluationSplit.from_arrow(evaluation_split)
     # baselines (ItemCF, DeepWalk's walks) see what the encoders see: no test EELs
-    kg = training_view(kg_arrays(id_map, knowledge_graph["edges"].toArrow()), split)
+    kg = training_view(kg_arrays(id_map, knowledge_graph["edges"]), split)
     shape = EncoderShape(
         config.dim, config.layers, config.heads, config.popularity_prior, config.walk_rank
     )

@@ -1,15 +1,15 @@
 """HASP shards: memory-bounded, semantics-preserving training subgraphs."""
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
-from pyspark.sql import DataFrame
 
 from resources.markdown import markdown_table
 from resources.measure import Measure
 from resources.metadata import rounded
 from settings import config_field
 from training.hasp import HaspParams, MemoryModel, build_hasp
-from training.kg_arrays import kg_from_frames
+from training.kg_arrays import kg_arrays
 from training.shard_store import HaspShards
 from training.split import EvaluationSplit, training_view
 
@@ -34,8 +34,8 @@ class HaspConfig(dg.Config):
 def hasp_shards(
     context: dg.AssetExecutionContext,
     config: HaspConfig,
-    knowledge_graph: dict[str, DataFrame],
-    evaluation_split: DataFrame,
+    knowledge_graph: dict[str, pa.Table],
+    evaluation_split: pa.Table,
 ) -> dg.Output[HaspShards]:
     """METIS partition of the EEL subgraph, EEL-less entities filled in, concepts in every shard.
 
@@ -50,8 +50,8 @@ def hasp_shards(
         seed=config.seed,
     )
     with Measure() as m:
-        split = EvaluationSplit.from_arrow(evaluation_split.toArrow())
-        kg = training_view(kg_from_frames(knowledge_graph), split)
+        split = EvaluationSplit.from_arrow(evaluation_split)
+        kg = training_view(kg_arrays(knowledge_graph["nodes"], knowledge_graph["edges"]), split)
         out = build_hasp(kg, params)
     man = out.manifest
     columns = ["entities", "concept_nodes", "eel_edges", "concept_edges"]

@@ -1,22 +1,27 @@
-"""An IO manager that stores Spark DataFrames as Delta tables in the lake.
+"""An IO manager that stores Spark DataFrames and Arrow tables as Delta tables in the lake.
 
-An asset returns a DataFrame (one table), a ``dict`` of DataFrames (a table set, stored
-as ``<table>/<name>``) or a :class:`TableWrite` (a DataFrame with its write mode). The
+An asset returns a DataFrame or an Arrow table (one table), a ``dict`` of them (a table
+set, stored as ``<table>/<name>``) or a :class:`TableWrite` (one of those with its write
+mode). The
 tables of every output of one step are one unit (:mod:`storage.lake_transaction`):
 each is committed as a Delta version and journaled, and one record after the step's last
 output makes all of them visible together, so a failure anywhere (between two tables, or
 between two outputs of a multi-asset) leaves readers on the last recorded versions.
-Inputs are read at the recorded versions. Output metadata per table: path, Delta version,
+Inputs are read at the recorded versions, by Spark or, for an input annotated
+``pa.Table``, by deltalake. Output metadata per table: path, Delta version,
 rows, schema and the write's seconds and peak memory (Spark is lazy: the write is where
 the stage's work happens).
 """
 
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from resources.measure import Measure
@@ -25,6 +30,7 @@ from spark_jobs import constants as C
 from storage import delta_tables
 from storage.lake_transaction import LakeTables
 
+Table = DataFrame | pa.Table  # Spark's, or Arrow's (written by deltalake)
 CONFIG = "cograph.config"  # commit metadata: the JSON config of the run that wrote a table
 
 
@@ -34,7 +40,7 @@ class TableWrite:
     depends on the run (an append of new rows, or a replacement); ``custom`` goes into
     the commits' metadata (e.g. ``CONFIG``)."""
 
-    df: DataFrame | dict[str, DataFrame]
+    df: Table | dict[str, Table]
     mode: delta_tables.WriteMode
     custom: Mapping[str, str] = field(default_factory=dict)
 
@@ -73,6 +79,18 @@ def table_metadata(
     }
 
 
+def _wants_arrow(context: dg.InputContext) -> bool:
+    hint = context.dagster_type.typing_type
+    return hint is pa.Table or pa.Table in typing.get_args(hint)
+
+
+def _release_caches(frames: Mapping[str, Table]) -> None:
+    """Drop what the Spark session has cached, where the step wrote Spark frames."""
+    spark = next((f.sparkSession for f in frames.values() if isinstance(f, DataFrame)), None)
+    if spark is not None:
+        spark.catalog.clearCache()
+
+
 def lake_tables(lake: LakeResource, spark: SparkResource) -> LakeTables:
     # asks Spark (starting it) only where delta-spark is wanted
     wanted = lake.delta_engine == "delta-spark"
@@ -92,7 +110,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         return "/".join(key.path)
 
     def handle_output(
-        self, context: dg.OutputContext, obj: DataFrame | dict[str, DataFrame] | TableWrite
+        self, context: dg.OutputContext, obj: Table | dict[str, Table] | TableWrite
     ) -> None:
         tables = lake_tables(self.lake, self.spark)
         name = self._name(context.asset_key)
@@ -111,10 +129,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             try:
                 commits, last = self._write(context, tables, name, frames, mode, custom)
             except BaseException:
-                self.spark.session.catalog.clearCache()
+                _release_caches(frames)
                 raise
         if last:
-            self.spark.session.catalog.clearCache()
+            _release_caches(frames)
         metadata: dict[str, Any] = m.metadata("write")
         for sub, commit in commits.items():
             if commit is not None:
@@ -142,7 +160,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         context: dg.OutputContext,
         tables: LakeTables,
         name: str,
-        frames: dict[str, DataFrame],
+        frames: dict[str, Table],
         mode: delta_tables.WriteMode,
         custom: Mapping[str, str],
     ) -> tuple[dict[str, delta_tables.TableCommit | None], bool]:
@@ -186,15 +204,21 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         mine = context.op_def.output_def_named(context.name).io_manager_key
         return all(o.name in done for o in context.op_def.output_defs if o.io_manager_key == mine)
 
-    def load_input(self, context: dg.InputContext) -> DataFrame | dict[str, DataFrame]:
+    def load_input(self, context: dg.InputContext) -> Table | dict[str, Table]:
+        """The asset's table (or table set) at its recorded version: a Spark DataFrame,
+        or an Arrow table read by deltalake where the input is annotated ``pa.Table``
+        (``dict[str, pa.Table]``). Python code that reads a table whole (training, the
+        index) takes the Arrow path: through Spark, the rows would pass through the
+        driver's heap (the 15M edges of a 10^7-interaction graph did not fit in 4g)."""
         tables = lake_tables(self.lake, self.spark)
         name = self._name(context.asset_key)
-        spark, snapshot = self.spark.session, tables.log.snapshot()
+        snapshot = tables.log.snapshot()
+        read = tables.arrow if _wants_arrow(context) else partial(tables.read, self.spark.session)
         if snapshot.version(name) is not None:
-            return tables.read(spark, name)
+            return read(name)
         subtables = sorted(t for t in snapshot.tables if t.startswith(f"{name}/"))
         if subtables:
-            return {t.split("/", 1)[1]: tables.read(spark, t) for t in subtables}
+            return {t.split("/", 1)[1]: read(t) for t in subtables}
         raise FileNotFoundError(
             f"No recorded Delta table for asset {context.asset_key.to_user_string()} under "
             f"{tables.root}; materialize it first."

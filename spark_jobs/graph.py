@@ -89,7 +89,11 @@ def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
     (:mod:`spark_jobs.top_k`); a pair is then kept by comparing it with its two ends'
     bounds, with no window and no further shuffle of the pairs.
     """
-    kept = edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE)
+    # cached: the bounds and the filter both scan it, and a scan of the stored pairs is a
+    # Parquet read and two joins (the caller's write ends its use)
+    kept = (
+        edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE).persist()
+    )
     bounds = blocks.exchange(
         kept, top_k.directed_blocks, top_k.kth_links(params.top_k), top_k.BOUNDS
     )
@@ -112,14 +116,18 @@ def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
 
     by_src, in_src = ranked_by(C.SRC, C.DST)
     by_dst, in_dst = ranked_by(C.DST, C.SRC)
-    top = (
+    # both directions from one scan (a union of the pairs and their mirror would scan twice)
+    ways = F.array(
+        F.struct(F.col(C.SRC).alias(C.SRC), F.col(C.DST).alias(C.DST)),
+        F.struct(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST)),
+    )
+    return (
         kept.join(by_src, F.col(C.SRC) == F.col(f"_{C.SRC}"), "left")
         .join(by_dst, F.col(C.DST) == F.col(f"_{C.DST}"), "left")
         .where(in_src | in_dst)
-        .select(C.SRC, C.DST, F.col(C.SCORE).alias("weight"))
+        .select(F.explode(ways).alias("_way"), F.col(C.SCORE).alias("weight"))
+        .select(f"_way.{C.SRC}", f"_way.{C.DST}", "weight")
     )
-    mirrored = top.select(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST), "weight")
-    return top.unionByName(mirrored)
 
 
 def entity_ids(nodes: DataFrame) -> DataFrame:

@@ -41,7 +41,7 @@ from training.concept_neighbours import (
     sparse_product,
     sparse_rows,
 )
-from training.csr import dense, to_csr
+from training.csr import dense
 from training.kg_arrays import KGArrays
 
 Scores = Callable[[Tensor], Tensor]
@@ -56,23 +56,15 @@ class Signals:
     concepts: Tensor  # (N, C) sparse COO, L2-normalised TF-IDF rows
     log_degree: Tensor  # (N,)
 
-    # the right-hand sides the scores multiply by, in CSR, built once however many scorers
-    # (the baselines, each blend, each comparison) are made from these signals
+    # the transposes the cosines multiply by, built once however many scorers (the
+    # baselines, each blend, each comparison) are made from these signals
     @cached_property
     def eel_t(self) -> Tensor:
-        return to_csr(self.eel.t().coalesce())
+        return self.eel.t().coalesce()
 
     @cached_property
     def concepts_t(self) -> Tensor:
-        return to_csr(self.concepts.t().coalesce())
-
-    @cached_property
-    def eel_csr(self) -> Tensor:
-        return to_csr(self.eel)
-
-    @cached_property
-    def transition_csr(self) -> Tensor:
-        return to_csr(self.transition)
+        return self.concepts.t().coalesce()
 
     @cached_property
     def neighbours(self) -> ConceptNeighbours:
@@ -142,7 +134,7 @@ def blend(s: Signals, a: float, b: float, c: float) -> Scores:
 
 def rp3(s: Signals, beta: float) -> Scores:
     penalty = torch.expm1(s.log_degree).clamp(min=1.0) ** -beta
-    return lambda q: dense(sparse_rows(s.transition, q, s.transition_csr)) * penalty
+    return lambda q: dense(sparse_rows(s.transition, q, s.transition)) * penalty
 
 
 def concept_neighbour_eels(s: Signals) -> Scores:
@@ -152,7 +144,8 @@ def concept_neighbour_eels(s: Signals) -> Scores:
     linked = s.log_degree > 0
 
     def scores(q: Tensor) -> Tensor:
-        return dense(sparse_product(s.neighbours.weights(q, linked), s.eel_csr))
+        # COO times COO (:func:`training.concept_neighbours.sparse_rows` says why)
+        return dense(sparse_product(s.neighbours.weights(q, linked).to_sparse_coo(), s.eel))
 
     return scores
 

@@ -113,7 +113,7 @@ def graph_inputs(
     elif shape.walk_rank:
         walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
     if params.distill_weight:
-        teacher = walk_teacher(s, params.distill_k)
+        teacher = walk_teacher(s, params.distill_k, seed=params.seed)
     return GraphInputs(train_kg, Prepared(id_vectors, walk, teacher), choice)
 
 

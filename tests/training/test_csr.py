@@ -65,4 +65,6 @@ def test_dense_equals_torchs_to_dense_of_a_product():
     assert torch.equal(dense(product), product.to_dense())
     empty = torch.zeros(3, 4).to_sparse_csr()
     assert torch.equal(dense(empty), torch.zeros(3, 4))
-    assert torch.equal(dense(a.to_sparse()), a)  # COO goes through torch's own
+    assert torch.equal(dense(a.to_sparse()), a)
+    coo = torch.sparse.mm(a.to_sparse(), b.to_sparse())  # how the baselines multiply
+    assert torch.equal(dense(coo), coo.to_dense())

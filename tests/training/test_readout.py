@@ -16,7 +16,7 @@ from training.model import ModelConfig, build_model
 from training.shard_graph import shard_graph
 from training.spectral import WALK_NORM, walk_factors
 from training.synthetic_kg import community_kg
-from training.teacher import walk_teacher
+from training.teacher import batches, taught_entities, walk_teacher
 from training.trainer import GraphWide, TrainParams, global_negative_logits, shard_loss
 
 
@@ -30,6 +30,23 @@ def test_teacher_is_the_walks_top_k_distribution():
         top = np.argsort(-walk[i], kind="stable")[:2]
         assert teacher.ids[i].tolist() == top.tolist()
         np.testing.assert_allclose(teacher.probs[i].numpy(), walk[i, top] / walk[i, top].sum())
+
+
+def test_a_sampled_teacher_keeps_the_full_teachers_rows_in_any_batches():
+    s, _ = four_entities()
+    full = walk_teacher(s, k=2)
+    part = walk_teacher(s, k=2, max_rows=2, batch_cells=1, seed=3)  # one row per batch
+    taught = part.probs.sum(1) > 0
+    assert taught.sum() == 2 and (part.ids[~taught] == -1).all()
+    assert torch.equal(part.ids[taught], full.ids[taught])
+    assert torch.equal(part.probs[taught], full.probs[taught])
+    assert torch.equal(taught_entities(s.log_degree, 2, seed=3), taught.nonzero().squeeze(1))
+
+
+def test_batches_are_cut_at_the_budget_or_the_row_cap():
+    cut = [(b.start, b.stop) for b in batches([3, 3, 7, 1, 1, 1], budget=6, max_rows=2)]
+    # 3 + 3 fill the budget; 7 is over it alone; 1 + 1 stop at the row cap
+    assert cut == [(0, 2), (2, 3), (3, 5), (5, 6)]
 
 
 def test_full_rank_walk_factors_are_the_two_step_walk():

@@ -2,15 +2,14 @@
 
 An asset returns a DataFrame or an Arrow table (one table), a ``dict`` of them (a table
 set, stored as ``<table>/<name>``) or a :class:`TableWrite` (one of those with its write
-mode). The
-tables of every output of one step are one unit (:mod:`storage.lake_transaction`):
-each is committed as a Delta version and journaled, and one record after the step's last
-output makes all of them visible together, so a failure anywhere (between two tables, or
-between two outputs of a multi-asset) leaves readers on the last recorded versions.
-Inputs are read at the recorded versions, by Spark or, for an input annotated
-``pa.Table``, by deltalake. Output metadata per table: path, Delta version,
-rows, schema and the write's seconds and peak memory (Spark is lazy: the write is where
-the stage's work happens).
+mode). The tables of every output of one step are one unit
+(:mod:`storage.lake_transaction`): each is committed as a Delta version and journaled, and
+one record after the step's last output makes all of them visible together, so a failure
+anywhere (between two tables, or between two outputs of a multi-asset) leaves readers on
+the last recorded versions. Inputs are read at the recorded versions, by Spark or, for an
+input annotated ``pa.Table``, by deltalake. Output metadata per table: path, Delta
+version, rows, schema and the write's seconds and peak memory (Spark is lazy: the write is
+where the stage's work happens).
 """
 
 import json

@@ -346,7 +346,10 @@ def shard_loss(
     )
     wide.bank[graph.entity_global] = z.detach()
     prior = graph.log_degree * ~pseudo_new  # a new item has no popularity yet
-    loss = OBJECTIVES[params.objective](model, z, pos, prior, params, gen, wide)
+    if pos.shape[1]:
+        loss = OBJECTIVES[params.objective](model, z, pos, prior, params, gen, wide)
+    else:  # a shard the partition left (nearly) no EELs of: its mean over none was NaN
+        loss = z.sum() * 0.0  # (113 shards at 10^7 interactions, 91% of EELs cut)
     if params.align_weight:
         loss = loss + params.align_weight * align_loss(model, graph, z, pseudo_new)
     if params.distill_weight and wide.teacher is not None:

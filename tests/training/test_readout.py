@@ -126,6 +126,10 @@ def test_graph_wide_negatives_reach_entities_outside_the_shard(shards):
     loss = shard_loss(model, graph, params, wide, epoch=0, k=0)
     assert torch.isfinite(loss)
     assert wide.bank[graph.entity_global].abs().sum() > 0 and wide.bank[~inside].abs().sum() == 0
+    # more mini-batches than the shard has EELs: the last has no target, and no NaN
+    many = TrainParams(global_negatives=4, batches_per_shard=graph.train_pairs.shape[1] + 1)
+    empty = shard_loss(model, graph, many, wide, epoch=0, k=0, b=many.batches_per_shard - 1)
+    assert empty.item() == 0.0 and empty.requires_grad
 
 
 def test_queries_without_eels_score_with_the_new_item_prior(shards):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.csr import EdgeLayout, aggregate, dense, edge_dot
+from training.csr import EdgeLayout, aggregate, edge_dot
 
 
 @pytest.fixture
@@ -54,17 +54,3 @@ def test_no_edges():
     assert torch.equal(out, torch.zeros(4, 3))
     out.sum().backward()
     assert torch.equal(a.grad, torch.zeros(4, 3))
-
-
-def test_dense_equals_torchs_to_dense_of_a_product():
-    g = torch.Generator().manual_seed(0)
-    a = (torch.rand(30, 50, generator=g) < 0.1).float() * torch.rand(30, 50, generator=g)
-    b = (torch.rand(50, 40, generator=g) < 0.1).float() * torch.rand(50, 40, generator=g)
-    product = torch.sparse.mm(a.to_sparse_csr(), b.to_sparse_csr())  # CSR, a cell at most once
-    assert product.layout == torch.sparse_csr
-    assert torch.equal(dense(product), product.to_dense())
-    empty = torch.zeros(3, 4).to_sparse_csr()
-    assert torch.equal(dense(empty), torch.zeros(3, 4))
-    assert torch.equal(dense(a.to_sparse()), a)
-    coo = torch.sparse.mm(a.to_sparse(), b.to_sparse())  # how the baselines multiply
-    assert torch.equal(dense(coo), coo.to_dense())

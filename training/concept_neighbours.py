@@ -35,6 +35,9 @@ from training.kg_arrays import KGArrays
 NEIGHBOURS = 200
 BATCH = 256  # rows of the dense (batch, N) cosine matrix held at once
 ROUNDING = 6  # decimals of a cosine kept when choosing neighbours
+# candidates a neighbour is looked for among: every entity with EELs of the lakes in
+# docs/quality.md, a seeded sample of them above that (cost: queries x pool)
+MAX_CANDIDATES = 20_000
 
 
 def concept_matrix(kg: KGArrays) -> Tensor:
@@ -77,34 +80,37 @@ def sparse_rows(matrix: Tensor, q: Tensor, right: Tensor) -> Tensor:
 
 
 def top_neighbours(
-    concepts: Tensor, concepts_csr: Tensor, q: Tensor, candidates: Tensor, k: int = NEIGHBOURS
+    concepts: Tensor, pool_csr: Tensor, q: Tensor, pool: Tensor, k: int = NEIGHBOURS
 ) -> tuple[Tensor, Tensor]:
-    """``(|q|, min(k, N))`` each: the columns (ascending) and weights ``s_qk`` of the
-    module docstring, each row's weights summing to one, or to zero for an entity with no
-    concept shared with any candidate. ``concepts_csr`` is ``concepts`` in CSR layout,
-    built once by the caller (its product with the queries' dense rows took half the time
-    of the sparse-sparse one); ``candidates`` ``(N,)`` bool."""
-    n = concepts.shape[0]
-    cos = sparse_product(concepts_csr, concepts.index_select(0, q).to_dense().t()).t()
+    """``(|q|, min(k, P))`` each: the columns (ascending) and weights ``s_qk`` of the
+    module docstring among the ``pool`` ``(P,)`` of candidates (ascending ids), each row's
+    weights summing to one, or to zero for an entity with no concept shared with any of
+    them. ``pool_csr`` is the pool's rows of ``concepts`` in CSR layout, built once by the
+    caller (its product with the queries' dense rows took half the time of the
+    sparse-sparse one)."""
+    size = len(pool)
+    cos = sparse_product(pool_csr, concepts.index_select(0, q).to_dense().t()).t()
     # keys in float64 (one pass each, in place): cosines rounded to ROUNDING decimals as an
     # integer count of steps, so that entities with the same concepts get the same
     # neighbours (float noise in the products would otherwise pick among tied candidates
-    # differently); times N plus N - 1 - column, so that ties go to the lower column, the
-    # same way for every row. Exact below 2^53 (10^6 steps x N). Rounded, masked and
-    # offset out of place, this took 2.5x as long as the topk that follows.
+    # differently); times P plus P - 1 - position, so that ties go to the lower column
+    # (the pool is ascending), the same way for every row. Exact below 2^53 (10^6 steps x
+    # P). Rounded and offset out of place, this took 2.5x as long as the topk that follows.
     scale = 10.0**ROUNDING
-    key = cos.to(torch.float64).mul_(candidates.to(torch.float64) * scale).round_()
-    key[torch.arange(len(q)), q] = 0.0  # never an entity's own neighbour
-    key = torch.add(torch.arange(n - 1, -1, -1, dtype=key.dtype), key, alpha=n, out=key)
-    top = torch.topk(key, min(k, n), dim=1).indices
+    key = cos.to(torch.float64).mul_(scale).round_()
+    at = torch.searchsorted(pool, q).clamp(max=max(size - 1, 0))
+    own = (pool[at] == q).nonzero().flatten() if size else at[:0]
+    key[own, at[own]] = 0.0  # never an entity's own neighbour
+    key = torch.add(torch.arange(size - 1, -1, -1, dtype=key.dtype), key, alpha=size, out=key)
+    top = torch.topk(key, min(k, size), dim=1).indices
     top = top.sort(dim=1).values  # CSR keeps each row's columns in order
-    values = torch.div(key.gather(1, top), n, rounding_mode="floor") / scale
-    return top, (values / values.sum(1, keepdim=True).clamp(min=1e-12)).float()
+    values = torch.div(key.gather(1, top), size, rounding_mode="floor") / scale
+    return pool[top], (values / values.sum(1, keepdim=True).clamp(min=1e-12)).float()
 
 
 def as_csr(columns: Tensor, values: Tensor, n: int) -> Tensor:
     """``(rows, n)`` sparse CSR of ``(rows, k)`` columns and values per row."""
-    crow = torch.arange(0, columns.numel() + 1, max(columns.shape[1], 1))
+    crow = torch.arange(len(columns) + 1) * columns.shape[1]
     return torch.sparse_csr_tensor(
         crow, columns.flatten(), values.flatten(), (len(columns), n), check_invariants=False
     )
@@ -117,26 +123,61 @@ class ConceptNeighbours:
     neighbours a new item has, and with what weights, does not depend on the encoder:
     finding them (a cosine row against every entity) took 46% of validation at 40,000
     entities when each encoder and readout found them again. The weights of each
-    candidate set asked for are kept, sparse (:data:`NEIGHBOURS` per row)."""
+    candidate set asked for are kept, sparse (:data:`NEIGHBOURS` per row).
 
-    def __init__(self, concepts: Tensor, k: int = NEIGHBOURS) -> None:
+    Neighbours are looked for in a pool of at most ``max_candidates`` candidates: all of
+    them, or a seeded sample (the same entities for every candidate set that holds them).
+    Every entity without walk factors asks, so against every candidate the work grew with
+    the square of the catalogue: at 400,000 entities (123,201 of them without EELs)
+    validation spent over 10 minutes there."""
+
+    def __init__(
+        self,
+        concepts: Tensor,
+        k: int = NEIGHBOURS,
+        max_candidates: int = MAX_CANDIDATES,
+        seed: int = 0,
+    ) -> None:
         self.concepts = concepts
         self.k = k
+        self.max_candidates = max_candidates
+        self.seed = seed
         self._found: dict[bytes, Tensor] = {}  # candidates' digest -> weights of the others
 
     @cached_property
     def csr(self) -> Tensor:
         return to_csr(self.concepts)
 
+    @cached_property
+    def _draw(self) -> Tensor:
+        """Each entity's place in one seeded order: a pool is the candidates first in it."""
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.randperm(self.concepts.shape[0], generator=gen)
+
+    def pool(self, candidates: Tensor) -> Tensor:
+        """The candidates neighbours are looked for among (ascending ids): all of them, or
+        the ``max_candidates`` first in the seeded order."""
+        ids = candidates.nonzero().flatten()
+        if len(ids) <= self.max_candidates:
+            return ids
+        first = self._draw[ids].topk(self.max_candidates, largest=False).indices
+        return ids[first.sort().values]
+
     def weights(self, q: Tensor, candidates: Tensor) -> Tensor:
-        """``(|q|, N)`` sparse CSR: :func:`top_neighbours` of entities ``q`` among
-        ``candidates`` ``(N,)`` bool, as a matrix."""
+        """``(|q|, N)`` sparse CSR: :func:`top_neighbours` of entities ``q`` among the
+        :meth:`pool` of ``candidates`` ``(N,)`` bool, as a matrix."""
+        pool = self.pool(candidates.cpu())
+        n = self.concepts.shape[0]
+        if len(pool) == n:
+            rows = self.csr
+        else:
+            rows = to_csr(self.concepts.index_select(0, pool).coalesce())
         parts = [
-            top_neighbours(self.concepts, self.csr, q[start : start + BATCH], candidates, self.k)
+            top_neighbours(self.concepts, rows, q[start : start + BATCH], pool, self.k)
             for start in range(0, len(q), BATCH)
         ]
         columns, values = (torch.cat(p) for p in zip(*parts, strict=True))
-        return as_csr(columns, values, self.concepts.shape[0])
+        return as_csr(columns, values, n)
 
     def walk(self, walk: Tensor, has: Tensor) -> Tensor:
         """``(N, r)``: for each entity without walk factors of its own (``has`` False), the

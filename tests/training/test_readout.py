@@ -204,3 +204,38 @@ def test_neighbour_walk_is_the_concept_neighbours_weighted_mean(monkeypatch):
     has[3] = False  # other candidates: found anew, for the entities without walk factors
     neighbours.walk(walk, has)
     assert [q.tolist() for q in found] == [[0, 3, 4]]
+
+
+def test_neighbours_are_looked_for_in_a_pool_of_at_most_max_candidates():
+    """Above the cap, a seeded sample of the candidates: the same entities for every
+    candidate set that holds them, and the neighbours the pool alone would give."""
+    gen = torch.Generator().manual_seed(0)
+    n, concepts = 60, 6
+    rows = torch.arange(n).repeat_interleave(2)
+    cols = torch.randint(0, concepts, (2 * n,), generator=gen)
+    kg = KGArrays(
+        num_nodes={ENTITY: n, "tag": concepts},
+        eel=np.empty((2, 0), dtype=np.int64),
+        eel_weight=np.empty(0, dtype=np.float32),
+        concept_edges={("tag", "tag"): torch.stack([rows, cols]).numpy()},
+    )
+    matrix = concept_matrix(kg)
+    candidates = torch.arange(n) % 3 != 0  # 40 candidates
+    capped = ConceptNeighbours(matrix, k=5, max_candidates=10)
+    pool = capped.pool(candidates)
+    assert len(pool) == 10 and bool(candidates[pool].all())
+    assert torch.equal(pool, pool.sort().values)
+    assert torch.equal(pool, ConceptNeighbours(matrix, k=5, max_candidates=10).pool(candidates))
+    fewer = candidates.clone()
+    fewer[pool[:3]] = False  # a candidate set without some of the pool: the rest stay in
+    assert bool(torch.isin(pool[3:], capped.pool(fewer)).all())
+    # below the cap: every candidate
+    everyone = ConceptNeighbours(matrix, max_candidates=40).pool(candidates)
+    assert torch.equal(everyone, candidates.nonzero().flatten())
+    q = torch.arange(n)
+    got = capped.weights(q, candidates).to_dense()
+    only_pool = torch.zeros(n, dtype=torch.bool)
+    only_pool[pool] = True
+    expected = ConceptNeighbours(matrix, k=5, max_candidates=n).weights(q, only_pool).to_dense()
+    assert torch.equal(got, expected) and bool((got[:, ~only_pool] == 0).all())
+    assert bool((got.sum(1) > 0).any()) and got.diagonal().eq(0).all()

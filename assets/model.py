@@ -65,6 +65,7 @@ class TrainConfig(dg.Config):
     layers: int = Field(2, description="Message-passing layers.")
     heads: int = Field(1, description="Attention heads per layer.")
     epochs: int = config_field("train_epochs")
+    max_seconds: float = config_field("train_max_seconds")
     lr: float = Field(0.01, description="Adam learning rate.")
     weight_decay: float = Field(0.0, description="Adam weight decay.")
     objective: Literal["bce", "sampled_softmax"] = Field(
@@ -224,7 +225,16 @@ def gnn_checkpoint(
         xlabel="epoch",
     )
     table = markdown_table(
-        ["model", "best val AUC", "best epoch", "epochs", "seconds", "peak RSS MiB", "prior w"],
+        [
+            "model",
+            "best val AUC",
+            "best epoch",
+            "epochs",
+            "stopped",
+            "seconds",
+            "peak RSS MiB",
+            "prior w",
+        ],
         [_summary_row(r) for r in run.runs],
     )
     primary = models.primary_checkpoint.result
@@ -280,12 +290,13 @@ def gnn_checkpoint(
 def _summary_row(r: VariantRun) -> tuple[object, ...]:
     cost = (f"{r.seconds:.1f}", f"{r.peak_rss_mb:.0f}")
     if r.best_val_auc is None:  # an embedding table: no validation curve, no prior
-        return (r.name, "–", "–", "–", *cost, "–")
+        return (r.name, "–", "–", "–", "–", *cost, "–")
     return (
         r.name,
         f"{r.best_val_auc:.4f}",
         r.best_epoch,
         r.epochs,
+        r.stopped,
         *cost,
         f"{r.learned_prior:.3f}",
     )

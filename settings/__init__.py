@@ -190,6 +190,12 @@ class Settings:
         300.0, "TransE's time budget (0: none); it also stops when its loss flattens.", _at_least(0)
     )
     train_epochs: int = setting(30, "Most GNN training epochs per shard.", _at_least(1))
+    train_max_seconds: float = setting(
+        600.0,
+        "Each encoder's training time budget (0: none): no epoch starts that would end past "
+        "it; patience on validation stops it too.",
+        _at_least(0),
+    )
     inference_memory_budget_mb: int = setting(
         256, "Memory for full-graph inference and ranking chunks.", _at_least(1)
     )

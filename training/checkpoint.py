@@ -49,6 +49,7 @@ class Checkpoint:
             "best_val_map": self.result.best_val_map,
             "curve": self.result.curve,
             "shard_peak_bytes": self.result.shard_peak_bytes,
+            "stopped": self.result.stopped,
             "lineage": self.lineage,
         }
         pq.write_table(self.id_map, folder / ID_MAP)
@@ -76,6 +77,7 @@ def load_checkpoint(folder: Path) -> Checkpoint:
         meta["best_val_auc"],
         meta["best_val_map"],
         meta["curve"],
+        stopped=meta.get("stopped", "epochs"),  # checkpoints before the time budget
     )
     return Checkpoint(
         config,

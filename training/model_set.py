@@ -51,6 +51,7 @@ class VariantRun:
     epochs: int | None = None
     learned_prior: float | None = None
     val_auc: list[float] = field(default_factory=list)
+    stopped: str | None = None  # why training ended: epochs, patience or time budget
 
 
 @dataclass
@@ -83,7 +84,8 @@ def train_model_set(
     runs, priors = [], {}
     with measure() as m:  # once: the variants share them
         inputs = graph_inputs(shards, transe, kg, shape, params)
-    log(f"Graph-wide inputs (held-out EELs, walk factors, teacher) in {m.seconds:.1f} s")
+    parts = ", ".join(f"{part} {s:.1f} s" for part, s in inputs.seconds.items())
+    log(f"Graph-wide inputs in {m.seconds:.1f} s ({parts})")
     if inputs.walk is not None:
         tried = ", ".join(f"{r}: {v:.4f}" for r, v in inputs.walk.validation_map.items())
         log(f"Walk rank {inputs.walk.rank} (validation MAP@10 of the walk alone: {tried})")
@@ -125,6 +127,7 @@ def train_model_set(
                 len(result.curve),
                 float(result.state_dict["popularity_weight"]),
                 [p["val_auc"] for p in result.curve],
+                result.stopped,
             )
         )
         if isinstance(model := out.model(), SemanticGNN):

@@ -5,8 +5,9 @@ concept features of the same shape and scale."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import torch
@@ -86,6 +87,7 @@ class GraphInputs:
     train_kg: KGArrays
     prepared: Prepared
     walk: RankChoice | None = None  # the walk factors' rank, where it was chosen here
+    seconds: dict[str, float] = field(default_factory=dict)  # each part's time
 
 
 def graph_inputs(
@@ -95,6 +97,14 @@ def graph_inputs(
     shape: EncoderShape,
     params: TrainParams,
 ) -> GraphInputs:
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(part: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[part], clock = now - clock, now
+
     relations = [EEL, *transe.relations]
     # neither walks nor spectral vectors may see the EELs the encoders hold out
     held = held_out_pairs(
@@ -103,18 +113,23 @@ def graph_inputs(
     # all training EELs, cut ones included: a graph-wide view no single shard has
     train_kg = kg.without_eels(held.numpy())
     train_eels = torch.from_numpy(train_kg.eel)
+    lap("held-out EELs")
     id_vectors = walk = teacher = choice = None
     if params.id_init == "spectral":
         id_vectors = spectral_embedding(train_eels, kg.num_entities, shape.dim, params.seed)
+        lap("spectral start")
     s = signals(kg, held) if params.distill_weight or shape.walk_rank == AUTO else None
     weights = torch.from_numpy(train_kg.eel_weight)
     if shape.walk_rank == AUTO:
         walk, choice = choose_walk_rank(train_eels, weights, held, s, params.seed)
     elif shape.walk_rank:
         walk = walk_factors(train_eels, weights, kg.num_entities, shape.walk_rank, params.seed)
+    if shape.walk_rank:
+        lap("walk factors")
     if params.distill_weight:
         teacher = walk_teacher(s, params.distill_k, seed=params.seed)
-    return GraphInputs(train_kg, Prepared(id_vectors, walk, teacher), choice)
+        lap("teacher")
+    return GraphInputs(train_kg, Prepared(id_vectors, walk, teacher), choice, seconds)
 
 
 def train_variant(

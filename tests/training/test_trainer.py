@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from tests.spark_cluster import free_port
+from training import trainer
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
 from training.device import pick_device
 from training.distributed import Job, train_distributed
@@ -126,6 +129,24 @@ def test_clipped_steps_are_counted_and_change_the_update(setup):
     assert not torch.equal(runs[1e-6].state_dict[weight], runs[0.0].state_dict[weight])
 
 
+def test_no_epoch_starts_that_would_end_past_the_time_budget(setup, monkeypatch):
+    """A clock that ticks one second per reading: the first epoch reads it at its start,
+    before validation and after it (ends at 3 s, took 2 s), so a 4.5 s budget stops before
+    a second epoch that would end near 5 s, while 5.5 s lets it run."""
+    graphs, config = setup
+    runs = {}
+    for budget in (4.5, 5.5, 0.0):
+        clock = SimpleNamespace(perf_counter=itertools.count().__next__)
+        monkeypatch.setattr(trainer, "time", clock)
+        params = TrainParams(epochs=3, patience=10, max_seconds=budget)
+        runs[budget] = train(graphs, config, params, CPU)
+    assert (len(runs[4.5].curve), runs[4.5].stopped) == (1, "time budget")
+    assert (len(runs[5.5].curve), runs[5.5].stopped) == (2, "time budget")
+    assert (len(runs[0.0].curve), runs[0.0].stopped) == (3, "epochs")  # 0: no budget
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainParams(max_seconds=-1)
+
+
 @pytest.mark.parametrize("kind", ["gcn", "gat", "sage"])
 def test_relational_baselines_train(setup, kind):
     graphs, config = setup
@@ -195,6 +216,7 @@ def test_checkpoint_reproduces_embeddings(setup, transe, tmp_path):
     ckpt.save(tmp_path)
     again = load_checkpoint(tmp_path)
     assert again.config == config and again.lineage == {"revision": "t"}
+    assert again.result.stopped == result.stopped == "epochs"
     assert again.id_map.equals(id_map)
     with pytest.raises(ValueError, match="Primary model 'deepwalk' must be a trained encoder"):
         ModelSet({"semantic": ckpt}, "deepwalk")

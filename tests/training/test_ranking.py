@@ -149,9 +149,12 @@ def test_grid_top_k_ranks_as_every_column_does(pool):
 def test_rank_rows_is_exact_on_ties():
     s = torch.tensor([[1.0, 5.0, 5.0, 5.0, 0.0], [3.0, 2.0, 1.0, 0.0, 4.0]])
     assert rank_rows(s, 2).tolist() == [[1, 2], [4, 0]]
-    random = torch.randint(0, 4, (50, 200)).float()  # many ties
-    expected = torch.argsort(random, dim=1, descending=True, stable=True)[:, :7]
-    assert torch.equal(rank_rows(random, 7), expected)
+    random = torch.randint(0, 4, (150, 200)).float()  # many ties
+    random[::3, ::5] = -torch.inf  # excluded cells tie too
+    random[1::3] = torch.rand(50, 200)  # and rows without a tie beside them
+    for k in (1, 7, 60, 199, 200):
+        expected = torch.argsort(random, dim=1, descending=True, stable=True)[:, :k]
+        assert torch.equal(rank_rows(random, k), expected), k
 
 
 def test_a_deeper_ranking_begins_with_the_shallower_one():

@@ -127,8 +127,18 @@ def concepts(s: Signals) -> Scores:
 
 
 def blend(s: Signals, a: float, b: float, c: float) -> Scores:
-    cf, cos = itemcf(s), concepts(s)
-    return lambda q: a * cf(q) + b * cos(q) + c * s.log_degree
+    """``a · itemcf + b · concepts + c · log(1 + deg)``; a part weighted zero is not
+    computed (``popularity+concepts`` is ``a = 0``: its ItemCF product, the costly part,
+    was computed to be multiplied by zero)."""
+    parts = [(w, f) for w, f in ((a, itemcf(s)), (b, concepts(s))) if w]
+
+    def scores(q: Tensor) -> Tensor:
+        if not parts:
+            return (c * s.log_degree).expand(len(q), -1)
+        terms = [w * f(q) for w, f in parts]
+        return sum(terms[1:], terms[0]) + c * s.log_degree
+
+    return scores
 
 
 def rp3(s: Signals, beta: float) -> Scores:

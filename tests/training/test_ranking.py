@@ -99,6 +99,10 @@ def test_baselines_by_hand(kg):
     assert cos[3].item() == pytest.approx(1.0)
     mixed = blend(s, 1.0, 0.5, 0.1)(q)
     assert torch.allclose(mixed, itemcf(s)(q) + 0.5 * concepts(s)(q) + 0.1 * s.log_degree)
+    # a part weighted zero is left out, to the same values as multiplying it by zero
+    for a, b, c in ((0.0, 0.5, 0.1), (1.0, 0.0, 0.0), (0.0, 0.0, 0.3)):
+        full = a * itemcf(s)(q) + b * concepts(s)(q) + c * s.log_degree
+        assert torch.equal(blend(s, a, b, c)(q), full), (a, b, c)
 
 
 def test_without_eels(kg):

@@ -105,9 +105,9 @@ def test_coengagement_smoke(tmp_path, spark):
 
 def test_inference_smoke(tmp_path):
     doc = tmp_path / "benchmarks.md"
-    rows = inference.main(["--synthetic", "500", "--budgets", "1", "64", "--doc", str(doc)])
-    assert int(rows[1][1]) > 1  # the small budget really chunks
-    assert [r[0] for r in rows] == ["one pass (unchunked)", "1 MiB", "64 MiB"]
+    rows = inference.main(["--synthetic", "500", "--budgets", "0.05", "64", "--doc", str(doc)])
+    assert int(rows[1][1]) > 1  # the small budget really chunks (the node states come on top)
+    assert [r[0] for r in rows] == ["one pass (unchunked)", "0.05 MiB", "64 MiB"]
     assert all(float(r[-1]) < 1e-5 for r in rows[1:])  # chunked equals one pass
 
 

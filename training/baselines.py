@@ -142,8 +142,13 @@ def blend(s: Signals, a: float, b: float, c: float) -> Scores:
 
 
 def rp3(s: Signals, beta: float) -> Scores:
+    def walk(q: Tensor) -> Tensor:
+        return sparse_rows(s.transition, q, s.transition).to_dense()
+
+    if not beta:  # a penalty of ones: a full pass over every score for nothing (the teacher)
+        return walk
     penalty = torch.expm1(s.log_degree).clamp(min=1.0) ** -beta
-    return lambda q: sparse_rows(s.transition, q, s.transition).to_dense() * penalty
+    return lambda q: walk(q) * penalty
 
 
 def concept_neighbour_eels(s: Signals) -> Scores:

@@ -48,6 +48,12 @@ def test_rp3_is_a_two_step_walk_over_popularity():
     expected = (p @ p) / degree[None, :] ** 0.5
     got = rp3(s, 0.5)(torch.arange(4)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-6)
+    # β = 0 (the teacher's): the walk alone, exactly what a penalty of ones gives
+    q = torch.arange(4)
+    walk = rp3(s, 0.0)(q)
+    np.testing.assert_allclose(walk.numpy(), p @ p, atol=1e-6)
+    ones = torch.expm1(s.log_degree).clamp(min=1.0) ** -0.0
+    assert torch.equal(walk, walk * ones)
 
 
 def test_concept_knn_averages_the_concept_neighbours_eel_rows():

@@ -101,7 +101,8 @@ def ann_index(
         "model_version": bundle.meta["model_version"],
         "index_kind": bundle.index.params.kind,  # "flat" where HNSW missed the target
         "entities": len(bundle.index),
-        "distinct_vectors": bundle.index.index.ntotal,
+        "distinct_vectors": len(bundle.index.members),
+        "norm_parts": len(bundle.index.parts),  # faiss indexes, one per norm range
         "recall_at_10": tuning.recall_at_10,
         # what ef_search was chosen by: the target reached with 95% confidence over queries
         "recall_at_10_lower_bound": tuning.recall_at_10_low,

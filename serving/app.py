@@ -216,7 +216,7 @@ class Served:
 def neural_searcher(
     bundle: IndexBundle, metric: NeuralMetric | None
 ) -> tuple[NeuralSearcher | None, str]:
-    """The neural search over ``bundle``'s graph, or None and why (the 409's detail): a
+    """The neural search over ``bundle``'s rows, or None and why (the 409's detail): a
     relevance model fits only the embeddings it was trained on."""
     if metric is None:
         return None, NO_METRIC
@@ -227,7 +227,9 @@ def neural_searcher(
             f"{metric.embedding_version!r}, the index serves {served!r}: run neural_refresh "
             "(make demo-neural) for the served embeddings"
         )
-    return NeuralSearcher(bundle.index, bundle.vectors, metric), ""
+    searcher = NeuralSearcher(bundle.index, bundle.vectors, metric)
+    _ = searcher.graph  # built with the bundle's load, not inside the first request
+    return searcher, ""
 
 
 NO_METRIC = (

@@ -6,7 +6,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -166,7 +165,7 @@ def compare_variants(
                 "ef_search": done.tuning.ef_search if kind == "hnsw" else 0,
                 "recall_at_10": done.tuning.recall_at_10,
                 "queries_per_second": done.tuning.queries_per_second,
-                "bytes": int(faiss.serialize_index(done.index.index).nbytes),
+                "bytes": done.index.nbytes(),
             }
         )
     return rows, kept

@@ -6,13 +6,21 @@ The served score is the model's own, ``h_iᵀh_j + w_i·log(1 + deg_j)``: an ite
 ranks by exactly the score the evaluation measured; the query's weight ``w_i`` is free to
 differ per query (the model's own for new items, or the caller's).
 
-Maximum inner product is not a metric, and HNSW navigates it poorly (on MovieLens
-embeddings recall@10 stalled at 0.84 with ef 1024). The standard reduction (Bachrach et al.
-2014) turns it into nearest-neighbour search: an item ``x`` is stored as ``[x, √(M² − ‖x‖²)]``
-and a query ``q`` as ``[q, 0]``, so ``‖q' − x'‖² = ‖q‖² + M² − 2 qᵀx`` and the L2 order is
-the inner-product order; scores are converted back. ``M`` is the largest item norm at build
-time times a headroom, so that updated vectors usually still fit (one that does not is
-clamped, and ``overflow`` counts it: time to rebuild).
+Maximum inner product is not a metric, and HNSW navigates it poorly (on the MovieLens
+walk readout, raw inner-product HNSW stalls at recall@10 0.92 with ef 1024). The standard
+reduction (Bachrach et al. 2014) turns it into nearest-neighbour search: an item ``x`` is
+stored as ``[x, √(M² − ‖x‖²)]`` and a query ``q`` as ``[c·q, 0]``, so
+``‖q' − x'‖² = c²‖q‖² + M² − 2c·qᵀx`` and the L2 order is the inner-product order; scores
+are converted back. One ``M`` for every item fails when norms spread (hubs of the walk
+factors): items far below ``M`` sit together near the pole ``[0, M]``, where HNSW cannot
+tell them apart, and in float32 ``M²`` swamps their inner products (at 400,000 items with
+norms from 0.01 to 245, recall@10 0.06 at ef 1024). So the index is norm-ranged (Yan et al.
+2018): an item of norm in ``(M/2^(j+1), M/2^j]`` goes to part ``j``, which holds its own
+HNSW graph over the reduction with ``M_j = M/2^j``, and each query is scaled to ``‖c·q‖ =
+M_j`` for it. Parts are searched from the longest norms down, and a query stops once its
+k-th score reaches ``‖q‖·M_j``, the most any item of the next part can score. ``M`` is the
+largest item norm at build time times a headroom, so that updated vectors usually still
+fit (one that does not is clamped, and ``overflow`` counts it: time to rebuild).
 
 Incremental updates: faiss HNSW cannot delete, so a changed vector is added again under a
 new internal row and its old row is masked at search time (``IDSelectorNot``); a new item
@@ -31,7 +39,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-INDEX, MEMBERS, META = "index.faiss", "members.npz", "index.json"
+MEMBERS, META = "members.npz", "index.json"
+PART = "index-{level}.faiss"  # one file per norm level
+LEGACY_INDEX = "index.faiss"  # the one part of an index saved before norm ranges
 QUANTIZERS = {
     "none": None,
     "sq8": faiss.ScalarQuantizer.QT_8bit,
@@ -74,6 +84,9 @@ def query_vectors(vectors: np.ndarray, weight: float | np.ndarray) -> np.ndarray
 
 
 NORM_HEADROOM = 1.25
+# norm levels: part j holds norms in (M/2^(j+1), M/2^j]; below M/2^MAX_LEVEL (zero vectors
+# among them) the last part holds them all, as their scores are too small to rank anyway
+MAX_LEVEL = 30
 # rows upserted since the build that every query also scores exactly (577 floats each: 12
 # MFLOP a query at the cap); past it, HNSW alone answers until the nightly rebuild
 FRESH_EXACT_MAX = 20_000
@@ -90,33 +103,40 @@ def vector_digest(vector: np.ndarray) -> bytes:
     return hashlib.sha1(rounded.tobytes()).digest()
 
 
-def to_l2_items(items: np.ndarray, max_norm: float) -> tuple[np.ndarray, int]:
-    """``[x, √(M² − ‖x‖²)]`` per row, and how many rows exceeded ``M`` (clamped)."""
-    sq = np.einsum("ij,ij->i", items, items)
-    extra = max_norm**2 - sq
-    return (
-        np.ascontiguousarray(np.column_stack([items, np.sqrt(np.maximum(extra, 0))]), np.float32),
-        int((extra < 0).sum()),
-    )
+def norm_levels(norms: np.ndarray, max_norm: float) -> np.ndarray:
+    """Each norm's part: ``j`` with ``max_norm/2^(j+1) < norm ≤ max_norm/2^j`` (0 above
+    ``max_norm``, :data:`MAX_LEVEL` at most)."""
+    with np.errstate(divide="ignore"):
+        ratio = np.log2(max_norm / np.asarray(norms, dtype=np.float64))
+    return np.clip(np.floor(np.nan_to_num(ratio, posinf=MAX_LEVEL)), 0, MAX_LEVEL).astype(np.int64)
+
+
+def to_l2_items(items: np.ndarray, max_norm: float) -> np.ndarray:
+    """``[x, √(M² − ‖x‖²)]`` per row (a row longer than ``M`` is clamped to ``[x, 0]``)."""
+    extra = max_norm**2 - np.einsum("ij,ij->i", items, items)
+    return np.ascontiguousarray(np.column_stack([items, np.sqrt(np.maximum(extra, 0))]), np.float32)
 
 
 @dataclass
 class VectorIndex:
-    """Unique vectors in a faiss index; each row stands for the entities that share it.
+    """Unique vectors in norm-ranged faiss indexes; each row stands for the entities that
+    share it.
 
     Many new items share a vector (same concepts, no interactions: on MovieLens 9,742
     vectors hold 5,162 distinct ones, one of them 595 times), and exact duplicates wreck
     HNSW's graph (neighbour lists fill with zero-distance copies). So each distinct vector
     is one row; ``members[row]`` lists its entities in id order, which is also how ties
     are broken. ``entity_row[e]`` is entity ``e``'s current row (``-1``: none); a row none of
-    whose members is current any more is masked at search time.
+    whose members is current any more is masked at search time. Row ``r`` lives in part
+    ``row_level[r]``, at its rank among that part's rows.
     """
 
-    index: faiss.Index
+    parts: dict[int, faiss.Index]  # norm level -> the index of its rows
+    row_level: np.ndarray  # row -> norm level (int64)
     members: list[np.ndarray]  # row -> int64 entity ids (sorted)
     digests: list[bytes]  # row -> hash of its item vector, to find an identical one
     params: IndexParams
-    max_norm: float  # M of the inner-product -> L2 reduction
+    max_norm: float  # M of level 0; level j's is max_norm / 2^j
     ef_search: int = 64
     deleted: set[int] = field(default_factory=set)  # rows with no current member
     overflow: int = 0  # vectors added with a norm above max_norm (clamped)
@@ -124,10 +144,11 @@ class VectorIndex:
     built_rows: int = -1  # rows HNSW's graph was built with (-1: all it holds now)
     _solo_cache: np.ndarray | None = field(default=None, init=False, repr=False)
     _fresh_cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _part_cache: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.built_rows < 0:
-            self.built_rows = int(self.index.ntotal)
+            self.built_rows = len(self.members)
         top = max((int(m.max()) for m in self.members if len(m)), default=-1)
         self.entity_row = np.full(top + 1, -1, dtype=np.int64)
         for row, ids in enumerate(self.members):
@@ -137,7 +158,7 @@ class VectorIndex:
     @property
     def dim(self) -> int:
         """The query dimension (the index holds one more)."""
-        return self.index.d - 1
+        return next(iter(self.parts.values())).d - 1
 
     def __len__(self) -> int:
         """Entities searchable now."""
@@ -146,24 +167,54 @@ class VectorIndex:
     def contains(self, entity_id: int) -> bool:
         return 0 <= entity_id < len(self.entity_row) and self.entity_row[entity_id] >= 0
 
-    def _selector(self) -> faiss.IDSelector | None:
-        """Masks the replaced rows; cached, and its parts kept referenced (faiss holds raw
-        pointers to them)."""
-        if not self.deleted:
-            return None
-        cached = getattr(self, "_cached_selector", None)
-        if cached is None or cached[0] != len(self.deleted):
-            rows = np.fromiter(self.deleted, dtype=np.int64)
-            batch = faiss.IDSelectorBatch(rows)
-            cached = (len(self.deleted), rows, batch, faiss.IDSelectorNot(batch))
-            self._cached_selector = cached
-        return cached[3]
+    def part_norm(self, level: int) -> float:
+        """``M_j``: the reduction's ``M`` in part ``level`` (the most norm its rows have)."""
+        return self.max_norm / 2.0**level
 
-    def _search_params(self, ef: int | None) -> faiss.SearchParameters | None:
-        sel = self._selector()
+    def nbytes(self) -> int:
+        """Bytes of the serialized parts."""
+        return sum(int(faiss.serialize_index(p).nbytes) for p in self.parts.values())
+
+    def _part_rows(self) -> dict[int, tuple[np.ndarray, faiss.IDSelector | None, tuple]]:
+        """Per part: its rows (local -> row), and the selector masking its replaced rows
+        with the arrays it points into (faiss holds raw pointers: they must stay
+        referenced); cached until the next upsert."""
+        if self._part_cache is None:
+            deleted = np.fromiter(self.deleted, dtype=np.int64, count=len(self.deleted))
+            self._part_cache = {}
+            for level in self.parts:
+                rows = np.flatnonzero(self.row_level == level)
+                masked = np.searchsorted(rows, deleted[self.row_level[deleted] == level])
+                selector, keep = None, ()
+                if len(masked):
+                    batch = faiss.IDSelectorBatch(masked.astype(np.int64))
+                    selector = faiss.IDSelectorNot(batch)
+                    keep = (masked, batch)
+                self._part_cache[level] = (rows, selector, keep)
+        return self._part_cache
+
+    def part_rows(self) -> dict[int, np.ndarray]:
+        """Each part's rows, in its own order (its node -> row map)."""
+        return {level: cached[0] for level, cached in self._part_rows().items()}
+
+    def _search_part(
+        self, level: int, queries: np.ndarray, norms: np.ndarray, k: int, ef: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(B, k)`` rows and inner-product scores of one part's best rows (``-1`` /
+        ``-inf`` where fewer), each query scaled to the part's ``M``."""
+        rows, selector, _ = self._part_rows()[level]
+        big = self.part_norm(level)
+        scale = np.where(norms > 0, big / np.maximum(norms, np.finfo(np.float32).tiny), 1.0)
+        padded = np.column_stack([queries * scale[:, None], np.zeros(len(queries))])
         if self.params.kind == "hnsw":
-            return faiss.SearchParametersHNSW(efSearch=ef or self.ef_search, sel=sel)
-        return faiss.SearchParameters(sel=sel) if sel is not None else None
+            params = faiss.SearchParametersHNSW(efSearch=ef or self.ef_search, sel=selector)
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        distances, local = self.parts[level].search(padded.astype(np.float32), k, params=params)
+        scaled_sq = (scale * norms)[:, None] ** 2
+        scores = (scaled_sq + big**2 - distances) / (2 * scale[:, None])
+        found = local >= 0
+        return np.where(found, rows[np.maximum(local, 0)], -1), np.where(found, scores, -np.inf)
 
     def search(
         self, queries: np.ndarray, k: int, ef: int | None = None
@@ -171,10 +222,20 @@ class VectorIndex:
         """``(B, k)`` inner-product scores and entity ids (``-1`` / ``-inf`` where fewer
         than k exist)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        row_scores = np.full((len(queries), k), -np.inf)
+        for level in sorted(self.parts):  # longest norms first
+            # no row of this part can beat a query's k-th score above ‖q‖·M_j
+            open_ = np.flatnonzero(row_scores[:, -1] < norms * self.part_norm(level))
+            if not len(open_):
+                break
+            found, scores = self._search_part(level, queries[open_], norms[open_], k, ef)
+            both = np.concatenate([row_scores[open_], scores], axis=1)
+            best = np.argsort(-both, axis=1, kind="stable")[:, :k]
+            rows[open_] = np.take_along_axis(np.concatenate([rows[open_], found], 1), best, 1)
+            row_scores[open_] = np.take_along_axis(both, best, 1)
         padded = np.column_stack([queries, np.zeros(len(queries), np.float32)])
-        distances, rows = self.index.search(padded, k, params=self._search_params(ef))
-        q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
-        row_scores = (q_sq + self.max_norm**2 - distances) / 2
         rows, row_scores = self._with_fresh_rows(padded, rows, row_scores, k)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
@@ -198,17 +259,24 @@ class VectorIndex:
                 filled += len(group)
         return scores, ids
 
+    def _stored(self, rows: np.ndarray) -> np.ndarray:
+        """``(n, d + 1)`` the stored (reduced) vectors of ``rows``."""
+        parts = self._part_rows()
+        stored = [
+            self.parts[level].reconstruct(int(np.searchsorted(parts[level][0], row)))
+            for row, level in zip(rows.tolist(), self.row_level[rows].tolist(), strict=True)
+        ]
+        return np.stack(stored) if stored else np.zeros((0, self.dim + 1), np.float32)
+
     def _fresh(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows upserted into HNSW's graph after it was built (and still current), with
         their stored vectors; cached until the next upsert."""
         if self._fresh_cache is None:
             rows = np.array(
-                [r for r in range(self.built_rows, self.index.ntotal) if r not in self.deleted],
+                [r for r in range(self.built_rows, len(self.members)) if r not in self.deleted],
                 dtype=np.int64,
             )
-            stored = [self.index.reconstruct(int(r)) for r in rows]
-            vectors = np.stack(stored) if stored else np.zeros((0, self.index.d), np.float32)
-            self._fresh_cache = (rows, vectors)
+            self._fresh_cache = (rows, self._stored(rows))
         return self._fresh_cache
 
     def _with_fresh_rows(
@@ -252,11 +320,11 @@ class VectorIndex:
 
         An entity whose vector equals an existing row's joins that row (new items with the
         same concepts share a vector, and copies would crowd HNSW's graph again); any other
-        gets a new row. Rows left without a current member are masked.
+        gets a new row, in the part of its norm. Rows left without a current member are
+        masked.
         """
         entity_ids = np.asarray(entity_ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32)
-        self._solo_cache = self._fresh_cache = None
         if len(np.unique(entity_ids)) != len(entity_ids):
             raise ValueError("upsert got the same entity id twice")
         if len(entity_ids) and entity_ids.max() >= len(self.entity_row):
@@ -285,38 +353,56 @@ class VectorIndex:
             r for r in old_rows if not (self.entity_row[self.members[r]] == r).any()
         )
         if added:
-            rows, overflow = to_l2_items(np.stack(added), self.max_norm)
-            self.index.add(rows)
-            self.overflow += overflow
+            self._add(np.stack(added))
+        self._solo_cache = self._fresh_cache = self._part_cache = None
+
+    def _add(self, vectors: np.ndarray) -> None:
+        """New rows after the last, each in the part of its norm (a new part if none)."""
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        levels = norm_levels(norms, self.max_norm)
+        self.overflow += int((norms > self.max_norm).sum())
+        for level in np.unique(levels).tolist():
+            if level not in self.parts:
+                self.parts[level] = empty_index(vectors.shape[1] + 1, self.params)
+            add_rows(
+                self.parts[level], to_l2_items(vectors[levels == level], self.part_norm(level))
+            )
+        self.row_level = np.concatenate([self.row_level, levels])
 
     def _near_duplicates(self, vectors: np.ndarray, missed: list[bool]) -> list[int | None]:
         """For each ``missed`` vector (its digest matched no row), the stored row within
-        :data:`NEAR_DUPLICATE` of it (relative to its norm) if the index finds one, in one
-        search: the digest rounds, and two vectors a float bit apart can round to either
-        side of a fifth decimal."""
+        :data:`NEAR_DUPLICATE` of it (relative to its norm) if its part's index finds one:
+        the digest rounds, and two vectors a float bit apart can round to either side of a
+        fifth decimal."""
         out: list[int | None] = [None] * len(vectors)
-        rows = np.flatnonzero(missed)
-        if not len(rows) or self.index.ntotal == 0:
-            return out
-        queries, _ = to_l2_items(vectors[rows], self.max_norm)
-        distance, found = self.index.search(queries, 1)
-        norms = np.einsum("ij,ij->i", vectors[rows], vectors[rows])
-        close = (found[:, 0] >= 0) & (distance[:, 0] <= NEAR_DUPLICATE**2 * norms)
-        for i in np.flatnonzero(close):
-            out[rows[i]] = int(found[i, 0])
+        todo = np.flatnonzero(missed)
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        levels = norm_levels(norms, self.max_norm)
+        for level in np.unique(levels[todo]).tolist():
+            if level not in self.parts or self.parts[level].ntotal == 0:
+                continue
+            mine = todo[levels[todo] == level]
+            queries = to_l2_items(vectors[mine], self.part_norm(level))
+            distance, local = self.parts[level].search(queries, 1)
+            close = (local[:, 0] >= 0) & (distance[:, 0] <= NEAR_DUPLICATE**2 * norms[mine] ** 2)
+            rows = self._part_rows()[level][0]
+            for i in np.flatnonzero(close):
+                out[mine[i]] = int(rows[local[i, 0]])
         return out
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(folder / INDEX))
+        for level, part in self.parts.items():
+            faiss.write_index(part, str(folder / PART.format(level=level)))
         sizes = np.array([len(m) for m in self.members], dtype=np.int64)
         flat = np.concatenate(self.members) if self.members else np.empty(0, np.int64)
         digests = np.frombuffer(b"".join(self.digests), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
-        np.savez(folder / MEMBERS, sizes=sizes, ids=flat, digests=digests)
+        np.savez(folder / MEMBERS, sizes=sizes, ids=flat, digests=digests, levels=self.row_level)
         meta = {
             **self.meta,
             "params": asdict(self.params),
             "max_norm": self.max_norm,
+            "levels": sorted(self.parts),
             "overflow": self.overflow,
             "ef_search": self.ef_search,
             "deleted": sorted(self.deleted),
@@ -326,7 +412,7 @@ class VectorIndex:
 
 
 def load_index(folder: Path) -> VectorIndex:
-    missing = [f for f in (INDEX, MEMBERS, META) if not (folder / f).exists()]
+    missing = [f for f in (MEMBERS, META) if not (folder / f).exists()]
     if missing:
         raise FileNotFoundError(f"ANN index at {folder} lacks {missing}")
     meta = json.loads((folder / META).read_text())
@@ -336,8 +422,17 @@ def load_index(folder: Path) -> VectorIndex:
     members = (
         np.split(groups["ids"], np.cumsum(groups["sizes"])[:-1]) if len(groups["sizes"]) else []
     )
+    if "levels" in meta:
+        files = {level: PART.format(level=level) for level in meta.pop("levels")}
+        row_level = groups["levels"]
+    else:  # saved before norm ranges: one part, every row at level 0
+        files, row_level = {0: LEGACY_INDEX}, np.zeros(len(members), dtype=np.int64)
+    absent = [f for f in files.values() if not (folder / f).exists()]
+    if absent:
+        raise FileNotFoundError(f"ANN index at {folder} lacks {absent}")
     return VectorIndex(
-        faiss.read_index(str(folder / INDEX)),
+        {level: faiss.read_index(str(folder / f)) for level, f in files.items()},
+        row_level,
         members,
         [bytes(d) for d in groups["digests"]],
         params,
@@ -365,6 +460,13 @@ def empty_index(dim: int, params: IndexParams) -> faiss.Index:
     return index
 
 
+def add_rows(index: faiss.Index, rows: np.ndarray) -> None:
+    """``rows`` appended to ``index``, which a quantizer first trains on them if new."""
+    if not index.is_trained:
+        index.train(rows)
+    index.add(rows)
+
+
 def build(items: np.ndarray, entity_ids: np.ndarray, params: IndexParams) -> VectorIndex:
     """An index over ``items`` (rows of :func:`item_vectors`), not yet tuned."""
     items = np.asarray(items, dtype=np.float32)
@@ -375,12 +477,11 @@ def build(items: np.ndarray, entity_ids: np.ndarray, params: IndexParams) -> Vec
     members = np.split(entity_ids[order], np.cumsum(np.bincount(inverse))[:-1])
     norms = np.sqrt(np.einsum("ij,ij->i", unique, unique))
     max_norm = float(norms.max(initial=1e-6)) * NORM_HEADROOM
-    rows, _ = to_l2_items(unique, max_norm)
-    index = empty_index(rows.shape[1], params)
-    if not index.is_trained:
-        index.train(rows)
-    index.add(rows)
-    return VectorIndex(index, members, [vector_digest(u) for u in unique], params, max_norm)
+    parts = {0: empty_index(items.shape[1] + 1, params)}  # the longest vector's part
+    digests = [vector_digest(u) for u in unique]
+    index = VectorIndex(parts, np.zeros(0, np.int64), members, digests, params, max_norm)
+    index._add(unique)
+    return index
 
 
 def recall_at_k(found_scores: np.ndarray, exact_scores: np.ndarray, tol: float = 1e-4) -> float:

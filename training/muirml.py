@@ -20,10 +20,9 @@ distance, so that a proximity graph built on the embeddings stays navigable unde
 (Pearson's correlation, minimised toward −1). Total loss: the behaviours' binary
 cross-entropies plus ``λ · SCL``.
 
-The distance is the one the graph is built on: Euclidean (the paper's, ``"l2"``) or, for
-the maximum-inner-product graph that the ``ann_index`` asset builds (an L2 graph over
-vectors reduced so that L2 order is inner-product order, see :mod:`serving.index`), the
-negative inner product (``"inner"``).
+The distance is Euclidean (the paper's, ``"l2"``: the one its graph is built on) or the
+negative inner product (``"inner"``: the served score's order, which the
+``relevance_model`` asset uses).
 """
 
 from __future__ import annotations

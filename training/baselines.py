@@ -141,13 +141,18 @@ def blend(s: Signals, a: float, b: float, c: float) -> Scores:
     return scores
 
 
+def rp3_penalty(s: Signals, beta: float) -> Tensor:
+    """RP3β's column penalty ``max(deg_j, 1)^-β``, ``(N,)``."""
+    return torch.expm1(s.log_degree).clamp(min=1.0) ** -beta
+
+
 def rp3(s: Signals, beta: float) -> Scores:
     def walk(q: Tensor) -> Tensor:
         return sparse_rows(s.transition, q, s.transition).to_dense()
 
     if not beta:  # a penalty of ones: a full pass over every score for nothing (the teacher)
         return walk
-    penalty = torch.expm1(s.log_degree).clamp(min=1.0) ** -beta
+    penalty = rp3_penalty(s, beta)
     return lambda q: walk(q) * penalty
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -125,6 +126,27 @@ def test_weighted_map_matches_one_scorer_per_weight(kg):
     for weights, value in zip(grid, values, strict=True):
         assert value == pytest.approx(task.map_at_k(blend(s, *weights), k=2))
     assert best_of(grid, [0.1, 0.7, 0.3, 0.0]) == (grid[1], 0.7)
+
+
+def test_each_transform_of_one_score_ranks_as_its_own_scorer():
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    base = torch.randint(0, 6, (n, n), generator=g).float()  # many ties, zeros among them
+    task = RankingTask.from_links(
+        torch.randint(0, n, (2, 600), generator=g), torch.randint(0, n, (2, 400), generator=g), n
+    )
+    penalties = [torch.rand(n, generator=g) for _ in range(3)] + [torch.ones(n)]
+    calls = []
+
+    def scores(q: torch.Tensor) -> torch.Tensor:
+        calls.append(len(q))
+        return base[q]
+
+    transforms = [partial(torch.mul, other=p) for p in penalties]
+    values = task.map_at_k_each(scores, transforms, k=5, batch_size=64)
+    assert sum(calls) == len(task.queries)  # each query scored once for all four
+    for p, value in zip(penalties, values, strict=True):
+        assert value == pytest.approx(task.map_at_k(lambda q, p=p: base[q] * p, k=5), abs=1e-7)
 
 
 @pytest.mark.parametrize("pool", [3, 20, POOL])

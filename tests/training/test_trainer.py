@@ -17,6 +17,7 @@ import torch
 
 from tests.spark_cluster import free_port
 from training import trainer
+from training.baselines import concepts, itemcf, rp3
 from training.checkpoint import Checkpoint, ModelSet, load_checkpoint
 from training.device import pick_device
 from training.distributed import Job, train_distributed
@@ -28,6 +29,7 @@ from training.synthetic_kg import community_kg
 from training.trainer import TrainParams, auc, train
 from training.transe import TransEParams, converged, train_transe
 from training.validation import (
+    BETA_GRID,
     GRID,
     NEW_SHARE,
     PRIOR_GRID,
@@ -296,6 +298,13 @@ def test_validation_comparison(kg, transe, setup):
     ]  # fmt: skip
     assert list(rows) == names
     assert all(0.0 <= r.map_at_k <= 1.0 for r in rows.values())
+    # the ItemCF family in one weighted pass and RP3β's grid over one walk: each as alone
+    task, s = validation.task, validation.signals
+    for name, scorer in (("itemcf", itemcf(s)), ("concepts", concepts(s))):
+        assert rows[name].map_at_k == pytest.approx(task.map_at_k(scorer), abs=1e-7)
+    (beta,) = rows["rp3"].weights
+    alone = {b: task.map_at_k(rp3(s, b)) for b in BETA_GRID}
+    assert rows["rp3"].map_at_k == pytest.approx(alone[beta], abs=1e-7) == max(alone.values())
     # on a planted-community graph the learned model must beat popularity by a margin
     assert rows["semantic"].map_at_k > rows["popularity"].map_at_k + 0.02
     assert rows["blend"].map_at_k >= rows["itemcf"].map_at_k  # a = 1, b = c = 0 is in the grid

@@ -162,13 +162,24 @@ NO_LEARNING = (
 )
 
 
+def blend_family(tuned: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+    """The baselines that are weighted sums of ItemCF, concepts and popularity (in that
+    order), by their weights; the weighted ones as tuned on validation."""
+    out = {"popularity": (0.0, 0.0, 1.0), "itemcf": (1.0, 0.0, 0.0), "concepts": (0.0, 1.0, 0.0)}
+    if "popularity+concepts" in tuned:
+        out["popularity+concepts"] = (0.0, 1.0, *tuned["popularity+concepts"])
+    if "blend" in tuned:
+        out["blend"] = tuned["blend"]
+    return out
+
+
 def baseline_scores(s: Signals, tuned: dict[str, tuple[float, ...]]) -> dict[str, Scores]:
     """The no-learning baselines; weighted ones take their validation-tuned weights."""
     out = {"popularity": popularity(s), "itemcf": itemcf(s), "concepts": concepts(s)}
-    if "popularity+concepts" in tuned:
-        out["popularity+concepts"] = blend(s, 0.0, 1.0, *tuned["popularity+concepts"])
-    if "blend" in tuned:
-        out["blend"] = blend(s, *tuned["blend"])
+    weighted = blend_family(tuned)
+    for name in ("popularity+concepts", "blend"):
+        if name in weighted:
+            out[name] = blend(s, *weighted[name])
     if "concept-knn" in tuned:
         out["concept-knn"] = concept_knn(s, *tuned["concept-knn"])
     if "rp3" in tuned:
@@ -212,12 +223,22 @@ def evaluate_models(
             scorers[view][name] = embedding_scores(table.embeddings)
         scorers[view].update(baseline_scores(view_signals[view], models.tuned_weights()))
     results: Results = {name: {} for name in scorers["train"]}
+    family = blend_family(models.tuned_weights())
+    shared: dict[str, dict[str, Tensor]] = {}  # setting -> the family's rankings, by name
     for name in results:
         ranked: dict[str, Tensor] = {}  # setting -> its top max(KS): one ranking per setting
         for setting_name, setting in cases.items():
             if progress is not None:
                 progress(f"{name}: {setting_name}")
-            ranked[setting_name] = setting.task.rank(scorers[setting.view][name], max(KS))
+            if name in family:
+                if setting_name not in shared:  # the whole family, its parts scored once
+                    s = view_signals[setting.view]
+                    parts = [itemcf(s), concepts(s), popularity(s)]
+                    rankings = setting.task.rank_weighted(parts, list(family.values()), max(KS))
+                    shared[setting_name] = dict(zip(family, rankings, strict=True))
+                ranked[setting_name] = shared[setting_name][name]
+            else:
+                ranked[setting_name] = setting.task.rank(scorers[setting.view][name], max(KS))
             per_query = setting.task.metrics(ranked[setting_name], KS)
             results[name][setting_name] = _means(per_query)
             for group, mask in setting.groups.items():

@@ -330,6 +330,26 @@ class RankingTask:
         """``map@k`` and ``recall@k`` of every query ``(|Q|,)``, from one top-``max(ks)``."""
         return self.metrics(self.rank(scores, max(ks)), ks)
 
+    @torch.no_grad()
+    def rank_weighted(
+        self,
+        components: list[Callable[[Tensor], Tensor]],
+        grid: list[tuple[float, ...]],
+        k: int,
+        batch_size: int = 256,
+    ) -> list[Tensor]:
+        """For each weight tuple ``w`` of ``grid``, :meth:`rank` of ``Σ_i w_i ·
+        components[i]``, each component scored once per batch of queries (scorers that
+        share costly parts: the blend and popularity+concepts recomputed ItemCF's and the
+        concepts' products that their own rows had just computed)."""
+        out: list[list[Tensor]] = [[] for _ in grid]
+        for start in range(0, len(self.queries), batch_size):
+            parts = [c(self.queries[start : start + batch_size]).float() for c in components]
+            exclude = self.exclude[start : start + batch_size]
+            for rows, ranked in zip(out, grid_top_k(parts, grid, exclude, k), strict=True):
+                rows.append(ranked.cpu())
+        return [torch.cat(rows) if rows else torch.empty(0, k, dtype=torch.long) for rows in out]
+
     def rank(self, scores: Callable[[Tensor], Tensor], k: int) -> Tensor:
         """``(|Q|, k)`` candidates of every query (:func:`top_k`, on the CPU); its first
         ``j < k`` columns are the top ``j`` (ties go to the lower id at every depth)."""

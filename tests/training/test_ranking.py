@@ -149,6 +149,23 @@ def test_each_transform_of_one_score_ranks_as_its_own_scorer():
         assert value == pytest.approx(task.map_at_k(lambda q, p=p: base[q] * p, k=5), abs=1e-7)
 
 
+def test_weighted_rankings_are_each_scorer_ranked_alone():
+    # integer parts and dyadic weights: every sum exact, many ties for the id order to break
+    g = torch.Generator().manual_seed(1)
+    n = 120
+    a, b = (torch.randint(0, 8, (n, n), generator=g).float() for _ in range(2))
+    pop = torch.randint(0, 4, (n,), generator=g).float()
+    task = RankingTask.from_links(
+        torch.randint(0, n, (2, 500), generator=g), torch.randint(0, n, (2, 300), generator=g), n
+    )
+    parts = [lambda q: a[q], lambda q: b[q], lambda q: pop.expand(len(q), -1)]
+    grid = [(0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.5), (1.0, 0.25, 0.125)]
+    rankings = task.rank_weighted(parts, grid, k=7, batch_size=32)
+    for (wa, wb, wp), ranked in zip(grid, rankings, strict=True):
+        alone = task.rank(lambda q, wa=wa, wb=wb, wp=wp: wa * a[q] + wb * b[q] + wp * pop, 7)
+        assert torch.equal(ranked, alone), (wa, wb, wp)
+
+
 @pytest.mark.parametrize("pool", [3, 20, POOL])
 def test_grid_top_k_ranks_as_every_column_does(pool):
     # integer scores and dyadic weights: every sum exact, many ties; negative weights; a

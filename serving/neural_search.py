@@ -1,5 +1,5 @@
-"""User-to-item retrieval under the learned relevance over the served HNSW graph
-(GMP-GR's hierarchical parallel graph ANNS, :mod:`serving.graph_search`).
+"""User-to-item retrieval under the learned relevance over an HNSW graph of the served
+vectors (GMP-GR's hierarchical parallel graph ANNS, :mod:`serving.graph_search`).
 
 The searcher walks an L2 HNSW graph over the ``ann_index`` bundle's rows (each a distinct
 item vector), built when it is created, scoring them by

@@ -126,6 +126,17 @@ def concepts(s: Signals) -> Scores:
     return _cosine(s.concepts, s.concepts_t)
 
 
+def blend_family(tuned: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+    """The baselines that are weighted sums of ItemCF, concepts and popularity (in that
+    order), by their weights; the weighted ones as tuned on validation."""
+    out = {"popularity": (0.0, 0.0, 1.0), "itemcf": (1.0, 0.0, 0.0), "concepts": (0.0, 1.0, 0.0)}
+    if "popularity+concepts" in tuned:
+        out["popularity+concepts"] = (0.0, 1.0, *tuned["popularity+concepts"])
+    if "blend" in tuned:
+        out["blend"] = tuned["blend"]
+    return out
+
+
 def blend(s: Signals, a: float, b: float, c: float) -> Scores:
     """``a · itemcf + b · concepts + c · log(1 + deg)``; a part weighted zero is not
     computed (``popularity+concepts`` is ``a = 0``: its ItemCF product, the costly part,

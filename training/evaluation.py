@@ -40,6 +40,7 @@ from training.baselines import (
     Scores,
     Signals,
     blend,
+    blend_family,
     concept_knn,
     concepts,
     ease,
@@ -160,17 +161,6 @@ NO_LEARNING = (
     "rp3",
     "ease",
 )
-
-
-def blend_family(tuned: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
-    """The baselines that are weighted sums of ItemCF, concepts and popularity (in that
-    order), by their weights; the weighted ones as tuned on validation."""
-    out = {"popularity": (0.0, 0.0, 1.0), "itemcf": (1.0, 0.0, 0.0), "concepts": (0.0, 1.0, 0.0)}
-    if "popularity+concepts" in tuned:
-        out["popularity+concepts"] = (0.0, 1.0, *tuned["popularity+concepts"])
-    if "blend" in tuned:
-        out["blend"] = tuned["blend"]
-    return out
 
 
 def baseline_scores(s: Signals, tuned: dict[str, tuple[float, ...]]) -> dict[str, Scores]:

@@ -25,6 +25,7 @@ from training.baselines import (
     Scores,
     Signals,
     best_of,
+    blend_family,
     concept_knn,
     concept_neighbour_eels,
     concepts,
@@ -285,12 +286,11 @@ def compare(models: ModelSet, validation: Validation, k: int = 10) -> list[Row]:
     # ItemCF, concepts, popularity and their two weight grids in one pass: each grid
     # computed the ItemCF product again (about 17 s a time at 10^7 interactions)
     parts = [itemcf(s), concepts(s), popularity(s)]
-    alone = [(0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)]
+    alone = blend_family({})  # popularity, ItemCF and concepts, each alone
     mixed = [(0.0, 1.0, lam) for lam in GRID]
     blended = [(1.0, b, c) for b, c in itertools.product(GRID, GRID)]
-    values = task.map_at_k_weighted(parts, alone + mixed + blended, k)
-    names = ("popularity", "itemcf", "concepts")
-    rows += [Row(n, v) for n, v in zip(names, values[: len(alone)], strict=True)]
+    values = task.map_at_k_weighted(parts, [*alone.values(), *mixed, *blended], k)
+    rows += [Row(n, v) for n, v in zip(alone, values[: len(alone)], strict=True)]
     weights, value = best_of(mixed, values[len(alone) : len(alone) + len(mixed)])
     rows.append(Row("popularity+concepts", value, weights[2:]))
     weights, value = best_of(blended, values[len(alone) + len(mixed) :])

@@ -179,9 +179,10 @@ class VectorIndex:
         """Per part: its rows (local -> row), and the selector masking its replaced rows
         with the arrays it points into (faiss holds raw pointers: they must stay
         referenced); cached until the next upsert."""
-        if self._part_cache is None:
+        cache = self._part_cache
+        if cache is None:  # built whole, then published: searches run in threads
             deleted = np.fromiter(self.deleted, dtype=np.int64, count=len(self.deleted))
-            self._part_cache = {}
+            cache = {}
             for level in self.parts:
                 rows = np.flatnonzero(self.row_level == level)
                 masked = np.searchsorted(rows, deleted[self.row_level[deleted] == level])
@@ -190,8 +191,9 @@ class VectorIndex:
                     batch = faiss.IDSelectorBatch(masked.astype(np.int64))
                     selector = faiss.IDSelectorNot(batch)
                     keep = (masked, batch)
-                self._part_cache[level] = (rows, selector, keep)
-        return self._part_cache
+                cache[level] = (rows, selector, keep)
+            self._part_cache = cache
+        return cache
 
     def part_rows(self) -> dict[int, np.ndarray]:
         """Each part's rows, in its own order (its node -> row map)."""

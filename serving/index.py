@@ -195,10 +195,6 @@ class VectorIndex:
             self._part_cache = cache
         return cache
 
-    def part_rows(self) -> dict[int, np.ndarray]:
-        """Each part's rows, in its own order (its node -> row map)."""
-        return {level: cached[0] for level, cached in self._part_rows().items()}
-
     def _search_part(
         self, level: int, queries: np.ndarray, norms: np.ndarray, k: int, ef: int | None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -60,7 +60,9 @@ def entity_embeddings(
             context.log.info(f"Inference: {done}/{total} chunk steps")
 
     with Measure() as m:
-        out = embed_graph(checkpoint, kg, config.memory_budget_mb, device, progress)
+        out = embed_graph(
+            checkpoint, kg, config.memory_budget_mb, device, progress, refine_walk=True
+        )
     entities = nodes.filter(pc.equal(nodes.column("node_type"), "entity")).sort_by("node_id")
     ids = np.arange(kg.num_entities, dtype=np.int64)
     if not np.array_equal(entities.column("node_id").to_numpy(), ids):

@@ -90,7 +90,11 @@ class TrainConfig(dg.Config):
     pseudo_new_share: float = Field(
         0.2, description="Share of entities trained as if new: without id or EELs."
     )
-    patience: int = Field(5, description="Epochs without a better validation score to stop.")
+    patience_steps: int = Field(
+        40,
+        description="Optimizer steps without a better validation score to stop, in whole "
+        "epochs (at least one).",
+    )
     select_by: Literal["map", "auc"] = Field(
         "map", description="The epoch kept: best validation MAP@10, or AUC."
     )

@@ -53,7 +53,7 @@ from training.baselines import (
 )
 from training.checkpoint import Checkpoint, ModelSet
 from training.concept_neighbours import ConceptNeighbours
-from training.inference import embed_graph, kg_walk_factors
+from training.inference import embed_graph, kg_refined_walk
 from training.kg_arrays import KGArrays
 from training.ranking import MAX_QUERIES, RankingTask, bootstrap_interval
 from training.split import EvaluationSplit, training_view, warmup_view
@@ -196,14 +196,16 @@ def evaluate_models(
     views = {"train": training_view(kg, split), "warm": warmup_view(kg, split)}
     scorers: dict[str, dict[str, Scores]] = {view: {} for view in views}
     view_signals = {view: signals(graph, NO_EDGES) for view, graph in views.items()}
-    walks: dict[tuple[str, int, int], Tensor] = {}  # a run's encoders share a view's walk
+    # a run's encoders share its graph-wide walk factors, so a view's refinement of them;
+    # refined as the served vectors' are (entity_embeddings), the evaluation scores those
+    walks: dict[tuple[str, int, int], Tensor] = {}
     for view, graph in views.items():
         for name, checkpoint in models.checkpoints.items():
             walk = None
             if rank := checkpoint.config.walk_rank:
                 key = (view, rank, checkpoint.params.seed)
                 if key not in walks:
-                    walks[key] = kg_walk_factors(graph, rank, checkpoint.params.seed)
+                    walks[key] = kg_refined_walk(graph, checkpoint.result.state_dict["walk"])
                 walk = walks[key]
             neighbours = view_signals[view].neighbours  # the view's encoders share them too
             scorers[view][name] = encoder_scores(

@@ -36,7 +36,7 @@ from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
 from training.spectral import aligned, refined_walk, walk_factors
 
-# subspace steps refining the trained walk factors for an inbox batch's graph: top-10
+# subspace steps refining the trained walk factors for the graph embedded: top-10
 # neighbours by the walk agree 0.94 with a fresh randomized SVD's on the benchmark lake
 # (two fresh ones with different seeds agree 0.96), in a third of its time
 REFINE_STEPS = 3
@@ -136,6 +136,15 @@ def kg_walk_factors(kg: KGArrays, rank: int, seed: int) -> Tensor:
     return walk_factors(pairs, weights, kg.num_entities, rank, seed)
 
 
+def kg_refined_walk(kg: KGArrays, trained: Tensor) -> Tensor:
+    """:func:`kg_walk_factors` refined from a model's ``trained`` walk factors
+    (:func:`refined_walk`, :data:`REFINE_STEPS` steps): the graph that a checkpoint
+    embeds is the one it was trained on plus the EELs that training held out or that came
+    since, whose walk subspace is close to the trained one's."""
+    pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
+    return refined_walk(pairs, weights, kg.num_entities, trained, REFINE_STEPS)
+
+
 def embed_graph(
     checkpoint: Checkpoint,
     kg: KGArrays,
@@ -147,18 +156,17 @@ def embed_graph(
     neighbours: ConceptNeighbours | None = None,
 ) -> Embedded:
     """:func:`embed` over all of ``kg`` with ``checkpoint``'s weights and concept features.
-    ``walk``: :func:`kg_walk_factors` of ``kg`` for the checkpoint's rank and seed, where the
-    caller has them (the models of one run share them), else computed here: afresh, or
-    with ``refine_walk`` refined from the trained factors (:func:`refined_walk`; for a
-    graph that is the trained one plus an inbox batch's few links, a third of the time).
+    ``walk``: ``kg``'s walk factors for the checkpoint's rank, where the caller has them
+    (the models of one run share them), else computed here: afresh
+    (:func:`kg_walk_factors`), or with ``refine_walk`` refined from the trained factors
+    (:func:`kg_refined_walk`: a third of the time; what the served vectors use).
     ``neighbours``: ``kg``'s concept neighbours, where the caller keeps them for its
     models (else found here)."""
     graph = whole_graph(kg, checkpoint.concept_features, list(checkpoint.config.relations))
     model = checkpoint.model()
     if model.config.walk_rank:  # this graph's walk: its EELs count, whenever they came
         if walk is None and refine_walk:
-            pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
-            walk = refined_walk(pairs, weights, kg.num_entities, model.walk, REFINE_STEPS)
+            walk = kg_refined_walk(kg, model.walk)
         elif walk is None:
             walk = kg_walk_factors(kg, model.config.walk_rank, checkpoint.params.seed)
         walk = aligned(walk, model.walk).to(device)

@@ -107,7 +107,7 @@ def trained(kg, split):
         for k, s in enumerate(shards)
     ]
     config = ModelConfig(kg.num_entities, 16, tuple(relations), dim=32)
-    params = TrainParams(epochs=30, lr=0.02, patience=30)
+    params = TrainParams(epochs=30, lr=0.02, patience_steps=30 * 8)
     vectors = spectral_embedding(torch.from_numpy(train_kg.eel), kg.num_entities, 32, 0)
     result = train(graphs, config, params, DEVICE, prepared=Prepared(id_vectors=vectors))
     return Checkpoint(config, params, result, transe.concept_embeddings, pa.table({"k": [0]}))

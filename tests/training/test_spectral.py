@@ -7,7 +7,15 @@ import torch
 
 from training.baselines import signals
 from training.kg_arrays import KGArrays
-from training.spectral import aligned, refined_walk, truncated, walk_factors
+from training.spectral import (
+    _only_linked,
+    _walk_matrix,
+    _walk_scale,
+    aligned,
+    refined_walk,
+    truncated,
+    walk_factors,
+)
 from training.synthetic_kg import community_kg
 from training.walk_rank import TOLERANCE, candidate_ranks, choose_walk_rank
 
@@ -46,6 +54,19 @@ def test_refined_walk_matches_a_fresh_one_after_a_small_batch():
     assert agreement(fresh, refined) > agreement(fresh, stale)
     # and it scales like a fresh one (mean squared row norm WALK_NORM²)
     torch.testing.assert_close(refined.pow(2).sum(1).mean(), fresh.pow(2).sum(1).mean())
+
+
+def test_factors_match_an_exact_decomposition_where_the_spectrum_has_a_gap():
+    """The subspace steps normalize by LU and orthonormalize once: at the gap after the
+    8 communities' singular values (5.8 to 4.9, then 2.4) the rank-8 factors' dot
+    products are the dense SVD's."""
+    kg = community_kg(n_entities=400, communities=8, cold_share=0.1, degree=20, seed=1)
+    pairs, weights = torch.from_numpy(kg.eel), torch.from_numpy(kg.eel_weight)
+    _, s, vt = torch.linalg.svd(_walk_matrix(pairs, weights, 400).to_dense().double())
+    exact = _walk_scale(_only_linked((vt[:8].t() * s[:8]).float(), pairs))
+    out = walk_factors(pairs, weights, 400, 8, seed=0)
+    gram, reference = out @ out.t(), exact @ exact.t()
+    assert (gram - reference).norm() / reference.norm() < 1e-3
 
 
 def test_entities_in_no_pair_get_exact_zero_rows():

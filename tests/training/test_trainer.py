@@ -111,10 +111,23 @@ def test_transe_learns_the_concepts(transe):
 @pytest.mark.parametrize("objective", ["bce", "sampled_softmax"])
 def test_trained_model_separates_held_out_eels(setup, objective):
     graphs, config = setup
-    params = TrainParams(epochs=40, lr=0.02, patience=8, objective=objective)
+    params = TrainParams(epochs=40, lr=0.02, patience_steps=8 * 16, objective=objective)
     result = train(graphs, config, params, DEVICE)
     assert result.best_val_auc > 0.8
     assert result.curve[-1]["loss"] < result.curve[0]["loss"]
+
+
+def test_patience_counts_optimizer_steps_in_whole_epochs(setup):
+    """16 steps an epoch (4 shards, 4 batches each): a patience of 1 or 16 steps is one
+    epoch after the best, 17 steps two."""
+    graphs, config = setup
+    for patience_steps, epochs_after_best in ((1, 1), (16, 1), (17, 2)):
+        params = TrainParams(epochs=60, lr=0.05, patience_steps=patience_steps)
+        result = train(graphs, config, params, CPU)
+        assert result.curve[0]["steps"] == 16 and result.stopped == "patience"
+        assert len(result.curve) == result.best_epoch + 1 + epochs_after_best
+    with pytest.raises(ValueError, match="patience_steps"):
+        TrainParams(patience_steps=0)
 
 
 def test_clipped_steps_are_counted_and_change_the_update(setup):
@@ -140,7 +153,7 @@ def test_no_epoch_starts_that_would_end_past_the_time_budget(setup, monkeypatch)
     for budget in (4.5, 5.5, 0.0):
         clock = SimpleNamespace(perf_counter=itertools.count().__next__)
         monkeypatch.setattr(trainer, "time", clock)
-        params = TrainParams(epochs=3, patience=10, max_seconds=budget)
+        params = TrainParams(epochs=3, max_seconds=budget)
         runs[budget] = train(graphs, config, params, CPU)
     assert (len(runs[4.5].curve), runs[4.5].stopped) == (1, "time budget")
     assert (len(runs[5.5].curve), runs[5.5].stopped) == (2, "time budget")
@@ -176,7 +189,7 @@ def test_cold_entities_get_embeddings_from_concepts(setup, kg):
 
 def test_two_processes_match_one(setup):
     graphs, config = setup
-    params = TrainParams(epochs=3, shards_per_step=2, patience=10)
+    params = TrainParams(epochs=3, shards_per_step=2)
     single = train(graphs, config, params, CPU)
     double = train_distributed(graphs, config, params, world_size=2)
     np.testing.assert_allclose(
@@ -190,7 +203,7 @@ def test_two_processes_match_one(setup):
 def test_torchrun_two_processes_match_one(setup, tmp_path):
     """The documented entry point under the real launcher, two local ranks over gloo."""
     graphs, config = setup
-    params = TrainParams(epochs=2, shards_per_step=2, patience=10)
+    params = TrainParams(epochs=2, shards_per_step=2)
     Job(graphs, config, params).save(tmp_path / "job.pt")
     done = subprocess.run(
         [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2",

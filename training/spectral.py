@@ -49,10 +49,10 @@ def _span(y: Tensor) -> Tensor:
     """A well-conditioned basis of ``y``'s column span (``y`` tall): the rows of ``L`` of
     its pivoted LU factorization ``y = P L U``, put back in ``y``'s row order. What the
     subspace iterations need between their products is the span, not an orthonormal
-    basis: Halko et al. (2011, §4.5) and scikit-learn's randomized SVD normalize with LU
-    there and orthonormalize once at the end. At 400,000 × 512 it takes a third of a
-    Householder QR's time, and the QR steps were most of the walk factors' (2026-12-07:
-    the same singular values to 2e-6 on MovieLens at rank 512)."""
+    basis (Halko et al. 2011 orthonormalize at every step; scikit-learn's randomized SVD,
+    ``power_iteration_normalizer="LU"``, and fbpca normalize with LU there and
+    orthonormalize once at the end). At 400,000 × 512 it takes a third of a Householder
+    QR's time (2026-12-07; the same singular values to 2e-6 on MovieLens at rank 512)."""
     lu, pivots, _ = torch.linalg.lu_factor_ex(y)
     _, lower, _ = torch.lu_unpack(lu, pivots, unpack_pivots=False)
     order = list(range(y.shape[0]))  # the row swaps LAPACK made, in order

@@ -474,7 +474,8 @@ def train(
     )
     n = len(graphs)
     steps = math.ceil(n / params.shards_per_step)
-    patience = max(1, math.ceil(params.patience_steps / (steps * params.batches_per_shard)))
+    epoch_steps = steps * params.batches_per_shard  # optimizer steps
+    patience = max(1, math.ceil(params.patience_steps / epoch_steps))
     mine = [k for k in range(n) if k % world_size == rank]
     tasks = {k: validation_task(graphs[k]).sample(seed=k) for k in mine}
     with torch.no_grad():  # the bank starts from the untrained model's vectors
@@ -529,7 +530,7 @@ def train(
             "loss": totals[0] / n,
             "val_auc": totals[1] / count,
             "val_map": totals[2] / count,
-            "steps": steps * params.batches_per_shard,
+            "steps": epoch_steps,
             "clipped_steps": clipped,
             "train_seconds": val_start - epoch_start,
             "val_seconds": now - val_start,

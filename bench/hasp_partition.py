@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bench.report import DOC, stamp, write_section
 from resources.markdown import markdown_table
-from training.hasp import cut_fraction, metis_parts, partition_entities, random_parts
+from training.hasp import LinkGraph, csr, cut_fraction, metis_parts, random_parts
 
 COLD_SHARE = 0.2
 AVG_DEGREE = 10  # undirected links per linked entity, times two directions
@@ -54,10 +54,10 @@ def eel_spread(parts: np.ndarray, eel: np.ndarray, n: int) -> float:
 def run(n_edges: int, n_parts: int) -> list[object]:
     entities, eel = planted_eel(n_edges)
     t = time.perf_counter()
-    hasp = partition_entities(entities, eel, n_parts, seed=0)
+    hasp = LinkGraph.of(entities, eel).parts(n_parts, seed=0)
     hasp_s = time.perf_counter() - t
     t = time.perf_counter()
-    whole = metis_parts(entities, eel, n_parts, seed=0)
+    whole = metis_parts(*csr(entities, eel), n_parts, seed=0)
     whole_s = time.perf_counter() - t
     rand = random_parts(entities, n_parts, seed=0)
     return [

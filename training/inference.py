@@ -30,7 +30,7 @@ from storage.versions import latest
 from training.checkpoint import Checkpoint, load_model_set
 from training.concept_neighbours import ConceptNeighbours, concept_matrix
 from training.device import pick_device
-from training.hasp import build_shard
+from training.hasp import build_shards
 from training.kg_arrays import ENTITY, KGArrays, kg_arrays
 from training.model import EntityEncoder
 from training.shard_graph import ShardGraph, shard_graph
@@ -74,7 +74,7 @@ def as_trained(
 def whole_graph(kg: KGArrays, features: dict[str, Tensor], relations: list[str]) -> ShardGraph:
     """All of ``kg`` as one shard: every EEL a message edge, nothing held out."""
     kg, features = as_trained(kg, features, relations)
-    shard = build_shard(kg, np.zeros(kg.num_entities, dtype=np.int64), 0, {}, 0)
+    (shard,) = build_shards(kg, np.zeros(kg.num_entities, dtype=np.int64), 1, {}, 0)
     return shard_graph(shard, features, relations, val_share=0.0, seed=0)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from training.hasp import build_shard
+from training.hasp import build_shards
 from training.kg_arrays import EEL, ENTITY, kg_arrays
 from training.shard_graph import CROSS_DOMAIN_EEL, domain_eel, domain_relations, shard_graph
 from training.variants import Variant
@@ -46,7 +46,7 @@ def test_domains_come_from_the_nodes_table():
 
 def test_eels_are_typed_by_domain_only_where_the_model_asks():
     kg = kg_arrays(NODES, EDGES)
-    shard = build_shard(kg, np.zeros(5, dtype=np.int64), 0, {}, 0)
+    (shard,) = build_shards(kg, np.zeros(5, dtype=np.int64), 1, {}, 0)
     features = {"genre": torch.ones(1, 4)}
     typed = [EEL, *domain_relations(kg.domains), "genre"]
     assert typed[1:4] == [domain_eel("live"), domain_eel("music"), CROSS_DOMAIN_EEL]

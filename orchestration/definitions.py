@@ -19,11 +19,16 @@ from assets import (
 )
 from orchestration.maintenance import lake_maintenance, weekly_lake_maintenance
 from orchestration.sensors import INCREMENTAL_JOB, NEURAL_JOB, inbox_sensor, relevance_sensor
+from resources.allocator import keep_freed_memory
 from resources.cross_domain import CrossDomainResource
 from resources.folder_io_manager import FolderIOManager
 from resources.io_manager import DeltaIOManager
 from resources.spark_lake import LakeResource, SparkResource
 from settings import current
+
+# the process that loads the code location materializes its assets: every run in it
+# ranks and trains with large temporaries
+keep_freed_memory(current().malloc_keep_mb)
 
 
 def lake_resources(spark: SparkResource, lake: LakeResource) -> dict[str, object]:

@@ -199,6 +199,12 @@ class Settings:
     inference_memory_budget_mb: int = setting(
         256, "Memory for full-graph inference and ranking chunks.", _at_least(1)
     )
+    malloc_keep_mb: int = setting(
+        1024,
+        "Allocations up to this size reuse freed memory, and up to this much freed memory "
+        "stays in the process for reuse (glibc; 0: glibc's defaults).",
+        _at_least(0),
+    )
     # measured (docs/benchmarks.md): in-process reading, validation and the touched pairs
     # take 0.7 s at 10k rows, 5.3 s at 100k and 25 s at 300k; Spark's steps about 18 s
     small_batch_max_rows: int = setting(

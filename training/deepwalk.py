@@ -32,7 +32,10 @@ class DeepWalkParams:
     window: int = 4
     negatives: int = 5
     epochs: int = 2
-    batch_size: int = 8192
+    # pairs per step: at 16,384 rather than 8,192 the skip-gram loss after two epochs was
+    # lower (1.753 against 1.792 at 10^6 interactions; 1.555 against 1.563 on
+    # ml-latest-small) in 78 s rather than 98 s: fewer dense Adam passes over every row
+    batch_size: int = 16384
     lr: float = 0.01
     seed: int = 0
 

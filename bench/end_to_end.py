@@ -40,11 +40,13 @@ variant alone (its own column: what a nightly refresh without the comparison var
 costs) trains in 31 s and validates in 53 s: 435 s for the whole run, under the
 8-minute target at 10^6 on this day's machine; the default run with all six variants
 is 838 s. The day before (2026-12-06) the same sizes took 1,051 s and 628 s: what changed
-is in "The served variant alone at 10^6, before and after" below. What would move it
-next: DeepWalk (2.3 min: a dense Adam step over every node's row per batch of 8,192
-pairs), the validation and evaluation of the comparison variants and baselines (2.2
-and 1.7 min), TransE's 100 epochs (71 s, its loss still falling), and a GPU (the device
-sections). A 10^7-interaction lake ran end to end, served variant alone, in 2,064 s
+is in "The served variant alone at 10^6, before and after" below. That evening the
+six-variant default took 463.5 s, under the 8-minute target ("10^6 with six variants
+under 8 minutes" below: DeepWalk's lookups and batch, the allocator, HASP in one pass).
+What would move it next: the validation and evaluation of the comparison variants and
+baselines (their top-k candidate pools), DeepWalk (78 s: a dense Adam step over every
+node's row per batch), TransE's 100 epochs (about 60 s, its loss still falling), and a
+GPU (the device sections). A 10^7-interaction lake ran end to end, served variant alone, in 2,064 s
 (2026-12-07, under the 40-minute target; 3,007 s earlier that day):
 [scaling.md](scaling.md#107-interactions-end-to-end-2064-s-344-min-under-the-40-minute-target-2026-12-07)
 has each step and what would move it."""

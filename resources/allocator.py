@@ -4,8 +4,9 @@ glibc serves every allocation above its mmap threshold (dynamic, at most 32 MiB)
 new pages from the kernel and unmaps them when freed, so each large temporary (a batch
 of scores against every entity, a gradient table) pays a page fault per 4 KiB page,
 every time. Measured on a (256, 40,000) float32 tensor: a copy 15 ms, a masked fill 25
-ms; 3 and 9 ms once the heap serves and keeps them. A 10^6-interaction run took 499 s
-against 525 s before (docs/benchmarks.md).
+ms; 3 and 9 ms once the heap serves and keeps them. A 10^6-interaction run with six
+variants took 499 s against 525 s (the same policy set through glibc's environment
+variables; docs/benchmarks.md).
 """
 
 from __future__ import annotations

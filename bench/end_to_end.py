@@ -46,9 +46,10 @@ under 8 minutes" below: DeepWalk's lookups and batch, the allocator, HASP in one
 What would move it next: the validation and evaluation of the comparison variants and
 baselines (their top-k candidate pools), DeepWalk (78 s: a dense Adam step over every
 node's row per batch), TransE's 100 epochs (about 60 s, its loss still falling), and a
-GPU (the device sections). A 10^7-interaction lake ran end to end, served variant alone, in 2,064 s
-(2026-12-07, under the 40-minute target; 3,007 s earlier that day):
-[scaling.md](scaling.md#107-interactions-end-to-end-2064-s-344-min-under-the-40-minute-target-2026-12-07)
+GPU (the device sections). A 10^7-interaction lake ran end to end, served variant alone, in
+1,794 s (2026-12-07, evening: under the 40-minute target, as was that afternoon's 2,064 s
+run; that morning's took 3,007 s):
+[scaling.md](scaling.md#107-interactions-end-to-end-again-1794-s-299-min-2026-12-07-evening)
 has each step and what would move it."""
 
 SERVED = TrainConfig().models[:1]  # the variant the lean cases train alone

@@ -15,3 +15,12 @@ def unique_ints(values: np.ndarray) -> np.ndarray:
     if flat.size == 0:
         return flat
     return flat[np.concatenate([[True], flat[1:] != flat[:-1]])]
+
+
+def grouped(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``keys`` (each in ``[0, n)``) sorted stably by key, and the
+    ``[bounds[k], bounds[k + 1])`` slice of them holding key ``k``: one sort groups an
+    array by key, where a scan per key would pass over it ``n`` times."""
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=bounds[1:])
+    return np.argsort(keys, kind="stable"), bounds

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from training.arrays import grouped
 from training.baselines import Signals
 from training.ranking import (
     MAX_QUERIES,
@@ -99,8 +100,8 @@ class Task:
 
 
 def _groups(keys: np.ndarray, values: np.ndarray, n: int) -> list[np.ndarray]:
-    order = np.argsort(keys, kind="stable")
-    return np.split(values[order], np.cumsum(np.bincount(keys, minlength=n))[:-1])
+    order, bounds = grouped(keys, n)
+    return np.split(values[order], bounds[1:-1])
 
 
 def _halves(n: int, seed: int) -> np.ndarray:

@@ -29,7 +29,7 @@ import pymetis
 import torch
 from torch_geometric.data import HeteroData
 
-from training.arrays import unique_ints
+from training.arrays import grouped, unique_ints
 from training.kg_arrays import EEL, ENTITY, KGArrays
 from training.shard_store import HaspShards
 
@@ -257,14 +257,6 @@ def plan_shards(kg: KGArrays, params: HaspParams) -> ShardPlan:
         f"No shard count up to {limit} fits memory_budget_bytes={params.memory_budget_bytes} "
         f"(device_count={params.device_count}); raise the budget"
     )
-
-
-def grouped(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``keys`` (each in ``[0, n)``) sorted stably by key, and the
-    ``[bounds[k], bounds[k + 1])`` slice of them holding key ``k``."""
-    bounds = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys, minlength=n), out=bounds[1:])
-    return np.argsort(keys, kind="stable"), bounds
 
 
 def build_shards(

@@ -37,7 +37,7 @@ against uniform negatives rewards ranking popular items above unpopular ones and
 rising long after the top of the ranking stops improving. Training ends after ``epochs``,
 after ``patience_steps`` optimizer steps without a better validation score (in whole
 epochs, at least one), or before an epoch that the last one's time says would end past
-``max_seconds`` (at 10^7 interactions an epoch over 113 shards takes 50 s on two cores).
+``max_seconds`` (at 10^7 interactions an epoch over 129 shards takes about 40 s on two cores).
 Id embeddings start from the spectral vectors of the training EELs (``id_init``), see
 :mod:`training.spectral`.
 """
@@ -80,8 +80,9 @@ class TrainParams:
     pseudo_new_share: float = 0.2
     # optimizer steps without a better validation score before stopping, in whole epochs
     # (at least one). Counted in steps, not epochs: an epoch of the demo or MovieLens is 8
-    # steps (patience 5 epochs), one at 10^7 interactions 452 (50 s on two cores), where
-    # validation peaked at the second or third epoch and five epochs of patience followed
+    # steps (patience 5 epochs), one at 10^7 interactions 472 (about 40 s on two cores),
+    # where validation peaked at the second or third epoch and five epochs of patience
+    # followed
     patience_steps: int = 40
     select_by: str = "map"  # "map" (validation MAP@10) or "auc": picks the epoch kept
     id_init: str = "spectral"  # or "random": id embeddings' start, see training/spectral.py

@@ -212,6 +212,27 @@ def target_only_encoders(
     )
 
 
+def marked_interactions(
+    raw_interactions: DataFrame,
+    item_catalog: DataFrame,
+    nodes: DataFrame,
+    holdout: H.DomainHoldout,
+    num_entities: int,
+) -> MarkedInteractions:
+    """The distinct (user, entity) rows with the holdout's marks, users coded in id order."""
+    rows = H.evaluation_rows(raw_interactions, item_catalog, nodes, holdout).toArrow()
+    users = rows.column(C.USER_ID).to_numpy(zero_copy_only=False)
+    codes = np.unique(users, return_inverse=True)[1]
+    return MarkedInteractions(
+        codes.astype(np.int64),
+        rows.column(H.ENTITY).to_numpy(),
+        rows.column(H.HELD_OUT).to_numpy(zero_copy_only=False),
+        rows.column(H.COLD_USER).to_numpy(zero_copy_only=False),
+        rows.column(H.NEW_ITEM).to_numpy(zero_copy_only=False),
+        _in_target(item_catalog, nodes, holdout, num_entities),
+    )
+
+
 class CrossDomainEvaluationConfig(dg.Config):
     memory_budget_mb: int = config_field("inference_memory_budget_mb")
     seed: int = Field(0, description="Seed of the validation/test halves and the samples.")
@@ -238,17 +259,7 @@ def cross_domain_evaluation(
     kg = kg_from_frames(knowledge_graph)
     device = pick_device()
     with Measure() as m:
-        rows = H.evaluation_rows(raw_interactions, item_catalog, nodes, holdout).toArrow()
-        users = rows.column(C.USER_ID).to_numpy(zero_copy_only=False)
-        codes = np.unique(users, return_inverse=True)[1]
-        data = MarkedInteractions(
-            codes.astype(np.int64),
-            rows.column(H.ENTITY).to_numpy(),
-            rows.column(H.HELD_OUT).to_numpy(zero_copy_only=False),
-            rows.column(H.COLD_USER).to_numpy(zero_copy_only=False),
-            rows.column(H.NEW_ITEM).to_numpy(zero_copy_only=False),
-            _in_target(item_catalog, nodes, holdout, kg.num_entities),
-        )
+        data = marked_interactions(raw_interactions, item_catalog, nodes, holdout, kg.num_entities)
         model_set = load_model_set(gnn_checkpoint)
         vectors = {}
         for name, checkpoint in model_set.checkpoints.items():

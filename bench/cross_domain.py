@@ -11,7 +11,8 @@ Each dataset runs the whole lineage into a fresh lake (default training config, 
 ``semantic`` and ``sage``, each also with EELs typed by domain, and DeepWalk; Metapath2Vec
 and the target-only twins in the
 cross-domain group), then the evaluation's table is written into the document's
-``cross_domain`` section.
+``cross_domain`` section. On the synthetic data the section also says what the data allows:
+the generator's own scorer, which knows every item's hidden topic, on the same cold users.
 """
 
 from __future__ import annotations
@@ -20,19 +21,39 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
+from pyspark.sql import functions as F
 
-from assets.cross_domain import report_table
+from assets.cross_domain import marked_interactions, report_table
 from assets.model import TrainConfig
 from assets.raw import IngestConfig, SyntheticConfig
 from bench.lineage import full_refresh
 from bench.report import stamp, write_section
 from orchestration.definitions import lake_resources
 from resources.cross_domain import CrossDomainResource
+from resources.io_manager import lake_tables
+from resources.markdown import markdown_table
 from resources.spark_lake import LakeResource, SparkResource
+from spark_jobs import constants as C
+from spark_jobs.synthetic import TASTE_CONCENTRATION, item_index, latent
+from storage.lake_transaction import LakeTables
 from storage.layout import LakeLayout
 from storage.versions import latest
-from training.cross_domain import load_report
+from training.cross_domain import (
+    COLD_USERS,
+    HEADLINE,
+    JOINT,
+    POPULAR,
+    TARGET_ONLY,
+    CrossDomainReport,
+    cold_user_task,
+    interaction_signals,
+    load_report,
+    score_task,
+    topic_posterior_scorer,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "quality.md"
 ACTION_FAMILY = {
@@ -101,6 +122,11 @@ def dataset_section(title: str, ingest: IngestConfig, target: str) -> str:
         )
         report = load_report(latest(LakeLayout(lake).artifact("cross_domain_evaluation")))
         c = report.counts
+        ceiling = ""
+        if ingest.source == "synthetic":
+            tables = lake_tables(resources["lake"], spark)
+            values = topic_ceiling(tables, spark, resources["cross_domain"], ingest)
+            ceiling = ceiling_paragraph(values, report)
 
         def step(name: str) -> float:
             return refresh.step_seconds.get(name, float("nan"))
@@ -116,8 +142,75 @@ def dataset_section(title: str, ingest: IngestConfig, target: str) -> str:
                 f"{step('cross_domain_walk_models'):.0f} s, evaluation "
                 f"{step('cross_domain_evaluation'):.0f} s).",
                 report_table(report),
+                *([ceiling] if ceiling else []),
             ]
         )
+
+
+def topic_ceiling(
+    tables: LakeTables,
+    spark: SparkResource,
+    cross_domain: CrossDomainResource,
+    ingest: IngestConfig,
+) -> dict[str, float]:
+    """How far the synthetic cold-user task can be taken: the cold-user Recall@20 of the
+    generator's own scorer (:func:`~training.cross_domain.topic_posterior_scorer`, which
+    knows each item's hidden topic) on the run's test half, with popularity from the
+    training users (``"training"``) and the generator's exact weights (``"exact"``)."""
+    session = spark.session
+    nodes = tables.read(session, "knowledge_graph/nodes")
+    entities = nodes.where(F.col(C.NODE_TYPE) == C.ENTITY).select(C.NODE_ID, C.KEY).toArrow()
+    keys = np.empty(entities.num_rows, dtype=object)
+    keys[entities.column(C.NODE_ID).to_numpy()] = entities.column(C.KEY).to_pylist()
+    spec = ingest.synthetic.spec()
+    data = marked_interactions(
+        tables.read(session, "raw_interactions"), tables.read(session, "item_catalog"), nodes,
+        cross_domain.holdout, len(keys),
+    )  # fmt: skip
+    hidden, at = latent(spec), item_index(keys)
+    exact = torch.from_numpy(np.log(np.maximum(hidden.popularity[at], 1e-300))).float()
+    in_target = torch.from_numpy(data.in_target)
+    task = cold_user_task(data)  # the evaluation's default seed: the same queries and halves
+    out = {}
+    popularity = {"training": interaction_signals(data).log_users, "exact": exact}
+    for name, log_popularity in popularity.items():
+        scorer = topic_posterior_scorer(
+            hidden.item_topic[at], data.in_target, log_popularity, TASTE_CONCENTRATION,
+            spec.in_topic_share,
+        )  # fmt: skip
+        score = score_task(COLD_USERS, task, scorer, log_popularity, in_target, (1.0,))
+        out[name] = score.metrics[HEADLINE[COLD_USERS]]
+    return out
+
+
+def ceiling_paragraph(ceiling: dict[str, float], report: CrossDomainReport) -> str:
+    """:func:`topic_ceiling` beside popular in target and the best joint and target-only
+    models."""
+    popular = report.value(COLD_USERS, POPULAR)
+    joint, joint_value = report.best(COLD_USERS, JOINT)
+    twin, twin_value = report.best(COLD_USERS, TARGET_ONLY)
+    rows = [
+        ("topic posterior", "hidden topics; popularity from training users", ceiling["training"]),
+        ("topic posterior", "hidden topics and exact popularity", ceiling["exact"]),
+        (f"{joint} (best joint model)", "the data", joint_value),
+    ]
+    table = markdown_table(
+        ["scorer", "knows", "cold_users recall@20", "× popular_in_target", f"× {twin}"],
+        [
+            [name, knows, f"{v:.4f}", f"{v / popular:.2f}×", f"{v / twin_value:.2f}×"]
+            for name, knows, v in rows
+        ],
+    )
+    return (
+        "**What the data allows.** The generator's own scorer on the same cold-user test "
+        "half (`topic_posterior_scorer` in `training/cross_domain.py`: the posterior of the "
+        "user's topics given their history, times the item's share of its topic's "
+        "popularity) knows what the models must learn, every item's hidden topic. With "
+        "popularity estimated from the training users, as every scorer here does, it is "
+        "what a model that learned the topics perfectly would reach; with the generator's "
+        "exact weights, which no sample of interactions gives, it is about the best any "
+        "scorer can do.\n\n" + table
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

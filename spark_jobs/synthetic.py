@@ -52,6 +52,7 @@ DEFAULT_RELATIONS = (
     RelationSpec("creator", 500, 1, 1, per_domain=True),
 )
 CROSS_DOMAINS = ("music", "live")
+TASTE_CONCENTRATION = 0.2  # the Dirichlet of users' tastes over topics: a few topics each
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,36 @@ class SyntheticSpec:
     cross_domain: bool = False  # two domains sharing users (``domains`` are source, target)
     target_share: float = 0.3  # two-domain mode: share of items and of interactions in the target
     no_target_user_share: float = 0.3  # two-domain mode: users with no target history
+
+
+@dataclass(frozen=True)
+class Latent:
+    """What the generator draws before any interaction and never writes: the truth that
+    the data is made from, for measuring how much of it a model can recover."""
+
+    item_topic: np.ndarray  # (n_items,)
+    popularity: np.ndarray  # (n_items,) an item's weight within its topic, 0 if never engaged
+    taste: np.ndarray  # (n_users, n_topics) each user's topic distribution
+
+
+def item_index(item_ids: np.ndarray) -> np.ndarray:
+    """Positions in :class:`Latent`'s arrays of the generator's item ids (``i{i:07d}``)."""
+    return np.char.lstrip(item_ids.astype(str), "i").astype(np.int64)
+
+
+def _draw_latent(spec: SyntheticSpec, rng: np.random.Generator) -> Latent:
+    item_topic = rng.integers(spec.n_topics, size=spec.n_items)
+    popularity = (rng.permutation(spec.n_items) + 1.0) ** -spec.popularity_exponent
+    cold = rng.choice(spec.n_items, size=int(spec.cold_item_share * spec.n_items), replace=False)
+    popularity[cold] = 0.0
+    taste = rng.dirichlet(np.full(spec.n_topics, TASTE_CONCENTRATION), size=spec.n_users)
+    return Latent(item_topic, popularity, taste)
+
+
+def latent(spec: SyntheticSpec) -> Latent:
+    """The hidden topics, popularity and tastes behind :func:`generate`'s output for
+    ``spec`` (item ``i`` is ``i{i:07d}``, user ``u`` is ``u{u:06d}``)."""
+    return _draw_latent(spec, np.random.default_rng(spec.seed))
 
 
 def _concepts(
@@ -147,13 +178,8 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     rng = np.random.default_rng(spec.seed)
     k = spec.n_topics
     item_ids = np.array([f"i{i:07d}" for i in range(spec.n_items)])
-    item_topic = rng.integers(k, size=spec.n_items)
-
-    popularity = (rng.permutation(spec.n_items) + 1.0) ** -spec.popularity_exponent
-    cold = rng.choice(spec.n_items, size=int(spec.cold_item_share * spec.n_items), replace=False)
-    popularity[cold] = 0.0
-
-    taste = rng.dirichlet(np.full(k, 0.2), size=spec.n_users)
+    hidden = _draw_latent(spec, rng)
+    item_topic, popularity, taste = hidden.item_topic, hidden.popularity, hidden.taste
     activity = rng.pareto(1.5, size=spec.n_users) + 1.0
     user = rng.choice(spec.n_users, size=spec.n_interactions, p=activity / activity.sum())
     topic = (np.cumsum(taste, axis=1)[user] < rng.random((spec.n_interactions, 1))).sum(axis=1)

@@ -265,6 +265,42 @@ def popular_scorer(s: InteractionSignals) -> Scorer:
     return lambda seeds: torch.zeros(seeds.shape[0], len(s.log_users))
 
 
+def topic_posterior_scorer(
+    topic: np.ndarray,
+    in_target: np.ndarray,
+    log_users: Tensor,
+    concentration: float,
+    on_topic: float,
+) -> Scorer:
+    """What a scorer that knew each entity's hidden topic could do on data made as the
+    synthetic generator makes it (a user's items: a topic from their taste, then an item
+    of that topic by popularity): a ceiling for the models, which must learn the topics.
+    With λ = 1 the score is the log-probability of entity ``j`` for the history's user,
+
+        log P(j | h) = log P(t_j | h) + log(1 + users_j) − log Σ_{i ∈ t_j} (1 + users_i),
+
+    the last sum over the target's entities of topic ``t_j``, popularity estimated by the
+    training users, and ``P(t | h) = ρ·(c_t + α)/(n + Kα) + (1 − ρ)/K``: the posterior
+    mean of a Dirichlet(α) taste given the history's ``n`` items, ``c_t`` of topic ``t``
+    (read as if all were on-topic), mixed with the off-topic share ``1 − ρ``."""
+    k = int(topic.max()) + 1
+    one_hot = F.one_hot(torch.from_numpy(topic), k).float()
+    mass = torch.zeros(k).index_add_(
+        0, torch.from_numpy(topic[in_target]), torch.exp(log_users[in_target]).float()
+    )
+    within = -torch.log(mass.clamp(min=1e-12))[topic]
+
+    def score(seeds: Tensor) -> Tensor:
+        seeds = seeds.coalesce()
+        n = torch.bincount(seeds.indices()[0], minlength=seeds.shape[0]).float()[:, None]
+        counts = torch.sparse.mm(seeds, one_hot) * n  # rows of ``seeds`` sum to 1
+        taste = (counts + concentration) / (n + k * concentration)
+        p = on_topic * taste + (1 - on_topic) / k
+        return torch.log(p)[:, topic] + within
+
+    return score
+
+
 def ranked(
     task: Task, scorer: Scorer, log_users: Tensor, in_target: Tensor, lam: float, k: int,
     batch: int = 256,

@@ -15,8 +15,10 @@ import pytest
 from deltalake import DeltaTable
 
 from assets.raw import IngestConfig
+from bench.cross_domain import ceiling_paragraph, topic_ceiling
 from orchestration.definitions import ASSETS, CHECKS
 from orchestration.summary import cross_domain_headline
+from resources.io_manager import lake_tables
 from serving.artifact import load_bundle
 from serving.retrieval import nearest
 from spark_jobs import constants as C
@@ -25,7 +27,7 @@ from storage.layout import LakeLayout
 from storage.versions import latest
 from tests.assets.lakes import SMALL, lake_copy, resources, run
 from training.checkpoint import load_model_set
-from training.cross_domain import COLD_USERS, EXPOSURE, NEW_ITEMS, load_report
+from training.cross_domain import COLD_USERS, EXPOSURE, NEW_ITEMS, POPULAR, load_report
 from training.shard_graph import CROSS_DOMAIN_EEL
 
 TWO_DOMAINS = SMALL.model_copy(update={"cross_domain": True})
@@ -105,6 +107,22 @@ def test_a_music_history_gets_live_items_from_the_index(cross_domain_lake):
     # the service's own filtered search: its neighbours are music, so it must search deeper
     [hits] = asyncio.run(nearest(search, query, [set(music.tolist())], 10, live.__contains__))
     assert len(hits) == 10 and {h.entity for h in hits} <= live
+
+
+def test_the_generators_own_scorer_bounds_the_cold_user_task(cross_domain_lake):
+    lake, _ = cross_domain_lake
+    res = resources(lake, target="live")
+    tables = lake_tables(res["lake"], res["spark"])
+    ceiling = topic_ceiling(
+        tables, res["spark"], res["cross_domain"], IngestConfig(synthetic=TWO_DOMAINS)
+    )
+    report = load_report(latest(LakeLayout(lake).artifact("cross_domain_evaluation")))
+    # knowing the hidden topics beats popularity, and knowing the exact popularity too
+    # does at least about as well
+    assert ceiling["training"] > report.value(COLD_USERS, POPULAR)
+    assert ceiling["exact"] > 0.9 * ceiling["training"]
+    text = ceiling_paragraph(ceiling, report)
+    assert f"| {ceiling['exact']:.4f} |" in text and "best joint model" in text
 
 
 def test_cross_domain_assets_refuse_to_run_without_a_target(cross_domain_lake, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +12,14 @@ from spark_jobs import constants as C
 from spark_jobs import domain_holdout as H
 from spark_jobs.coengagement import CoengagementParams
 from spark_jobs.graph import build_nodes
-from spark_jobs.synthetic import CROSS_DOMAINS, SyntheticSpec, content_key, generate
+from spark_jobs.synthetic import (
+    CROSS_DOMAINS,
+    SyntheticSpec,
+    content_key,
+    generate,
+    item_index,
+    latent,
+)
 from spark_jobs.user_item_edges import ENTITY, USER, user_item_edges
 
 SPEC = SyntheticSpec(
@@ -38,6 +46,18 @@ def test_two_domain_generator_shares_users_and_keeps_creators_per_domain(two_dom
     genres = concepts[concepts[C.RELATION] == "genre"].merge(items, on=C.ITEM_ID)
     shared = genres.groupby(C.CONCEPT)[C.DOMAIN].nunique()
     assert (shared == 2).mean() > 0.9  # genres span both domains
+
+
+def test_the_latent_draw_is_what_the_interactions_were_made_from(two_domains):
+    interactions, _, _ = two_domains
+    hidden = latent(SPEC)
+    item = item_index(interactions[C.ITEM_ID].to_numpy())
+    user = interactions[C.USER_ID].str.lstrip("u").astype(int).to_numpy()
+    assert (hidden.popularity[item] > 0).all()  # never-engaged items stay so
+    # a user's topics are those of their taste: far likelier than a topic drawn at random
+    chosen = hidden.taste[user, hidden.item_topic[item]].mean()
+    assert chosen > 3 * hidden.taste.mean()
+    assert np.allclose(hidden.taste.sum(1), 1.0)
 
 
 def test_holdout_marks_the_target_rows_of_cold_users_and_new_items(spark, two_domains):

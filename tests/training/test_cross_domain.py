@@ -30,6 +30,7 @@ from training.cross_domain import (
     ndcg_at_k,
     new_item_task,
     seed_matrix,
+    topic_posterior_scorer,
 )
 from training.cross_domain_models import target_only
 from training.deepwalk import DeepWalkParams
@@ -132,6 +133,22 @@ def test_a_model_that_knows_the_tastes_beats_popularity(tmp_path):
     )
     report.save(tmp_path)
     assert load_report(tmp_path).results == report.results
+
+
+def test_the_topic_posterior_is_a_distribution_over_the_target_led_by_the_history():
+    data, _, topic = world()
+    s = interaction_signals(data)
+    scorer = topic_posterior_scorer(topic, data.in_target, s.log_users, 0.2, 0.9)
+    history = np.flatnonzero((topic == 2) & ~data.in_target)[:3]
+    log_p = scorer(seed_matrix([torch.from_numpy(history)], data.num_entities))[0] + s.log_users
+    target = torch.from_numpy(data.in_target)
+    assert float(log_p[target].exp().sum()) == pytest.approx(1.0, rel=1e-5)
+    # three items of topic 2: P(t=2) = 0.9·(3 + 0.2)/(3 + 8·0.2) + 0.1/8
+    in_two = target & torch.from_numpy(topic == 2)
+    assert float(log_p[in_two].exp().sum()) == pytest.approx(0.9 * 3.2 / 4.6 + 0.1 / 8, rel=1e-5)
+    # within a topic, by training users
+    users = s.log_users[in_two]
+    assert torch.equal(log_p[in_two].argsort(), users.argsort())
 
 
 def test_a_target_domain_without_items_is_reported_empty():

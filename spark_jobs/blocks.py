@@ -9,12 +9,12 @@ row per record, and never converts the records to its own row format.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
 BUCKET = "_bucket"
@@ -36,24 +36,40 @@ def exchange(
     spark = df.sparkSession
     n = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
     return (
-        df.mapInArrow(send(partition_labels(spark, n)), SCHEMA)
+        df.mapInArrow(send(partition_labels(n)), SCHEMA)
         .repartition(n, BUCKET)
         .mapInArrow(receive, schema)
     )
 
 
-def partition_labels(spark: SparkSession, n: int) -> list[int]:
+def spark_hash_int(v: int) -> int:
+    """Spark's ``hash`` of an int column's value: Murmur3 x86_32 of its 4 bytes, seed 42
+    (``Murmur3_x86_32.hashInt``), as a signed 32-bit int."""
+    mask = 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    k = rotl((v & mask) * 0xCC9E2D51 & mask, 15) * 0x1B873593 & mask
+    h = (rotl(42 ^ k, 13) * 5 + 0xE6546B64) & mask
+    h ^= 4  # the input's length in bytes
+    h = (h ^ (h >> 16)) * 0x85EBCA6B & mask
+    h = (h ^ (h >> 13)) * 0xC2B2AE35 & mask
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+@functools.cache
+def partition_labels(n: int) -> list[int]:
     """For each of ``n`` shuffle partitions an int that Spark's hash partitioning sends
     there (``pmod(hash(v), n)``, as in ``repartition(n, col)``), so that ``n`` buckets
-    land in ``n`` partitions, one each, instead of colliding."""
-    v = F.col("id").cast("int")
-    found = dict(
-        spark.range(64 * n)
-        .select(F.pmod(F.hash(v), F.lit(n)).alias("p"), v.alias("v"))
-        .groupBy("p")
-        .agg(F.min("v"))
-        .collect()
-    )
+    land in ``n`` partitions, one each, instead of colliding: the smallest such int,
+    found here rather than by a Spark job per exchange."""
+    found: dict[int, int] = {}
+    v = 0
+    while len(found) < n:
+        found.setdefault(spark_hash_int(v) % n, v)  # Python's % of a positive n is pmod
+        v += 1
     return [found[p] for p in range(n)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from pyspark.sql import functions as F
 
 from spark_jobs import blocks
 
@@ -30,6 +31,13 @@ def test_no_blocks_give_empty_columns():
 
 
 def test_partition_labels_land_one_per_partition(spark):
-    labels = blocks.partition_labels(spark, 8)
-    df = spark.createDataFrame([(v,) for v in labels], "v int").repartition(8, "v")
-    assert df.rdd.glom().map(len).collect() == [1] * 8
+    for n in (1, 3, 8, 200):
+        labels = blocks.partition_labels(n)
+        df = spark.createDataFrame([(v,) for v in labels], "v int").repartition(n, "v")
+        assert df.rdd.glom().map(len).collect() == [1] * n
+
+
+def test_the_hash_is_sparks(spark):
+    values = [0, 1, -1, 7, 42, 2**31 - 1, -(2**31), 123_456_789]
+    got = spark.createDataFrame([(v,) for v in values], "v int").select(F.hash("v")).collect()
+    assert [blocks.spark_hash_int(v) for v in values] == [r[0] for r in got]

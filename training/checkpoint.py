@@ -8,10 +8,11 @@ curve, best epoch and AUC, measured peak memory, lineage).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +25,7 @@ from training.trainer import TrainParams, TrainResult
 WEIGHTS = "model.pt"
 META = "checkpoint.json"
 ID_MAP = "id_map.parquet"
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,13 +66,36 @@ class Checkpoint:
         return model.eval()
 
 
+def _record(cls: type[T], record: dict[str, Any], folder: Path, drop_unknown: bool = False) -> T:
+    """``cls`` from a checkpoint's record of it, or an error that names the checkpoint and
+    the fields where the record and this version of the code disagree. ``drop_unknown``:
+    fields the code no longer has are left out (a training parameter renamed or removed
+    since does not change the trained weights; its current default stands)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(record) - names)
+    missing = sorted(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in record
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+    if (unknown and not drop_unknown) or missing:
+        raise ValueError(
+            f"The checkpoint at {folder} was written by another version of cograph: its "
+            f"{cls.__name__} has fields this version lacks {unknown} and lacks {missing}. "
+            "Materialize gnn_checkpoint again to train one this version reads."
+        )
+    return cls(**{k: v for k, v in record.items() if k in names})
+
+
 def load_checkpoint(folder: Path) -> Checkpoint:
     if not (folder / META).exists() or not (folder / WEIGHTS).exists():
         raise FileNotFoundError(f"No checkpoint at {folder} (needs {META} and {WEIGHTS})")
     meta = json.loads((folder / META).read_text())
     tensors = torch.load(folder / WEIGHTS, weights_only=True)
     model = meta["model"]
-    config = ModelConfig(**{**model, "relations": tuple(model["relations"])})
+    config = _record(ModelConfig, {**model, "relations": tuple(model["relations"])}, folder)
     result = TrainResult(
         tensors["state_dict"],
         meta["best_epoch"],
@@ -81,7 +106,7 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     )
     return Checkpoint(
         config,
-        TrainParams(**meta["train"]),
+        _record(TrainParams, meta["train"], folder, drop_unknown=True),
         result,
         tensors["concept_features"],
         pq.read_table(folder / ID_MAP),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -237,6 +238,29 @@ def test_checkpoint_reproduces_embeddings(setup, transe, tmp_path):
         ModelSet({"semantic": ckpt}, "deepwalk")
     with torch.no_grad():
         assert torch.equal(ckpt.model()(graphs[1]), again.model()(graphs[1]))
+
+
+def test_a_checkpoint_of_another_version_is_read_or_named(setup, transe, tmp_path):
+    graphs, config = setup
+    params = TrainParams(epochs=1)
+    result = train(graphs, config, params, DEVICE)
+    id_map = pa.table({"node_id": [0], "node_type": ["entity"], "key": ["i0"]})
+    Checkpoint(config, params, result, transe.concept_embeddings, id_map).save(tmp_path)
+    meta_path = tmp_path / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    # a training parameter renamed since (``patience`` became ``patience_steps``): read
+    meta["train"]["patience"] = 5
+    meta_path.write_text(json.dumps(meta))
+    assert load_checkpoint(tmp_path).params == params
+    # a model field this version lacks, or lacking one it needs: named, not a TypeError
+    meta["model"]["attention_kind"] = "gat"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"checkpoint at .* another version.*'attention_kind'"):
+        load_checkpoint(tmp_path)
+    del meta["model"]["attention_kind"], meta["model"]["num_entities"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"lacks \['num_entities'\]"):
+        load_checkpoint(tmp_path)
 
 
 def test_bad_inputs_are_named(setup, transe, kg):

@@ -465,12 +465,45 @@ def add_rows(index: faiss.Index, rows: np.ndarray) -> None:
     index.add(rows)
 
 
+def row_hashes(rows: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """A 64-bit hash of each float32 row's bits, ``chunk`` rows at a time."""
+    multipliers = np.random.default_rng(0).integers(1, 1 << 62, rows.shape[1], np.uint64) | 1
+    bits = rows.view(np.uint32)
+    return np.concatenate(
+        [
+            (bits[lo : lo + chunk].astype(np.uint64) * multipliers).sum(1, dtype=np.uint64)
+            for lo in range(0, len(rows), chunk)
+        ]
+        or [np.zeros(0, np.uint64)]
+    )
+
+
+def unique_rows(rows: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of float32 ``rows`` in order of first appearance, and each row's
+    place among them.
+
+    ``np.unique(axis=0)`` sorts the rows field by field: 9.8 s of the index's 69 s at
+    400,000 rows of 64, and growing faster than the rows. Here each row is a 64-bit hash
+    of its bits (a seeded random odd multiplier per column, summed with wraparound), the
+    hashes are sorted, and the rows are checked equal to their group's first; a collision
+    (never seen) falls back to the field sort."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32) + np.float32(0.0)  # -0.0 is 0.0
+    _, first, inverse = np.unique(row_hashes(rows, chunk), return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    unique, inverse = rows[first[order]], place[inverse.reshape(-1)]
+    if not np.array_equal(unique[inverse], rows):
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    return unique, inverse
+
+
 def build(items: np.ndarray, entity_ids: np.ndarray, params: IndexParams) -> VectorIndex:
     """An index over ``items`` (rows of :func:`item_vectors`), not yet tuned."""
     items = np.asarray(items, dtype=np.float32)
     entity_ids = np.asarray(entity_ids, dtype=np.int64)
-    unique, inverse = np.unique(items, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    unique, inverse = unique_rows(items)
     order = np.lexsort((entity_ids, inverse))
     members = np.split(entity_ids[order], np.cumsum(np.bincount(inverse))[:-1])
     norms = np.sqrt(np.einsum("ij,ij->i", unique, unique))

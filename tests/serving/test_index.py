@@ -9,6 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
+from serving import index as index_module
 from serving.index import (
     LEGACY_INDEX,
     MAX_LEVEL,
@@ -21,6 +22,7 @@ from serving.index import (
     recall_at_k,
     to_l2_items,
     tune,
+    unique_rows,
 )
 
 
@@ -38,6 +40,24 @@ def spread_items(n: int, seed: int = 0) -> np.ndarray:
 
 def exact_top(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return -np.sort(-(queries @ items.T), axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_unique_rows_group_equal_vectors_in_order_of_first_appearance(monkeypatch, collide):
+    if collide:  # every hash equal: the rows must still be told apart, by the field sort
+        monkeypatch.setattr(index_module, "row_hashes", lambda rows, chunk: np.zeros(len(rows)))
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(50, 8)).astype(np.float32)
+    picks = rng.integers(0, 50, 400)
+    rows = distinct[picks]
+    unique, inverse = unique_rows(rows, chunk=64)
+    np.testing.assert_array_equal(unique[inverse], rows)
+    assert len(unique) == len(np.unique(picks))
+    if not collide:
+        first = [int(np.flatnonzero(inverse == u)[0]) for u in range(len(unique))]
+        assert first == sorted(first)  # each distinct row where it first appears
+    signed_zeros = np.array([[0.0, 1.0], [-0.0, 1.0]], dtype=np.float32)
+    assert len(unique_rows(signed_zeros)[0]) == 1  # equal vectors, whatever their bits
 
 
 def test_norm_levels_split_at_halvings_of_the_longest_norm():

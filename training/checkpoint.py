@@ -81,10 +81,12 @@ def _record(cls: type[T], record: dict[str, Any], folder: Path, drop_unknown: bo
         and f.default_factory is dataclasses.MISSING
     )
     if (unknown and not drop_unknown) or missing:
+        disagree = [f"has {unknown}, which this version lacks"] if unknown else []
+        disagree += [f"lacks {missing}, which this version needs"] if missing else []
         raise ValueError(
             f"The checkpoint at {folder} was written by another version of cograph: its "
-            f"{cls.__name__} has fields this version lacks {unknown} and lacks {missing}. "
-            "Materialize gnn_checkpoint again to train one this version reads."
+            f"{cls.__name__} {' and '.join(disagree)}. Materialize gnn_checkpoint again to "
+            "train one this version reads."
         )
     return cls(**{k: v for k, v in record.items() if k in names})
 

@@ -275,12 +275,14 @@ def topic_posterior_scorer(
     """What a scorer that knew each entity's hidden topic could do on data made as the
     synthetic generator makes it (a user's items: a topic from their taste, then an item
     of that topic by popularity): a ceiling for the models, which must learn the topics.
-    With λ = 1 the score is the log-probability of entity ``j`` for the history's user,
+    With λ = 1 on ``log_users`` (``log w``: the log of each entity's popularity, e.g.
+    ``log(1 + users)`` of its training users) the score is the log-probability of entity
+    ``j`` for the history's user,
 
-        log P(j | h) = log P(t_j | h) + log(1 + users_j) − log Σ_{i ∈ t_j} (1 + users_i),
+        log P(j | h) = log P(t_j | h) + log w_j − log Σ_{i ∈ t_j} w_i,
 
-    the last sum over the target's entities of topic ``t_j``, popularity estimated by the
-    training users, and ``P(t | h) = ρ·(c_t + α)/(n + Kα) + (1 − ρ)/K``: the posterior
+    the sum over the target's entities of topic ``t_j``, and
+    ``P(t | h) = ρ·(c_t + α)/(n + Kα) + (1 − ρ)/K``: the posterior
     mean of a Dirichlet(α) taste given the history's ``n`` items, ``c_t`` of topic ``t``
     (read as if all were on-topic), mixed with the off-topic share ``1 − ρ``."""
     k = int(topic.max()) + 1

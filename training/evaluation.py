@@ -133,6 +133,21 @@ def settings(
     }
 
 
+def topic_oracle(topic: Tensor, log_popularity: Tensor) -> Scores:
+    """A scorer that knows each entity's hidden topic (the synthetic generator's): the
+    query's topic first, then by popularity. On data where a topic and popularity decide
+    every interaction, a new item's concepts can say no more than its topic, and its
+    co-engagement cosine with an entity of its topic grows with that entity's popularity:
+    the strict cold-start ranking no model can beat by more than chance."""
+    span = float(log_popularity.max() - log_popularity.min()) + 1.0
+
+    def score(q: Tensor) -> Tensor:
+        same = (topic[q][:, None] == topic[None, :]).float()
+        return same * span + log_popularity[None, :]
+
+    return score
+
+
 def encoder_scores(
     checkpoint: Checkpoint,
     kg: KGArrays,

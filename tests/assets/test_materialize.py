@@ -9,12 +9,16 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from assets.raw import IngestConfig
+from bench.quality import lake_inputs, strict_cold_ceiling, topic_ceiling
 from orchestration.definitions import defs
 from storage.delta_tables import table_rows
 from storage.lake_log import LakeLog
 from storage.layout import LakeLayout
+from storage.versions import latest
 from tests.assets.lakes import SMALL, lake_copy, recorded, run, versions
 from training.checkpoint import load_model_set
+from training.evaluation import STRICT
+from training.evaluation import load_report as load_evaluation
 from training.shard_store import open_shards
 
 CROSS_DOMAIN_ASSETS = {
@@ -111,6 +115,17 @@ def test_materializes_every_asset_with_metadata(first_run, materialized_lake):
 
     edges = DeltaTable(str(LakeLayout(lake).table("knowledge_graph/edges")))
     assert edges.version() == 0 and edges.history()[0]["operation"] == "CREATE TABLE"
+
+
+def test_the_demo_reports_what_its_data_allows_new_items(materialized_lake):
+    lake = materialized_lake.lake
+    report = load_evaluation(latest(LakeLayout(lake).artifact("embedding_evaluation")))
+    inputs = lake_inputs(lake)
+    ceiling = topic_ceiling(inputs, IngestConfig(synthetic=SMALL))
+    # knowing each new item's hidden topic beats ranking every new item by popularity
+    assert ceiling["exact"] > report.value("popularity", STRICT)
+    text = strict_cold_ceiling(inputs, IngestConfig(synthetic=SMALL), report)
+    assert f"| {ceiling['training']:.4f} |" in text
 
 
 def test_rematerialize_same_input_adds_no_rows(first_run, lake):

@@ -22,6 +22,7 @@ from training.evaluation import (
     gate_failures,
     rare_concept_links,
     settings,
+    topic_oracle,
 )
 from training.hasp import HaspParams, build_hasp
 from training.inference import embed, embed_graph, whole_graph
@@ -70,6 +71,22 @@ def test_split_keeps_test_and_inductive_links_out_of_training(kg, split):
         assert np.array_equal(getattr(again, field), getattr(split, field))
     same = make_split(kg, SplitParams(test_share=0.1, inductive_share=0.2, seed=0))
     assert np.array_equal(same.test_pairs, split.test_pairs)
+
+
+def test_the_topic_oracle_ranks_the_querys_topic_first_then_by_popularity(kg, split):
+    genre = kg.concept_edges[("genre", "genre")]  # the community: the graph's hidden topic
+    topic = torch.full((kg.num_entities,), -1)
+    topic[genre[0]] = torch.from_numpy(genre[1])
+    log_popularity = torch.rand(kg.num_entities, generator=torch.Generator().manual_seed(0))
+    task = settings(kg, split)[STRICT].task
+    ranked = task.rank(topic_oracle(topic, log_popularity), 10)
+    for q, row in zip(task.queries.tolist(), ranked, strict=True):
+        same = row[topic[row] == topic[q]]
+        assert torch.equal(same, row[: len(same)])  # the query's topic first
+        assert (log_popularity[same].diff() <= 0).all()  # then the more popular first
+    popular_only = task.rank(lambda q: log_popularity.expand(len(q), -1), 10)
+    oracle_map = task.metrics(ranked, (10,))["map@10"].nanmean()
+    assert oracle_map > 2 * task.metrics(popular_only, (10,))["map@10"].nanmean()
 
 
 def test_settings_and_rare_concepts(kg, split):

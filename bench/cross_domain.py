@@ -202,7 +202,8 @@ def ceiling_paragraph(ceiling: dict[str, dict[str, float]], report: CrossDomainR
     ):
         users, items = ceiling[COLD_USERS][name], ceiling[NEW_ITEMS][name]
         rows.append(["topic posterior", knows, f"{users:.4f}", users, f"{items:.4f}", items])
-    (user_model, users), (item_model, items) = (report.best(k, JOINT) for k in ceiling)
+    user_model, users = report.best(COLD_USERS, JOINT)
+    item_model, items = report.best(NEW_ITEMS, JOINT)
     rows.append(
         ["best joint model", "the data", f"{user_model} {users:.4f}", users,
          f"{item_model} {items:.4f}", items]

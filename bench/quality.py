@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 import torch
 from deltalake import DeltaTable
@@ -237,7 +236,7 @@ def topic_ceiling(inputs: Inputs, ingest: IngestConfig) -> dict[str, float]:
     degree = torch.bincount(torch.from_numpy(inputs.train.eel[0]), minlength=len(at))
     popularity = {
         "training": torch.log1p(degree.float()),
-        "exact": torch.from_numpy(np.log(np.maximum(hidden.popularity[at], 1e-300))).float(),
+        "exact": torch.from_numpy(hidden.log_popularity(at)).float(),
     }
     topic = torch.from_numpy(hidden.item_topic[at])
     out = {}
@@ -303,13 +302,15 @@ def dataset_section(title: str, ingest: IngestConfig, ablation: bool) -> str:
                 per_encoder(models, training_cells),
             ),
         ]  # fmt: skip
+        if ingest.source == "synthetic" or ablation:
+            inputs = lake_inputs(lake)  # read once for the ceiling and the ablation
         if ingest.source == "synthetic":
-            parts.append(strict_cold_ceiling(lake_inputs(lake), ingest, report))
+            parts.append(strict_cold_ceiling(inputs, ingest, report))
         if ablation:
             header = ["variant", "validation MAP@10"]
             header += [f"test {label}" for label, _ in SETTINGS]
             header += ["cold top-10 best-sellers", "train s"]
-            rows = ablate(lake_inputs(lake), models.primary_checkpoint)
+            rows = ablate(inputs, models.primary_checkpoint)
             parts += ["### Ablation of the served model", markdown_table(header, rows)]
         return "\n\n".join(parts)
 

@@ -83,6 +83,11 @@ class Latent:
     popularity: np.ndarray  # (n_items,) an item's weight within its topic, 0 if never engaged
     taste: np.ndarray  # (n_users, n_topics) each user's topic distribution
 
+    def log_popularity(self, at: np.ndarray) -> np.ndarray:
+        """The log popularity of the items at ``at``, never-engaged ones far below every
+        other but finite (rankings add and subtract it)."""
+        return np.log(np.maximum(self.popularity[at], 1e-300))
+
 
 def item_index(item_ids: np.ndarray) -> np.ndarray:
     """Positions in :class:`Latent`'s arrays of the generator's item ids (``i{i:07d}``)."""

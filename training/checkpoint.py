@@ -71,11 +71,12 @@ def _record(cls: type[T], record: dict[str, Any], folder: Path, drop_unknown: bo
     the fields where the record and this version of the code disagree. ``drop_unknown``:
     fields the code no longer has are left out (a training parameter renamed or removed
     since does not change the trained weights; its current default stands)."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
     unknown = sorted(set(record) - names)
     missing = sorted(
         f.name
-        for f in dataclasses.fields(cls)
+        for f in fields
         if f.name not in record
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING

@@ -157,20 +157,23 @@ Spark's costliest stages at {args.sizes[-1]:,} interactions (from its UI's REST 
 
 {profile_table(stages)}
 
-Where the time goes: the per-user cap is a group-by and a window (two small exchanges);
-items get integer codes in id order (a broadcast join), and each user's capped items become
-one list, grouped where the cap already partitioned by user. Two stages then carry the work,
-with no self-join and no shuffled row per pair: the first enumerates each user's pairs
-within the window in numpy (items sorted by time, each item's window end found by a binary
-search) and writes them as packed blocks of int64 pair keys, one per key bucket; the second
-counts a bucket's keys with one sort and keeps the pairs with enough support, and only those
-become Spark rows, joined to the items' user counts and written. Both engines now grow about
-linearly with the pair occurrences. At 10^5 Spark's fixed cost (the JVM's warm-up, a dozen
-stages, Python workers) is nearly all its time; by 10^7 the ratio is set by the two
-pair stages, each about one pass over the occurrences in numpy plus the shuffle of their
-blocks through local disk, against DuckDB's single in-memory hash aggregate. What would move
-it further on one machine: the cap inside the first numpy pass (one exchange fewer); on a
-cluster these two stages are the part that spreads over machines.
+Where the time goes: items get integer codes in id order (a distinct and a one-partition
+window over the items), and each user's engagements become one list of (time, code): one
+exchange by user, of a fixed partition count so that adaptive execution does not merge
+them into fewer tasks than cores. Two stages then carry the work, with no self-join and no
+shuffled row per pair: the first keeps each item's latest engagement and the user's most
+recent items (the cap), enumerates the pairs within the window in numpy (items sorted by
+time, each item's window end found by a binary search) and writes them as sorted, packed
+blocks of int64 pair keys, one per key bucket, beside one self-pair key per kept item;
+the second merges a bucket's sorted blocks (numpy's stable sort finds the runs) and counts
+them, keeping the pairs with enough support. Only those become Spark rows: the self-pairs'
+totals are the items' user counts after the cap, broadcast and joined to the pairs,
+which are written. Both engines grow about linearly with the pair occurrences. At 10^5
+Spark's fixed cost (the JVM's warm-up, the stages' scheduling, Python workers) is nearly
+all its time; by 10^7 the ratio is set by the two pair stages, each about one pass over
+the occurrences in numpy plus the shuffle of their blocks through local disk, against
+DuckDB's single in-memory hash aggregate. On a cluster these two stages are the part that
+spreads over machines.
 """
     write_section("coengagement", body, args.doc)
     return rows

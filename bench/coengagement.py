@@ -158,8 +158,8 @@ Spark's costliest stages at {args.sizes[-1]:,} interactions (from its UI's REST 
 {profile_table(stages)}
 
 Where the time goes: items get integer codes in id order (a distinct and a one-partition
-window over the items), and each user's engagements become one list of (time, code): one
-exchange by user, of a fixed partition count so that adaptive execution does not merge
+window over the items), and the (user, time, code) rows go through one exchange by user,
+with no aggregation and a fixed partition count so that adaptive execution does not merge
 them into fewer tasks than cores. Two stages then carry the work, with no self-join and no
 shuffled row per pair: the first keeps each item's latest engagement and the user's most
 recent items (the cap), enumerates the pairs within the window in numpy (items sorted by

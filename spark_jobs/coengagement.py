@@ -68,19 +68,15 @@ def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> D
         .withColumn(user_pairs.CODE, F.row_number().over(Window.orderBy(C.ITEM_ID)) - 1)
         .persist()
     )
-    # one exchange by user; the latest engagement per item and the cap happen in numpy.
-    # Its partition count is fixed: adaptive execution would coalesce these few MiB of
-    # lists into fewer tasks than cores, while their pairs are most of the job's work
+    # one exchange by user and no aggregation: the latest engagement per item and the cap
+    # happen in numpy, on each user's rows. Its partition count is fixed: adaptive
+    # execution would coalesce these few MiB into fewer tasks than cores, while their
+    # pairs are most of the job's work
     parts = int(interactions.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
-    lists = (
+    engagements = (
         engaged.join(F.broadcast(codes), C.ITEM_ID)
-        .repartition(parts, C.USER_ID)
-        .groupBy(C.USER_ID)
-        .agg(
-            F.collect_list(
-                F.struct(F.col(C.TS).cast("long").alias(user_pairs.T), user_pairs.CODE)
-            ).alias(user_pairs.ITEMS)
-        )
+        .select(user_pairs.OWNER, F.col(C.TS).cast("long").alias(user_pairs.T), user_pairs.CODE)
+        .repartition(parts, user_pairs.OWNER)
     )
     window = None if params.window_days is None else int(params.window_days * 86_400)
     key = F.col(user_pairs.KEY)
@@ -88,7 +84,7 @@ def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> D
     # persisted because the item counts (self-pairs) and the pairs both read it
     totals = (
         blocks.exchange(
-            lists,
+            engagements,
             functools.partial(user_pairs.partition_pairs, window, params.max_items_per_user),
             user_pairs.pair_totals(params.min_support),
             user_pairs.TOTALS,

@@ -1,7 +1,8 @@
-"""Item pairs from users' item lists, counted in Spark partitions without a self-join.
+"""Item pairs from users' engagements, counted in Spark partitions without a self-join.
 
 The co-engagement job codes items as integers in id order and hands each partition its
-users' engagements (one row per user: a list of (time, code), one exchange by user).
+users' engagements as (user, time, code) rows, every row of a user in one partition (one
+exchange by user, no aggregation in Spark).
 :func:`partition_pairs` keeps each item's latest engagement and the user's most recent
 items (:func:`latest_capped`), sorts them by time, enumerates the pairs within the window
 from each item's window end (a binary search) in bounded chunks and packs their keys into
@@ -29,7 +30,7 @@ from spark_jobs import blocks
 from spark_jobs import constants as C
 from spark_jobs.sorted_runs import run_starts
 
-ITEMS = "_items"  # the list<struct<_t: long seconds, _code: int>> of one user's engagements
+OWNER = C.USER_ID  # one engagement per row: the user, its time and the item's code
 T = "_t"
 CODE = "_code"  # an item's rank in id order, from 0
 KEY = "_pair"  # lo << 32 | hi for item codes lo < hi
@@ -124,7 +125,8 @@ def _chunks(owner: np.ndarray, per_row: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def partition_pairs(window: int | None, cap: int, labels: list[int]):
-    """A ``mapInArrow`` function: a partition's user lists in, their :func:`latest_capped`
+    """A ``mapInArrow`` function: a partition's engagements in (every row of its users;
+    ``OWNER``, ``T``, ``CODE``), their users' :func:`latest_capped`
     items' pair keys and self-pair keys out as :mod:`spark_jobs.blocks`, bucketed by key
     (bucket ``b`` labelled ``labels[b]``)."""
 
@@ -132,12 +134,11 @@ def partition_pairs(window: int | None, cap: int, labels: list[int]):
         batches = [b for b in batches if b.num_rows]
         if not batches:  # an empty partition
             return
-        lists = pa.Table.from_batches(batches).column(ITEMS).combine_chunks()
-        lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-        flat = pc.list_flatten(lists)
-        owner = np.repeat(np.arange(len(lengths)), lengths)
-        t = flat.field(T).to_numpy(zero_copy_only=False)
-        code = flat.field(CODE).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = pa.Table.from_batches(batches)
+        users = pc.dictionary_encode(rows.column(OWNER).combine_chunks())
+        owner = users.indices.to_numpy(zero_copy_only=False)
+        t = rows.column(T).to_numpy()
+        code = rows.column(CODE).to_numpy().astype(np.int64)
         owner, t, code = latest_capped(owner, t, code, cap)
         selves = np.sort(pack(code, code), kind="stable")
         yield from blocks.to_blocks([selves], selves, labels)

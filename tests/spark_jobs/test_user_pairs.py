@@ -47,14 +47,12 @@ def test_pair_keys_counted_equal_brute_force(window, chunk, monkeypatch):
     assert got == want
 
 
-def lists_batch(owner, t, code) -> pa.RecordBatch:
-    """One row per owner: the ``ITEMS`` list the Spark job builds."""
-    rows = [
-        [{up.T: int(t[i]), up.CODE: int(code[i])} for i in np.flatnonzero(owner == o)]
-        for o in np.unique(owner)
-    ]
-    items = pa.struct([(up.T, pa.int64()), (up.CODE, pa.int32())])
-    return pa.RecordBatch.from_arrays([pa.array(rows, pa.list_(items))], names=[up.ITEMS])
+def engagements_batch(owner, t, code) -> pa.RecordBatch:
+    """The (user, time, code) rows the Spark job sends a partition."""
+    return pa.RecordBatch.from_arrays(
+        [pa.array([f"u{o}" for o in owner]), pa.array(t, pa.int64()), pa.array(code, pa.int32())],
+        names=[up.OWNER, up.T, up.CODE],
+    )
 
 
 def test_latest_capped_equals_brute_force():
@@ -80,7 +78,7 @@ def test_blocks_from_two_partitions_sum_to_the_brute_force_supports(monkeypatch)
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 7 * 8)  # several blocks per bucket
     parts = [random_lists(seed=s) for s in (3, 4)]
     pairs = up.partition_pairs(window=20, cap=10**6, labels=[7, 8, 9])
-    out = [b for p in parts for b in pairs(iter([lists_batch(*p)]))]
+    out = [b for p in parts for b in pairs(iter([engagements_batch(*p)]))]
     assert len(out) > 6 and all(b.num_rows == 1 for b in out)
     want = brute_force(*parts[0], 20) + brute_force(*parts[1], 20)
     want += Counter((int(c), int(c)) for _, _, code in parts for c in code)

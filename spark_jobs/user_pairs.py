@@ -125,10 +125,10 @@ def _chunks(owner: np.ndarray, per_row: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def partition_pairs(window: int | None, cap: int, labels: list[int]):
-    """A ``mapInArrow`` function: a partition's engagements in (every row of its users;
-    ``OWNER``, ``T``, ``CODE``), their users' :func:`latest_capped`
-    items' pair keys and self-pair keys out as :mod:`spark_jobs.blocks`, bucketed by key
-    (bucket ``b`` labelled ``labels[b]``)."""
+    """A ``mapInArrow`` function: a partition's engagements in (``OWNER``, ``T``, ``CODE``;
+    every row of its users), the pair keys and self-pair keys of each user's
+    :func:`latest_capped` items out as :mod:`spark_jobs.blocks`, bucketed by key (bucket
+    ``b`` labelled ``labels[b]``)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         batches = [b for b in batches if b.num_rows]

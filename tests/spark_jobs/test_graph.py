@@ -8,6 +8,7 @@ import pytest
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
 from spark_jobs.graph import GraphParams, build_graph, prune_eel, prune_triples
+from spark_jobs.top_k import kth
 
 
 def test_prune_eel_is_symmetric_top_k(spark):
@@ -152,8 +153,6 @@ def test_movielens_graph_node_types(movielens_graph):
 
 def test_kth_is_the_kth_link_in_score_then_other_order():
     """Against a plain per-source sort, with tied scores so the other end decides."""
-    from spark_jobs.top_k import kth
-
     rng = np.random.default_rng(2)
     source = rng.integers(0, 30, 2_000).astype(np.int32)
     other = rng.integers(0, 500, 2_000).astype(np.int32)

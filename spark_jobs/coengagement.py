@@ -75,7 +75,7 @@ def build_coengagement(interactions: DataFrame, params: CoengagementParams) -> D
     parts = int(interactions.sparkSession.conf.get("spark.sql.shuffle.partitions") or 8)
     engagements = (
         engaged.join(F.broadcast(codes), C.ITEM_ID)
-        .select(user_pairs.OWNER, F.col(C.TS).cast("long").alias(user_pairs.T), user_pairs.CODE)
+        .select(user_pairs.OWNER, F.unix_micros(C.TS).alias(user_pairs.MICROS), user_pairs.CODE)
         .repartition(parts, user_pairs.OWNER)
     )
     window = None if params.window_days is None else int(params.window_days * 86_400)

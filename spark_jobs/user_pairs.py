@@ -31,7 +31,8 @@ from spark_jobs import constants as C
 from spark_jobs.sorted_runs import run_starts
 
 OWNER = C.USER_ID  # one engagement per row: the user, its time and the item's code
-T = "_t"
+MICROS = "_us"  # an engagement's time in microseconds: the cap ranks by it
+T = "_t"  # whole seconds (Spark's cast of a timestamp to long): the window compares them
 CODE = "_code"  # an item's rank in id order, from 0
 KEY = "_pair"  # lo << 32 | hi for item codes lo < hi
 TOTALS = StructType([StructField(KEY, LongType()), StructField(C.SUPPORT, LongType())])
@@ -125,7 +126,7 @@ def _chunks(owner: np.ndarray, per_row: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def partition_pairs(window: int | None, cap: int, labels: list[int]):
-    """A ``mapInArrow`` function: a partition's engagements in (``OWNER``, ``T``, ``CODE``;
+    """A ``mapInArrow`` function: a partition's engagements in (``OWNER``, ``MICROS``, ``CODE``;
     every row of its users), the pair keys and self-pair keys of each user's
     :func:`latest_capped` items out as :mod:`spark_jobs.blocks`, bucketed by key (bucket
     ``b`` labelled ``labels[b]``)."""
@@ -137,9 +138,10 @@ def partition_pairs(window: int | None, cap: int, labels: list[int]):
         rows = pa.Table.from_batches(batches)
         users = pc.dictionary_encode(rows.column(OWNER).combine_chunks())
         owner = users.indices.to_numpy(zero_copy_only=False)
-        t = rows.column(T).to_numpy()
+        micros = rows.column(MICROS).to_numpy()
         code = rows.column(CODE).to_numpy().astype(np.int64)
-        owner, t, code = latest_capped(owner, t, code, cap)
+        owner, micros, code = latest_capped(owner, micros, code, cap)
+        t = micros // 1_000_000  # Spark's cast of a timestamp to long floors the same way
         selves = np.sort(pack(code, code), kind="stable")
         yield from blocks.to_blocks([selves], selves, labels)
         for keys in pair_keys(owner, t, code, window):

@@ -130,3 +130,14 @@ def test_pairs_and_counts_equal_the_self_join_sql(spark, tmp_path):
     assert len(theirs) > 500 and set(ours) == {(a, b) for a, b, _, _ in theirs}
     for a, b, support, score in theirs:
         assert ours[(a, b)][0] == support and ours[(a, b)][1] == pytest.approx(score)
+
+
+def test_the_cap_ranks_by_the_full_timestamp(spark):
+    """Engagements within one second: the cap keeps the latest by microseconds, as
+    ``user_items`` ranks them, not the lowest item ids of a second-level tie."""
+    rows = [(u, i, "view", 1.0, T0 + timedelta(milliseconds=ms))
+            for u in ("u1", "u2") for i, ms in (("a", 100), ("b", 500), ("c", 900))]  # fmt: skip
+    interactions = spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, C.EVENT, C.WEIGHT, C.TS])
+    params = CoengagementParams(window_days=None, max_items_per_user=2, min_support=1)
+    got = {(r[C.SRC], r[C.DST]) for r in build_coengagement(interactions, params).collect()}
+    assert got == {("b", "c")}

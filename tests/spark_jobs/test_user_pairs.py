@@ -48,10 +48,11 @@ def test_pair_keys_counted_equal_brute_force(window, chunk, monkeypatch):
 
 
 def engagements_batch(owner, t, code) -> pa.RecordBatch:
-    """The (user, time, code) rows the Spark job sends a partition."""
+    """The (user, time, code) rows the Spark job sends a partition (``t`` in seconds)."""
+    micros = pa.array(np.asarray(t, np.int64) * 1_000_000)
     return pa.RecordBatch.from_arrays(
-        [pa.array([f"u{o}" for o in owner]), pa.array(t, pa.int64()), pa.array(code, pa.int32())],
-        names=[up.OWNER, up.T, up.CODE],
+        [pa.array([f"u{o}" for o in owner]), micros, pa.array(code, pa.int32())],
+        names=[up.OWNER, up.MICROS, up.CODE],
     )
 
 

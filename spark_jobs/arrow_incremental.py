@@ -25,7 +25,7 @@ from spark_jobs.arrow_inputs import read_file
 from spark_jobs.coengagement import CoengagementParams
 from spark_jobs.csv_lines import BAD_BYTES, LINE
 from spark_jobs.incremental import EDGE_KEYS, is_items_file, unreadable_row
-from spark_jobs.sorted_runs import run_starts
+from spark_jobs.sorted_runs import run_ranks
 from spark_jobs.user_pairs import counted, pack, pair_keys, sorted_pairs, unpack
 
 _PAIR_IDS = pa.schema([(C.SRC, pa.string()), (C.DST, pa.string())])
@@ -126,10 +126,8 @@ def user_items(interactions: pa.Table, params: CoengagementParams) -> pa.Table:
         [(C.USER_ID, "ascending"), (f"{C.TS}_max", "descending"), (C.ITEM_ID, "ascending")]
     )
     users = ranked.column(C.USER_ID).to_numpy(zero_copy_only=False)
-    starts = run_starts(users) if len(users) else np.zeros(0, np.int64)
-    rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
     micros = ranked.column(f"{C.TS}_max").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    kept = rank < params.max_items_per_user
+    kept = run_ranks(users) < params.max_items_per_user
     return pa.table(
         {
             C.USER_ID: ranked.column(C.USER_ID).filter(pa.array(kept)),

@@ -12,3 +12,9 @@ def run_starts(values: np.ndarray) -> np.ndarray:
     if len(values) == 0:
         return np.zeros(0, dtype=np.intp)
     return np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+
+
+def run_ranks(values: np.ndarray) -> np.ndarray:
+    """Each value's position within its run of equal values (0 for a run's first)."""
+    starts = run_starts(values)
+    return np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))

@@ -28,7 +28,7 @@ from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_jobs import blocks
 from spark_jobs import constants as C
-from spark_jobs.sorted_runs import run_starts
+from spark_jobs.sorted_runs import run_ranks, run_starts
 
 OWNER = C.USER_ID  # one engagement per row: the user, its time and the item's code
 MICROS = "_us"  # an engagement's time in microseconds: the cap ranks by it
@@ -76,9 +76,7 @@ def latest_capped(
     owner, t, code = owner[latest], t[latest], code[latest]
     order = np.lexsort((code, -t, owner))
     owner, t, code = owner[order], t[order], code[order]
-    starts = run_starts(owner)
-    rank = np.arange(len(owner)) - np.repeat(starts, np.diff(np.r_[starts, len(owner)]))
-    keep = rank < cap
+    keep = run_ranks(owner) < cap
     return owner[keep], t[keep], code[keep]
 
 

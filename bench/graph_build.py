@@ -97,7 +97,7 @@ def run_spark(
         for name, frame in graph.items():
             with step(spark, name):
                 frame.write.parquet(str(out / name))
-        spark.catalog.clearCache()  # the pairs prune_eel cached, before the next size
+        spark.catalog.clearCache()  # anything a step cached, before the next size
     rows = {name: pq.ParquetDataset(out / name).read().num_rows for name in ROWS}
     return m.seconds, m.peak_rss_mb, rows
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
 BUCKET = "_bucket"
@@ -22,6 +22,11 @@ BLOCK = "_block"
 SCHEMA = StructType([StructField(BUCKET, IntegerType()), StructField(BLOCK, BinaryType())])
 ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 BLOCK_BYTES = 32 << 20  # per block: far below Arrow's 2 GiB per batch and Spark's per row
+
+
+def labels(spark: SparkSession) -> list[int]:
+    """The bucket labels of the session's shuffle partitions (:func:`partition_labels`)."""
+    return partition_labels(int(spark.conf.get("spark.sql.shuffle.partitions") or 8))
 
 
 def exchange(
@@ -33,13 +38,15 @@ def exchange(
     """``df`` through ``send(labels)`` (a ``mapInArrow`` function that yields blocks), a
     shuffle of the blocks by bucket over the session's shuffle partitions, one bucket per
     partition, and ``receive`` (a ``mapInArrow`` function) to rows of ``schema``."""
-    spark = df.sparkSession
-    n = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
-    return (
-        df.mapInArrow(send(partition_labels(n)), SCHEMA)
-        .repartition(n, BUCKET)
-        .mapInArrow(receive, schema)
-    )
+    return received(df.mapInArrow(send(labels(df.sparkSession)), SCHEMA), receive, schema)
+
+
+def received(sent: DataFrame, receive: ArrowMap, schema: StructType) -> DataFrame:
+    """Blocks (rows of :data:`SCHEMA`) shuffled one bucket per partition and turned by
+    ``receive`` into rows of ``schema``: blocks again (``SCHEMA``), for a further
+    exchange, or the stage's output."""
+    n = len(labels(sent.sparkSession))
+    return sent.repartition(n, BUCKET).mapInArrow(receive, schema)
 
 
 def spark_hash_int(v: int) -> int:

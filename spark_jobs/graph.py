@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import blocks, top_k
 from spark_jobs import constants as C
+from spark_jobs import top_k
 
 
 @dataclass(frozen=True)
@@ -38,22 +38,35 @@ def prune_triples(concepts: DataFrame, params: GraphParams) -> DataFrame:
     Concepts used by fewer than ``min_concept_entities`` entities carry no similarity
     signal and are dropped. Concepts used by more than ``max_concept_fanout`` entities
     keep a seeded random sample of that many entities (recorded in ``sampled``), so a
-    hub such as a top genre cannot dominate attention or memory unnoticed.
+    hub such as a top genre cannot dominate attention or memory unnoticed. A triple given
+    twice counts once.
     """
     per_concept = Window.partitionBy(C.RELATION, C.CONCEPT)
-    draw = F.xxhash64(F.lit(params.seed), C.RELATION, C.CONCEPT, C.ITEM_ID)
+    draw = per_concept.orderBy(
+        F.xxhash64(F.lit(params.seed), C.RELATION, C.CONCEPT, C.ITEM_ID), C.ITEM_ID
+    )
+    # one shuffle and one sort: in draw order a repeated triple follows its first copy, so
+    # the dense rank is the draw among distinct triples and its maximum their count
     ranked = (
         concepts.select(C.ITEM_ID, C.RELATION, C.CONCEPT)
-        .distinct()
-        .withColumn("_n", F.count("*").over(per_concept))
-        .where(F.col("_n") >= params.min_concept_entities)
-        .withColumn("_draw", F.row_number().over(per_concept.orderBy(draw, C.ITEM_ID)))
+        .repartition(C.RELATION, C.CONCEPT)
+        .select(
+            "*",
+            F.dense_rank().over(draw).alias("_draw"),
+            F.lag(C.ITEM_ID).over(draw).alias("_previous"),
+        )
+        .withColumn("_n", F.max("_draw").over(per_concept))
     )
-    return ranked.where(F.col("_draw") <= params.max_concept_fanout).select(
+    first = F.col("_previous").isNull() | (F.col("_previous") != F.col(C.ITEM_ID))
+    return ranked.where(
+        first
+        & (F.col("_n") >= params.min_concept_entities)
+        & (F.col("_draw") <= params.max_concept_fanout)
+    ).select(
         C.ITEM_ID,
         C.RELATION,
         C.CONCEPT,
-        F.col("_n").alias("concept_entities"),
+        F.col("_n").cast("long").alias("concept_entities"),
         (F.col("_n") > params.max_concept_fanout).alias("sampled"),
     )
 
@@ -85,51 +98,11 @@ def prune_eel(edges: DataFrame, params: GraphParams) -> DataFrame:
 
     Top-k is taken per entity over both directions (score descending, then the other
     end's id); an edge stays when either end keeps it, so the result is symmetric and no
-    entity loses all its strongest links. Each entity's k-th link is found in numpy
-    (:mod:`spark_jobs.top_k`); a pair is then kept by comparing it with its two ends'
-    bounds, with no window and no further shuffle of the pairs.
+    entity loses all its strongest links. The ranking runs in numpy
+    (:func:`spark_jobs.top_k.symmetric_top_k`): no window, and the pairs are read once.
     """
-    # cached: the bounds and the filter both scan it, and a scan of the stored pairs is a
-    # Parquet read and two joins (the caller's write ends its use)
-    kept = (
-        edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE).persist()
-    )
-    # cached too: each end's join broadcasts it, and Spark does not reuse one broadcast
-    # of a Python map's output for the other (measured: the links' shuffle ran twice)
-    bounds = blocks.exchange(
-        kept, top_k.directed_blocks, top_k.kth_links(params.top_k), top_k.BOUNDS
-    ).persist()
-
-    def ranked_by(end: str, other: str) -> tuple[DataFrame, Column]:
-        # one row per entity with more than k links (24 B): broadcast, so that the
-        # pairs are filtered where they lie instead of shuffled to the bounds
-        b = F.broadcast(bounds).select(
-            F.col(top_k.NODE).alias(f"_{end}"),
-            F.col(top_k.BOUND_SCORE).alias(f"_{end}_score"),
-            F.col(top_k.BOUND_OTHER).alias(f"_{end}_other"),
-        )
-        score, bound = F.col(C.SCORE), F.col(f"_{end}_score")
-        within = (
-            bound.isNull()  # k links or fewer: all kept
-            | (score > bound)
-            | ((score == bound) & (F.col(other) <= F.col(f"_{end}_other")))
-        )
-        return b, within
-
-    by_src, in_src = ranked_by(C.SRC, C.DST)
-    by_dst, in_dst = ranked_by(C.DST, C.SRC)
-    # both directions from one scan (a union of the pairs and their mirror would scan twice)
-    ways = F.array(
-        F.struct(F.col(C.SRC).alias(C.SRC), F.col(C.DST).alias(C.DST)),
-        F.struct(F.col(C.DST).alias(C.SRC), F.col(C.SRC).alias(C.DST)),
-    )
-    return (
-        kept.join(by_src, F.col(C.SRC) == F.col(f"_{C.SRC}"), "left")
-        .join(by_dst, F.col(C.DST) == F.col(f"_{C.DST}"), "left")
-        .where(in_src | in_dst)
-        .select(F.explode(ways).alias("_way"), F.col(C.SCORE).alias("weight"))
-        .select(f"_way.{C.SRC}", f"_way.{C.DST}", "weight")
-    )
+    kept = edges.where(F.col(C.SUPPORT) >= params.min_support).select(C.SRC, C.DST, C.SCORE)
+    return top_k.symmetric_top_k(kept, params.top_k)
 
 
 def entity_ids(nodes: DataFrame) -> DataFrame:

@@ -8,7 +8,7 @@ import pytest
 from spark_jobs import constants as C
 from spark_jobs import graph_checks
 from spark_jobs.graph import GraphParams, build_graph, prune_eel, prune_triples
-from spark_jobs.top_k import kth
+from spark_jobs.top_k import top_ranked
 
 
 def test_prune_eel_is_symmetric_top_k(spark):
@@ -59,6 +59,7 @@ def test_concept_pruning_and_fanout_sampling(spark):
         ("i1", "tag", "pair"),
         ("i2", "tag", "pair"),
     ]
+    rows += [("i1", "tag", "pair"), ("i3", "genre", "big")]  # given twice, counted once
     concepts = spark.createDataFrame(rows, [C.ITEM_ID, C.RELATION, C.CONCEPT])
     out = prune_triples(
         concepts, GraphParams(min_concept_entities=2, max_concept_fanout=4, seed=1)
@@ -70,7 +71,9 @@ def test_concept_pruning_and_fanout_sampling(spark):
     assert len(by_concept["big"]) == 4 and all(
         r["sampled"] and r["concept_entities"] == 10 for r in by_concept["big"]
     )
-    assert len(by_concept["pair"]) == 2 and not any(r["sampled"] for r in by_concept["pair"])
+    pair = by_concept["pair"]
+    assert sorted(r[C.ITEM_ID] for r in pair) == ["i1", "i2"]
+    assert not any(r["sampled"] for r in pair) and {r["concept_entities"] for r in pair} == {2}
     again = prune_triples(
         concepts, GraphParams(min_concept_entities=2, max_concept_fanout=4, seed=1)
     )
@@ -151,17 +154,17 @@ def test_movielens_graph_node_types(movielens_graph):
     assert graph_checks.eel_asymmetric(g["edges"]) == 0
 
 
-def test_kth_is_the_kth_link_in_score_then_other_order():
+def test_top_ranked_is_each_sources_first_k_in_score_then_other_order():
     """Against a plain per-source sort, with tied scores so the other end decides."""
     rng = np.random.default_rng(2)
     source = rng.integers(0, 30, 2_000).astype(np.int32)
     other = rng.integers(0, 500, 2_000).astype(np.int32)
     score = rng.integers(1, 6, 2_000) / 5  # five distinct scores: many ties
-    got = {int(source[i]): (float(score[i]), int(other[i])) for i in kth(source, other, score, 7)}
-    want = {}
+    at = top_ranked(source, other, score, 7)
+    got = sorted(zip(source[at].tolist(), (-score[at]).tolist(), other[at].tolist(), strict=True))
+    want = []
     for s in np.unique(source):
         mine = source == s
         links = sorted(zip((-score[mine]).tolist(), other[mine].tolist(), strict=True))
-        if len(links) > 7:
-            want[int(s)] = (-links[6][0], links[6][1])
-    assert want and got == want
+        want += [(int(s), *link) for link in links[:7]]
+    assert len(want) < len(source) and got == sorted(want)

@@ -135,17 +135,16 @@ ROWS = ("triples", "nodes", "edges")
 GRAPH_NOTE = """Where the time goes: the `edges` step carries the work at every size;
 triples and nodes are small. Spark no longer ranks links in a window (before: a sort of
 twice the pairs per task, then a shuffle of one row per link by source). The pairs are put
-on entity node ids (a broadcast join; node ids follow item id order), and each entity's
-k-th strongest link is found in numpy: every pair travels to both ends' buckets as packed
-blocks, and one sort per bucket gives each entity with more than k links its bound. The
-pairs are then filtered against their two ends' bounds (broadcast) where they lie,
-mirrored and written. At 10^5 and 10^6 each stage is seconds of work, so Spark's
-per-stage scheduling, the JVM's warm-up and the Python workers weigh most; by 10^7 both
-engines grow about linearly in the pairs. The mapped pairs are cached (the bounds and the
-filter both read them), and so are the bounds (each end's broadcast reads them; uncached,
-Spark computed them twice). What would move it further on one machine: building that
-cache costs about as much as reading and mapping the pairs; on a cluster, nothing: this
-is the part that scales out."""
+on entity node ids (a broadcast join; node ids follow item id order) and read once: each
+travels as two directed links, packed in blocks, to its ends' buckets, where one sort per
+bucket keeps every entity's first k links; the kept pairs travel again to the bucket of
+their lower id, where a pair kept by both ends is kept once and mirrored. Concept pruning
+is one shuffle and one sort (a dense rank in draw order, repeated triples dropped by a
+lag). At 10^5 and 10^6 each stage is seconds of work, so Spark's per-stage scheduling, the
+JVM's warm-up and the Python workers weigh most; by 10^7 both engines grow about linearly
+in the pairs. What is left at 10^7, measured: turning 18M pairs into Arrow for the Python
+workers (about 6 s), the string-keyed id join (about 4 s), the per-bucket sorts, and
+Parquet's per-row cost of the edge table's three string columns (about 5 s of the write)."""
 HEADER = [
     "interactions",
     "co-engagement pairs in",

@@ -29,12 +29,11 @@ from spark_jobs import blocks
 from spark_jobs import constants as C
 from spark_jobs.sorted_runs import run_ranks, run_starts
 
-WEIGHT = "weight"
 LINKS = StructType(
     [
         StructField(C.SRC, LongType()),
         StructField(C.DST, LongType()),
-        StructField(WEIGHT, DoubleType()),
+        StructField(C.WEIGHT, DoubleType()),
     ]
 )
 COLUMNS = [np.dtype(np.int32), np.dtype(np.int32), np.dtype(np.float64)]
@@ -108,5 +107,5 @@ def mirrored_pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
                 np.concatenate([hi[part], lo[part]]),
                 np.concatenate([score[part], score[part]]),
             ],
-            names=[C.SRC, C.DST, WEIGHT],
+            names=[C.SRC, C.DST, C.WEIGHT],
         )
